@@ -1,0 +1,2 @@
+//! RPMsg over IVSHMEM protocol engine (work in progress).
+#![no_std]
