@@ -1,0 +1,196 @@
+//! Split virtqueues in both roles, on top of the validating [`crate::shm::RingView`].
+//!
+//! * [`DriverQueue`]: the driver (host) side. It owns every descriptor and never reads a
+//!   descriptor back from shared memory: what it handed out is tracked locally
+//!   (`in_flight`), so a peer that scribbles over the descriptor table cannot make us use
+//!   a buffer we did not choose.
+//! * [`DeviceQueue`]: the device (remote) side. It takes buffers from the available ring and
+//!   returns them on the used ring; every descriptor it reads is validated by `shm`.
+//!
+//! Indices are free-running `u16`s compared with wrapping arithmetic, as virtio specifies.
+
+use crate::error::{Error, Result};
+use crate::shm::{BufferRef, DescSet, PoolWindow, RingView, UsedElem};
+use crate::wire::{VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY};
+
+/// The driver side of a split virtqueue.
+#[derive(Debug)]
+pub struct DriverQueue<'a> {
+    ring: RingView<'a>,
+    in_flight: DescSet,
+    avail_idx: u16,
+    last_used: u16,
+}
+
+impl<'a> DriverQueue<'a> {
+    /// A driver queue over `ring`. Call [`DriverQueue::reset`] before use on a fresh region.
+    pub fn new(ring: RingView<'a>) -> Self {
+        Self {
+            ring,
+            in_flight: DescSet::new(),
+            avail_idx: 0,
+            last_used: 0,
+        }
+    }
+
+    /// Zeroes the ring and forgets every buffer in flight.
+    pub fn reset(&mut self) -> Result<()> {
+        self.ring.reset()?;
+        self.in_flight = DescSet::new();
+        self.avail_idx = 0;
+        self.last_used = 0;
+        Ok(())
+    }
+
+    /// Queue size.
+    pub const fn size(&self) -> u16 {
+        self.ring.size()
+    }
+
+    /// Number of buffers the device holds.
+    pub const fn in_flight(&self) -> u32 {
+        self.in_flight.len()
+    }
+
+    /// Whether descriptor `id` is with the device.
+    pub const fn is_in_flight(&self, id: u16) -> bool {
+        self.in_flight.contains(id)
+    }
+
+    /// Offers buffer `id` (at descriptor address `addr`, `len` bytes) to the device.
+    /// Errors if `id` is out of range or already in flight.
+    pub fn add(&mut self, id: u16, addr: u64, len: u32, device_writable: bool) -> Result<()> {
+        if id >= self.size() {
+            return Err(Error::DescriptorIndexOutOfRange);
+        }
+        if self.in_flight.contains(id) {
+            return Err(Error::DuplicateDescriptor);
+        }
+        let flags = if device_writable {
+            VRING_DESC_F_WRITE
+        } else {
+            0
+        };
+        self.ring.write_desc(id, addr, len, flags)?;
+        self.ring.write_avail_entry(self.avail_idx, id)?;
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.ring.publish_avail_idx(self.avail_idx)?;
+        self.in_flight.insert(id);
+        Ok(())
+    }
+
+    /// Takes the next buffer the device returned, if any. `buf_len` bounds the reported
+    /// length. A malformed used element is skipped (and reported as the error); a used
+    /// index that moved impossibly far is an error that leaves the queue unchanged.
+    pub fn pop_used(&mut self, buf_len: u32) -> Result<Option<UsedElem>> {
+        let pending = self
+            .ring
+            .used_pending(self.last_used, self.in_flight.len())?;
+        if pending == 0 {
+            return Ok(None);
+        }
+        let elem = self
+            .ring
+            .read_used_elem(self.last_used, &self.in_flight, buf_len);
+        self.last_used = self.last_used.wrapping_add(1);
+        let elem = elem?;
+        self.in_flight.remove(elem.id);
+        Ok(Some(elem))
+    }
+
+    /// Whether the device wants to be notified now (call after [`DriverQueue::add`]).
+    pub fn should_notify(&self) -> Result<bool> {
+        self.ring.device_wants_notification()
+    }
+
+    /// Asks the device not to interrupt us for used buffers (or to do so again).
+    pub fn suppress_interrupts(&self, suppress: bool) -> Result<()> {
+        self.ring.set_avail_flags(if suppress {
+            VRING_AVAIL_F_NO_INTERRUPT
+        } else {
+            0
+        })
+    }
+}
+
+/// The device side of a split virtqueue.
+#[derive(Debug)]
+pub struct DeviceQueue<'a> {
+    ring: RingView<'a>,
+    pool: PoolWindow,
+    held: DescSet,
+    last_avail: u16,
+    used_idx: u16,
+}
+
+impl<'a> DeviceQueue<'a> {
+    /// A device queue over `ring`, accepting only buffers inside `pool`.
+    pub fn new(ring: RingView<'a>, pool: PoolWindow) -> Self {
+        Self {
+            ring,
+            pool,
+            held: DescSet::new(),
+            last_avail: 0,
+            used_idx: 0,
+        }
+    }
+
+    /// Starts over at indices 0 with nothing held (the driver reset the ring), accepting
+    /// buffers in `pool`.
+    pub fn restart(&mut self, pool: PoolWindow) {
+        self.pool = pool;
+        self.held = DescSet::new();
+        self.last_avail = 0;
+        self.used_idx = 0;
+    }
+
+    /// Queue size.
+    pub const fn size(&self) -> u16 {
+        self.ring.size()
+    }
+
+    /// Number of buffers taken from the driver and not yet returned.
+    pub const fn held(&self) -> u32 {
+        self.held.len()
+    }
+
+    /// Takes the next available buffer, if any. A malformed entry is skipped (and reported
+    /// as the error); an available index that moved impossibly far is an error that leaves
+    /// the queue unchanged.
+    pub fn pop_avail(&mut self) -> Result<Option<(u16, BufferRef)>> {
+        let pending = self.ring.avail_pending(self.last_avail)?;
+        if pending == 0 {
+            return Ok(None);
+        }
+        let entry = self
+            .ring
+            .read_avail_buffer(self.last_avail, &self.held, &self.pool);
+        self.last_avail = self.last_avail.wrapping_add(1);
+        let (id, buf) = entry?;
+        self.held.insert(id);
+        Ok(Some((id, buf)))
+    }
+
+    /// Returns buffer `id` to the driver with `len` bytes written.
+    pub fn push_used(&mut self, id: u16, len: u32) -> Result<()> {
+        if !self.held.contains(id) {
+            return Err(Error::StaleBuffer);
+        }
+        self.ring.write_used_elem(self.used_idx, id, len)?;
+        self.used_idx = self.used_idx.wrapping_add(1);
+        self.ring.publish_used_idx(self.used_idx)?;
+        self.held.remove(id);
+        Ok(())
+    }
+
+    /// Whether the driver wants an interrupt now (call after [`DeviceQueue::push_used`]).
+    pub fn should_notify(&self) -> Result<bool> {
+        self.ring.driver_wants_interrupt()
+    }
+
+    /// Asks the driver not to notify us of new buffers (or to do so again).
+    pub fn suppress_notifications(&self, suppress: bool) -> Result<()> {
+        self.ring
+            .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 })
+    }
+}

@@ -1,0 +1,253 @@
+/*
+ * SPDX-License-Identifier: Apache-2.0
+ *
+ * C side of rust-lib/zephyr-glue: the few things Rust cannot reach directly.
+ *
+ * - ivshmem_* are `static inline` syscall wrappers (no linkable symbol), so this
+ *   file exports real functions for them (rpmsg_glue_ivshmem_*).
+ * - The doorbell: one k_poll signal per MSI-X vector, registered with
+ *   ivshmem_register_handler(), and a wait function over all of them.
+ * - Console text without log prefixes (shell when active, printk otherwise).
+ * - The `rpmsg_ivshmem send <string> <number of messages>` shell command, with
+ *   mandatory arguments so Zephyr's shell itself prints the usage on a wrong
+ *   count. Its handler is Rust (rpmsg_glue_shell_send in the glue crate).
+ * - A receive thread defined here (K_THREAD_DEFINE, not started) whose entry is
+ *   Rust; Rust starts it with rpmsg_glue_rx_thread_start().
+ *
+ * Keep every signature here in sync with rust-lib/zephyr-glue/src/ffi.rs.
+ */
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <zephyr/device.h>
+#include <zephyr/devicetree.h>
+#include <zephyr/drivers/virtualization/ivshmem.h>
+#include <zephyr/kernel.h>
+#include <zephyr/logging/log.h>
+#include <zephyr/sys/printk.h>
+
+#ifdef CONFIG_SHELL
+#include <zephyr/shell/shell.h>
+#endif
+#ifdef CONFIG_SHELL_BACKEND_SERIAL
+#include <zephyr/shell/shell_uart.h>
+#endif
+
+#define IVSHMEM_NODE DT_COMPAT_GET_ANY_STATUS_OKAY(qemu_ivshmem)
+
+#if !DT_NODE_EXISTS(IVSHMEM_NODE)
+#error "rpmsg_glue: no enabled \"qemu,ivshmem\" devicetree node (see boards/<board>.overlay)"
+#endif
+
+#define RPMSG_GLUE_VECTORS CONFIG_IVSHMEM_MSI_X_VECTORS
+
+LOG_MODULE_REGISTER(rpmsg, CONFIG_LOG_DEFAULT_LEVEL);
+
+static const struct device *const ivshmem_dev = DEVICE_DT_GET(IVSHMEM_NODE);
+
+static struct k_poll_signal doorbell_signal[RPMSG_GLUE_VECTORS];
+static bool doorbell_registered[RPMSG_GLUE_VECTORS];
+
+/* ---- ivshmem ---------------------------------------------------------------- */
+
+bool rpmsg_glue_ivshmem_is_ready(void)
+{
+	return device_is_ready(ivshmem_dev);
+}
+
+size_t rpmsg_glue_ivshmem_get_mem(uintptr_t *addr)
+{
+	return ivshmem_get_mem(ivshmem_dev, addr);
+}
+
+uint32_t rpmsg_glue_ivshmem_get_id(void)
+{
+	return ivshmem_get_id(ivshmem_dev);
+}
+
+uint16_t rpmsg_glue_ivshmem_get_vectors(void)
+{
+	return ivshmem_get_vectors(ivshmem_dev);
+}
+
+int rpmsg_glue_ivshmem_int_peer(uint32_t peer_id, uint16_t vector)
+{
+	return ivshmem_int_peer(ivshmem_dev, peer_id, vector);
+}
+
+/* Route doorbells on `vector` to this file's k_poll signal for that vector. */
+int rpmsg_glue_ivshmem_register_handler(uint16_t vector)
+{
+	int ret;
+
+	if (vector >= RPMSG_GLUE_VECTORS) {
+		return -EINVAL;
+	}
+	if (doorbell_registered[vector]) {
+		return 0;
+	}
+	k_poll_signal_init(&doorbell_signal[vector]);
+	ret = ivshmem_register_handler(ivshmem_dev, &doorbell_signal[vector], vector);
+	if (ret == 0) {
+		doorbell_registered[vector] = true;
+	}
+	return ret;
+}
+
+/*
+ * Wait for a doorbell on any registered vector.
+ * timeout_ms < 0: forever; 0: just check.
+ * Returns a bit mask of the vectors that rang (>0), -EAGAIN on timeout,
+ * -ENODEV if no vector is registered, or another negative errno.
+ */
+int rpmsg_glue_doorbell_wait(int32_t timeout_ms)
+{
+	struct k_poll_event events[RPMSG_GLUE_VECTORS];
+	uint8_t map[RPMSG_GLUE_VECTORS];
+	int n = 0;
+	int mask = 0;
+	int ret;
+
+	for (int v = 0; v < RPMSG_GLUE_VECTORS; v++) {
+		if (doorbell_registered[v]) {
+			k_poll_event_init(&events[n], K_POLL_TYPE_SIGNAL,
+					  K_POLL_MODE_NOTIFY_ONLY, &doorbell_signal[v]);
+			map[n] = (uint8_t)v;
+			n++;
+		}
+	}
+	if (n == 0) {
+		return -ENODEV;
+	}
+
+	ret = k_poll(events, n, timeout_ms < 0 ? K_FOREVER : K_MSEC(timeout_ms));
+	if (ret == -EAGAIN) {
+		return -EAGAIN;
+	}
+	if (ret != 0 && ret != -EINTR) {
+		return ret;
+	}
+	for (int i = 0; i < n; i++) {
+		unsigned int signaled;
+		int result;
+
+		k_poll_signal_check(&doorbell_signal[map[i]], &signaled, &result);
+		if (signaled) {
+			k_poll_signal_reset(&doorbell_signal[map[i]]);
+			mask |= 1 << map[i];
+		}
+	}
+	return mask != 0 ? mask : -EAGAIN;
+}
+
+/* ---- time --------------------------------------------------------------------- */
+
+int64_t rpmsg_glue_uptime_ms(void)
+{
+	return k_uptime_get();
+}
+
+void rpmsg_glue_sleep_ms(int32_t ms)
+{
+	k_msleep(ms);
+}
+
+/* ---- console (no log prefixes, no colours) ----------------------------------- */
+
+/* `sh` is the shell a command handler was given. Without CONFIG_SHELL this
+ * is never called, but it exists so the Rust side links in every image.
+ */
+void rpmsg_glue_shell_write(const void *sh, const char *buf, size_t len)
+{
+#ifdef CONFIG_SHELL
+	shell_fprintf((const struct shell *)sh, SHELL_NORMAL, "%.*s", (int)len, buf);
+#else
+	ARG_UNUSED(sh);
+	printk("%.*s", (int)len, buf);
+#endif
+}
+
+void rpmsg_glue_console_write(const char *buf, size_t len)
+{
+#ifdef CONFIG_SHELL_BACKEND_SERIAL
+	const struct shell *sh = shell_backend_uart_get_ptr();
+
+	/* shell_fprintf from another thread redraws the prompt after the text;
+	 * before the shell is up it would drop the text, so use printk then.
+	 */
+	if (sh != NULL && sh->ctx->state == SHELL_STATE_ACTIVE) {
+		shell_fprintf(sh, SHELL_NORMAL, "%.*s", (int)len, buf);
+		return;
+	}
+#endif
+	printk("%.*s", (int)len, buf);
+}
+
+/* ---- diagnostics through Zephyr logging (Rust `log` crate backend) ------------ */
+
+/* level: 1 error, 2 warning, 3 info, 4 debug (Zephyr's LOG_LEVEL_* values).
+ * `msg` is NUL-terminated; deferred logging copies it.
+ */
+void rpmsg_glue_log(uint32_t level, const char *msg)
+{
+	switch (level) {
+	case LOG_LEVEL_ERR:
+		LOG_ERR("%s", msg);
+		break;
+	case LOG_LEVEL_WRN:
+		LOG_WRN("%s", msg);
+		break;
+	case LOG_LEVEL_INF:
+		LOG_INF("%s", msg);
+		break;
+	default:
+		LOG_DBG("%s", msg);
+		break;
+	}
+}
+
+/* ---- shell command -------------------------------------------------------------- */
+
+#ifdef CONFIG_RPMSG_IVSHMEM_SHELL
+/* Rust: zephyr_glue::shell (calls the handler the application registered). */
+extern int rpmsg_glue_shell_send(const struct shell *sh, size_t argc, char **argv);
+
+/* mandatory = 3 ("send", <string>, <count>), optional = 0: on any other count
+ * the shell prints "send: wrong parameter count" and then this help as
+ * "send - Usage: rpmsg_ivshmem send <string> <number of messages>".
+ */
+SHELL_STATIC_SUBCMD_SET_CREATE(rpmsg_ivshmem_cmds,
+	SHELL_CMD_ARG(send, NULL,
+		      "Usage: rpmsg_ivshmem send <string> <number of messages>",
+		      rpmsg_glue_shell_send, 3, 0),
+	SHELL_SUBCMD_SET_END);
+
+SHELL_CMD_REGISTER(rpmsg_ivshmem, &rpmsg_ivshmem_cmds, "RPMsg over IVSHMEM", NULL);
+#endif
+
+/* ---- receive thread (entry in Rust) -------------------------------------------- */
+
+/* Rust: zephyr_glue::thread (runs the function the application gave). */
+extern void rpmsg_glue_rx_thread_main(void);
+
+static void rpmsg_glue_rx_entry(void *p1, void *p2, void *p3)
+{
+	ARG_UNUSED(p1);
+	ARG_UNUSED(p2);
+	ARG_UNUSED(p3);
+	rpmsg_glue_rx_thread_main();
+}
+
+/* Created at boot but not started (delay SYS_FOREVER_MS). */
+K_THREAD_DEFINE(rpmsg_glue_rx_tid, CONFIG_RPMSG_IVSHMEM_RX_THREAD_STACK_SIZE,
+		rpmsg_glue_rx_entry, NULL, NULL, NULL,
+		CONFIG_RPMSG_IVSHMEM_RX_THREAD_PRIORITY, 0, SYS_FOREVER_MS);
+
+void rpmsg_glue_rx_thread_start(void)
+{
+	k_thread_name_set(rpmsg_glue_rx_tid, "rpmsg_rx");
+	k_thread_start(rpmsg_glue_rx_tid);
+}

@@ -1,0 +1,86 @@
+//! Zephyr glue for the RPMsg-over-IVSHMEM firmware.
+//!
+//! Everything Zephyr-specific that `host/` and `remote/` need, over the C shim in
+//! `c/rpmsg_glue.c` (compiled into each image by the shared `CMakeLists.txt`):
+//!
+//! - [`ivshmem`]: the shared region, own id, vectors, doorbell (ring a peer,
+//!   wait for a ring).
+//! - [`time`]: uptime and sleep, for the engine's clock and timeouts.
+//! - [`console`]: text without log prefixes ([`console_print!`], [`console_println!`]).
+//! - [`shell`]: the `rpmsg_ivshmem send <string> <number of messages>` command.
+//! - [`thread`]: the receive thread (defined in C, entry in Rust).
+//! - [`logger`]: a `log` crate backend into Zephyr logging (no allocator needed).
+//! - [`placeholder`]: a doorbell ping/pong through shared memory that proves the
+//!   pipeline until the protocol engine is wired in.
+//!
+//! The critical-section implementation comes from the `zephyr` crate (linked
+//! through this crate), which `rpmsg-engine`'s `critical-section` uses.
+#![no_std]
+#![deny(missing_docs)]
+
+// Linked for its panic handler, critical-section implementation and Kconfig.
+pub use zephyr;
+
+mod ffi;
+
+pub mod console;
+pub mod ivshmem;
+pub mod logger;
+pub mod placeholder;
+pub mod shell;
+pub mod thread;
+pub mod time;
+
+/// A negative Zephyr errno value returned by a C call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+impl core::fmt::Display for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "errno {}", self.0)
+    }
+}
+
+/// Turn a C return value (0 or negative errno) into a `Result`.
+fn check(ret: core::ffi::c_int) -> Result<(), Errno> {
+    if ret < 0 {
+        Err(Errno(ret))
+    } else {
+        Ok(())
+    }
+}
+
+/// A fixed-capacity `fmt::Write` buffer (truncates, never allocates), used for
+/// log lines and formatted console output.
+pub(crate) struct FixedBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> FixedBuf<N> {
+    pub(crate) const fn new() -> Self {
+        Self { buf: [0; N], len: 0 }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// NUL-terminate (truncating the last byte if full) and return a C string pointer.
+    pub(crate) fn as_c_str(&mut self) -> *const core::ffi::c_char {
+        let end = if self.len < N { self.len } else { N - 1 };
+        self.buf[end] = 0;
+        self.buf.as_ptr().cast()
+    }
+}
+
+impl<const N: usize> core::fmt::Write for FixedBuf<N> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        // Keep one byte for a terminating NUL.
+        let room = N.saturating_sub(1).saturating_sub(self.len);
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
