@@ -1,0 +1,511 @@
+//! `ivshmem-client`: a troubleshooting peer for an ivshmem server. See
+//! `--help` and tools/ivshmem/README.md.
+
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use ivshmem::cli::{client_usage, parse_client_args, ClientCommand, ClientOptions, COMMAND_HELP};
+use ivshmem::size::{parse_size, parse_u64};
+use ivshmem::{read_eventfd, PeerConnection, PeerEvent, ShmMapping};
+
+const PROG: &str = "ivshmem-client";
+const DEFAULT_WAIT: Duration = Duration::from_millis(5000);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+    {
+        Ok(a) => a,
+        Err(a) => {
+            eprintln!("{PROG}: argument {a:?} is not valid UTF-8");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = match parse_client_args(&args) {
+        Ok(ClientCommand::Help) => {
+            print!("{}", client_usage(PROG));
+            return ExitCode::SUCCESS;
+        }
+        Ok(ClientCommand::Version) => {
+            println!("{PROG} {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(ClientCommand::Run(o)) => o,
+        Err(msg) => {
+            eprintln!("{PROG}: {msg}\nTry '{PROG} -h' for more information.");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: ignoring SIGPIPE so a closed stdout is an error, not a kill.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    let conn = match PeerConnection::connect(&opts.socket_path, opts.min_vectors, opts.timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{PROG}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: isatty on fd 0.
+    let interactive = opts.commands.is_empty() && unsafe { libc::isatty(0) } == 1;
+    let mut app = App {
+        irqs: vec![0; conn.own_vectors().len()],
+        conn,
+        verbose: opts.verbose,
+        shm: None,
+        interactive,
+    };
+    if app.verbose || interactive {
+        app.say(&format!(
+            "connected to {} as peer {} ({} bytes of shared memory, {} vectors, {} other peers)",
+            opts.socket_path.display(),
+            app.conn.id(),
+            app.conn.shm_size(),
+            app.conn.own_vectors().len(),
+            app.conn.peers().len()
+        ));
+    }
+    let ok = if opts.commands.is_empty() {
+        app.run_stdin(&opts)
+    } else {
+        app.run_args(&opts.commands)
+    };
+    let _ = io::stdout().flush();
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+struct App {
+    conn: PeerConnection,
+    verbose: bool,
+    /// Interrupts received per own vector.
+    irqs: Vec<u64>,
+    shm: Option<ShmMapping>,
+    interactive: bool,
+}
+
+impl App {
+    fn say(&self, line: &str) {
+        let mut out = io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    /// Runs each argument as a command line; stops at the first failure.
+    fn run_args(&mut self, commands: &[String]) -> bool {
+        // Report what is already pending (e.g. interrupts sent before we ran).
+        self.pump(Duration::ZERO, |_| false);
+        for line in commands {
+            match self.exec_line(line) {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(e) => {
+                    eprintln!("{PROG}: {line}: {e}");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Reads commands from stdin while showing events and interrupts.
+    fn run_stdin(&mut self, _opts: &ClientOptions) -> bool {
+        let mut pending = Vec::<u8>::new();
+        self.prompt();
+        loop {
+            let mut pfds = self.pollfds();
+            pfds.push(libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            // SAFETY: pfds is a valid slice.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                eprintln!("{PROG}: poll: {}", io::Error::last_os_error());
+                return false;
+            }
+            let stdin_ready = pfds.last().is_some_and(|p| p.revents != 0);
+            pfds.pop();
+            self.handle_ready(&pfds);
+            if !stdin_ready {
+                continue;
+            }
+            let mut buf = [0u8; 4096];
+            // SAFETY: buf is valid for 4096 bytes; poll said stdin is readable.
+            let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+            if r < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                eprintln!("{PROG}: read stdin: {}", io::Error::last_os_error());
+                return false;
+            }
+            let eof = r == 0;
+            pending.extend_from_slice(&buf[..r as usize]);
+            while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                match self.run_line(&String::from_utf8_lossy(&line)) {
+                    Some(result) => return result,
+                    None => self.prompt(),
+                }
+            }
+            if eof {
+                if !pending.is_empty() {
+                    let line = String::from_utf8_lossy(&pending).into_owned();
+                    if let Some(result) = self.run_line(&line) {
+                        return result;
+                    }
+                }
+                if self.interactive {
+                    self.say("");
+                }
+                return true;
+            }
+        }
+    }
+
+    /// Runs one line from stdin. `Some(exit status ok)` ends the program.
+    fn run_line(&mut self, line: &str) -> Option<bool> {
+        match self.exec_line(line) {
+            Ok(true) => Some(true),
+            Ok(false) => None,
+            Err(e) if self.interactive => {
+                self.say(&format!("error: {e}"));
+                None
+            }
+            Err(e) => {
+                eprintln!("{PROG}: {}: {e}", line.trim());
+                Some(false)
+            }
+        }
+    }
+
+    fn prompt(&self) {
+        if self.interactive {
+            let mut out = io::stdout().lock();
+            let _ = write!(out, "cmd> ");
+            let _ = out.flush();
+        }
+    }
+
+    /// Poll set: the server socket (until it closes) and our eventfds.
+    fn pollfds(&self) -> Vec<libc::pollfd> {
+        let mut v = Vec::new();
+        let sock = if self.conn.is_server_closed() {
+            -1 // poll ignores negative fds
+        } else {
+            self.conn.socket_fd().as_raw_fd()
+        };
+        v.push(libc::pollfd {
+            fd: sock,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for fd in self.conn.own_vectors() {
+            v.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        v
+    }
+
+    /// Handles whatever `pollfds()` reported ready.
+    fn handle_ready(&mut self, pfds: &[libc::pollfd]) {
+        if pfds.first().is_some_and(|p| p.revents != 0) {
+            match self.conn.process_messages() {
+                Ok(events) => {
+                    for e in events {
+                        self.show_event(&e);
+                    }
+                }
+                Err(e) => eprintln!("{PROG}: warning: {e}"),
+            }
+            self.irqs.resize(self.conn.own_vectors().len(), 0);
+        }
+        for (v, p) in pfds.iter().enumerate().skip(1) {
+            if p.revents == 0 {
+                continue;
+            }
+            let vector = v - 1;
+            let Some(fd) = self.conn.own_vectors().get(vector) else {
+                continue;
+            };
+            match read_eventfd(fd.as_fd()) {
+                Ok(0) => {}
+                Ok(count) => {
+                    if let Some(slot) = self.irqs.get_mut(vector) {
+                        *slot += count;
+                    }
+                    self.say(&format!("interrupt: vector {vector} count {count}"));
+                }
+                Err(e) => eprintln!("{PROG}: warning: read vector {vector}: {e}"),
+            }
+        }
+    }
+
+    fn show_event(&self, e: &PeerEvent) {
+        match e {
+            PeerEvent::Connected { id } => self.say(&format!("peer {id} connected")),
+            PeerEvent::VectorAdded { id, vector } if self.verbose => {
+                self.say(&format!("peer {id} vector {vector} added"))
+            }
+            PeerEvent::OwnVectorAdded { vector } if self.verbose => {
+                self.say(&format!("own vector {vector} added"))
+            }
+            PeerEvent::Disconnected { id } => self.say(&format!("peer {id} disconnected")),
+            PeerEvent::ServerClosed => self.say("server closed the connection"),
+            _ => {}
+        }
+    }
+
+    /// Shows events and interrupts until `done` or `timeout`; returns
+    /// whether `done` became true.
+    fn pump(&mut self, timeout: Duration, mut done: impl FnMut(&App) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut pfds = self.pollfds();
+            let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+            // SAFETY: pfds is a valid slice.
+            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+            if n > 0 {
+                self.handle_ready(&pfds);
+            } else if n == 0 && left.is_zero() {
+                return done(self);
+            }
+        }
+    }
+
+    /// Runs a line of `;`-separated commands. `Ok(true)` means quit.
+    fn exec_line(&mut self, line: &str) -> Result<bool, String> {
+        for cmd in line.split(['\n', '\r', ';']) {
+            if self.exec(cmd.trim())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn exec(&mut self, cmd: &str) -> Result<bool, String> {
+        // First take in what happened meanwhile, so `dump` is up to date.
+        self.pump(Duration::ZERO, |_| false);
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let Some((&name, args)) = words.split_first() else {
+            return Ok(false);
+        };
+        let arg = |i: usize, what: &str| -> Result<&str, String> {
+            args.get(i)
+                .copied()
+                .ok_or_else(|| format!("missing {what}; type help"))
+        };
+        let ms = |i: usize| -> Result<Duration, String> {
+            match args.get(i) {
+                None => Ok(DEFAULT_WAIT),
+                Some(t) => parse_u64(t).map(Duration::from_millis),
+            }
+        };
+        match name {
+            "help" | "?" => print!("{COMMAND_HELP}"),
+            "quit" | "exit" | "q" => return Ok(true),
+            "dump" | "peers" | "list" | "ls" => self.dump(),
+            "int" => self.int(args)?,
+            "irqs" | "interrupts" => {
+                for (v, n) in self.irqs.iter().enumerate() {
+                    self.say(&format!("vector {v}: {n} interrupts"));
+                }
+            }
+            "wait" => {
+                let t = parse_u64(arg(0, "milliseconds")?)?;
+                self.pump(Duration::from_millis(t), |_| false);
+            }
+            "wait-int" => {
+                let before: u64 = self.irqs.iter().sum();
+                if !self.pump(ms(0)?, |a| a.irqs.iter().sum::<u64>() > before) {
+                    return Err("no interrupt arrived".into());
+                }
+            }
+            "wait-peer" => {
+                let id = parse_id(arg(0, "peer id")?)?;
+                let want = match args.get(1) {
+                    Some(n) => parse_u64(n)? as usize,
+                    None => 1,
+                };
+                let t = ms(2)?;
+                let have = |a: &App| {
+                    a.conn
+                        .peers()
+                        .iter()
+                        .any(|p| p.id == id && p.vectors >= want)
+                };
+                if !self.pump(t, have) {
+                    return Err(format!("peer {id} did not show up with {want} vectors"));
+                }
+            }
+            "wait-gone" => {
+                let id = parse_id(arg(0, "peer id")?)?;
+                let gone = |a: &App| !a.conn.peers().iter().any(|p| p.id == id);
+                if !self.pump(ms(1)?, gone) {
+                    return Err(format!("peer {id} is still connected"));
+                }
+            }
+            "hexdump" | "x" => {
+                let off = parse_offset(arg(0, "offset")?)?;
+                let len = parse_offset(arg(1, "length")?)?;
+                self.hexdump(off, len)?;
+            }
+            "write" => {
+                let off = parse_offset(arg(0, "offset")?)?;
+                let rest = cmd
+                    .splitn(3, char::is_whitespace)
+                    .nth(2)
+                    .map(str::trim)
+                    .unwrap_or_default();
+                let data = parse_bytes(rest)?;
+                self.map()?.write(off, &data).map_err(|e| e.to_string())?;
+            }
+            other => return Err(format!("unknown command '{other}'; type help")),
+        }
+        Ok(false)
+    }
+
+    fn dump(&self) {
+        self.say(&format!(
+            "own id {}, shm {} bytes, {} vectors",
+            self.conn.id(),
+            self.conn.shm_size(),
+            self.conn.own_vectors().len()
+        ));
+        let peers = self.conn.peers();
+        if peers.is_empty() {
+            self.say("no other peers");
+        }
+        for p in peers {
+            self.say(&format!("peer {}: {} vectors", p.id, p.vectors));
+        }
+    }
+
+    fn int(&self, args: &[&str]) -> Result<(), String> {
+        match args {
+            ["all"] => {
+                let mut n = 0;
+                for p in self.conn.peers() {
+                    n += self
+                        .conn
+                        .notify_all_vectors(p.id)
+                        .map_err(|e| e.to_string())?;
+                }
+                if self.verbose {
+                    self.say(&format!("sent {n} interrupts"));
+                }
+            }
+            [peer, "all"] => {
+                let id = parse_id(peer)?;
+                self.conn
+                    .notify_all_vectors(id)
+                    .map_err(|e| e.to_string())?;
+            }
+            [peer, vector] => {
+                let id = parse_id(peer)?;
+                let v = parse_u64(vector)?;
+                let v = u16::try_from(v).map_err(|_| format!("invalid vector {vector}"))?;
+                self.conn.notify(id, v).map_err(|e| e.to_string())?;
+            }
+            _ => return Err("usage: int <peer> <vector|all> | int all".into()),
+        }
+        Ok(())
+    }
+
+    fn map(&mut self) -> Result<&ShmMapping, String> {
+        if self.shm.is_none() {
+            self.shm = Some(self.conn.map_shm().map_err(|e| e.to_string())?);
+        }
+        self.shm.as_ref().ok_or_else(|| "no mapping".to_string())
+    }
+
+    fn hexdump(&mut self, off: usize, len: usize) -> Result<(), String> {
+        let mut data = vec![0u8; len];
+        self.map()?
+            .read(off, &mut data)
+            .map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        for (i, chunk) in data.chunks(16).enumerate() {
+            let mut hex = String::new();
+            for (j, b) in chunk.iter().enumerate() {
+                if j == 8 {
+                    hex.push(' ');
+                }
+                hex.push_str(&format!("{b:02x} "));
+            }
+            let ascii: String = chunk
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() || b == b' ' {
+                        b as char
+                    } else {
+                        '.'
+                    }
+                })
+                .collect();
+            out.push_str(&format!("{:08x}  {hex:<49} |{ascii}|\n", off + i * 16));
+        }
+        print!("{out}");
+        Ok(())
+    }
+}
+
+fn parse_id(text: &str) -> Result<u16, String> {
+    parse_u64(text)
+        .ok()
+        .and_then(|v| u16::try_from(v).ok())
+        .ok_or_else(|| format!("invalid peer id '{text}'"))
+}
+
+fn parse_offset(text: &str) -> Result<usize, String> {
+    let v = parse_size(text)?;
+    usize::try_from(v).map_err(|_| format!("'{text}' is too large"))
+}
+
+/// `"text"` or hex bytes (`de ad`, `dead`, `0xde 0xad`).
+fn parse_bytes(text: &str) -> Result<Vec<u8>, String> {
+    if let Some(inner) = text.strip_prefix('"') {
+        let inner = inner
+            .strip_suffix('"')
+            .ok_or_else(|| "unterminated string".to_string())?;
+        return Ok(inner.as_bytes().to_vec());
+    }
+    let mut out = Vec::new();
+    for word in text.split_whitespace() {
+        let w = word.trim_start_matches("0x");
+        if w.is_empty() || w.len() % 2 != 0 {
+            return Err(format!("invalid hex bytes '{word}'"));
+        }
+        for i in (0..w.len()).step_by(2) {
+            let b = w
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("invalid hex bytes '{word}'"))?;
+            out.push(b);
+        }
+    }
+    if out.is_empty() {
+        return Err("nothing to write".into());
+    }
+    Ok(out)
+}

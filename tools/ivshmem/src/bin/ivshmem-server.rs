@@ -1,0 +1,176 @@
+//! `ivshmem-server`: QEMU-compatible ivshmem server. See `--help` and
+//! tools/ivshmem/README.md.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ivshmem::cli::{parse_server_args, server_usage, ServerCommand};
+use ivshmem::{install_signal_handlers, Logger, Server};
+
+const PROG: &str = "ivshmem-server";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = match std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string())
+        .collect::<Result<_, _>>()
+    {
+        Ok(a) => a,
+        Err(a) => {
+            eprintln!("{PROG}: argument {a:?} is not valid UTF-8");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = match parse_server_args(&args) {
+        Ok(ServerCommand::Help) => {
+            print!("{}", server_usage(PROG));
+            return ExitCode::SUCCESS;
+        }
+        Ok(ServerCommand::Version) => {
+            println!("{PROG} {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(ServerCommand::Run(o)) => o,
+        Err(msg) => {
+            eprintln!("{PROG}: {msg}\nTry '{PROG} -h' for more information.");
+            return ExitCode::FAILURE;
+        }
+    };
+    raise_fd_limit();
+
+    let log = match &opts.log_file {
+        None => Arc::new(Logger::stderr(opts.config.log_level)),
+        Some(path) => match OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(f) => Arc::new(Logger::new(opts.config.log_level, Box::new(f))),
+            Err(e) => {
+                eprintln!("{PROG}: cannot open log file {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+
+    // Shared memory and socket are ready (listening) before we detach, so
+    // when the command returns, QEMU can connect.
+    let server = match Server::with_logger(opts.config.clone(), log) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{PROG}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = install_signal_handlers(&server.stop_handle()) {
+        eprintln!("{PROG}: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+
+    let ready = if opts.foreground {
+        None
+    } else {
+        match daemonize() {
+            Ok(pipe) => Some(pipe),
+            Err(e) => {
+                eprintln!("{PROG}: cannot daemonize: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let pid = std::process::id();
+    if let Some(pid_file) = &opts.pid_file {
+        if let Err(e) = fs::write(pid_file, format!("{pid}\n")) {
+            eprintln!("{PROG}: cannot write pid file {}: {e}", pid_file.display());
+            if let Some(pipe) = ready {
+                let _ = fs::File::from(pipe).write_all(b"1");
+            }
+            return ExitCode::FAILURE;
+        }
+    }
+    if let Some(pipe) = ready {
+        // Tell the waiting parent that we are up; it exits 0.
+        let _ = fs::File::from(pipe).write_all(b"0");
+    }
+
+    let result = server.run();
+    if let Some(pid_file) = &opts.pid_file {
+        remove_pid_file(pid_file, pid);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{PROG}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Removes the pid file if it still holds our pid.
+fn remove_pid_file(path: &Path, pid: u32) {
+    if let Ok(text) = fs::read_to_string(path) {
+        if text.trim() == pid.to_string() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Forks; the parent waits until the child reports readiness and exits
+/// with 0 (or 1 if the child failed), without running any destructor. The
+/// child starts a new session, gets /dev/null as stdin and stdout and keeps
+/// stderr (like QEMU's `qemu_daemon(1, 1)`), and returns the write end of
+/// the readiness pipe.
+fn daemonize() -> std::io::Result<OwnedFd> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid 2-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two new descriptors we own.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: the process is single-threaded here.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid > 0 {
+        drop(wr);
+        let mut status = [0u8; 1];
+        let ok = matches!(fs::File::from(rd).read(&mut status), Ok(1) if status[0] == b'0');
+        // SAFETY: leave without running destructors: the child owns the
+        // socket and shm now.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    drop(rd);
+    // SAFETY: plain syscalls in the child.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    Ok(wr)
+}
+
+/// Peers cost 1 + vectors descriptors each: use the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: rlimit is plain old data filled by getrlimit.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

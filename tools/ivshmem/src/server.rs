@@ -1,0 +1,973 @@
+//! The server: hands the shared memory and everybody's eventfds to every
+//! peer, exactly like QEMU's `contrib/ivshmem-server` (protocol version 0),
+//! but never blocks on a peer.
+//!
+//! Single-threaded `poll()` loop. Each peer has an outgoing queue of
+//! `(int64, optional fd)` messages; a message is written directly when the
+//! queue is empty and the socket takes it, otherwise it waits for `POLLOUT`.
+//! A peer whose queue grows beyond [`ServerConfig::max_backlog`] is dropped
+//! (and announced as disconnected), so a peer that never reads cannot make
+//! the server hold an unbounded number of messages or fds.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Context, Error};
+use crate::log::{LogLevel, Logger};
+use crate::size::round_up_pow2;
+use crate::sys;
+use crate::PROTOCOL_VERSION;
+
+/// Default socket path, as QEMU's server.
+pub const DEFAULT_SOCKET_PATH: &str = "/tmp/ivshmem_socket";
+/// Default POSIX shared-memory name, as QEMU's server.
+pub const DEFAULT_SHM_NAME: &str = "ivshmem";
+/// Default shared-memory size (4 MiB), as QEMU's server.
+pub const DEFAULT_SHM_SIZE: u64 = 4 << 20;
+/// Default number of vectors per peer, as QEMU's server.
+pub const DEFAULT_VECTORS: u16 = 1;
+/// Most vectors per peer, as QEMU's server (`IVSHMEM_SERVER_MAX_VECTORS`).
+pub const MAX_VECTORS: u16 = 64;
+/// Default pid file in daemon mode, as QEMU's server.
+pub const DEFAULT_PID_FILE: &str = "/var/run/ivshmem-server.pid";
+/// Default bound on messages queued for one peer before it is dropped.
+pub const DEFAULT_MAX_BACKLOG: usize = 4096;
+/// `listen()` backlog (QEMU uses 10).
+const LISTEN_BACKLOG: i32 = 64;
+/// Largest size tried when the file system refuses the requested size
+/// (hugetlbfs), as QEMU's `IVSHMEM_SERVER_MAX_HUGEPAGE_SIZE`.
+const MAX_HUGEPAGE_SIZE: u64 = 1 << 30;
+/// How long to stop accepting after running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Most connections accepted per loop iteration (fairness to peers).
+const ACCEPT_BATCH: usize = 32;
+
+/// Where the shared memory lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShmBacking {
+    /// A POSIX shared-memory object (`shm_open`, i.e. `/dev/shm/NAME`); `-M`.
+    Posix(String),
+    /// An unlinked temporary file `DIR/ivshmem.XXXXXX`, e.g. on hugetlbfs; `-m`.
+    Directory(PathBuf),
+}
+
+/// Server settings. `Default` gives QEMU's defaults plus owner-only modes.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Unix socket path (`-S`).
+    pub socket_path: PathBuf,
+    /// Shared-memory backing (`-M` / `-m`).
+    pub shm: ShmBacking,
+    /// Requested shared-memory size (`-l`); rounded up to a power of two.
+    pub shm_size: u64,
+    /// Eventfds per peer (`-n`), 0..=[`MAX_VECTORS`].
+    pub vectors: u16,
+    /// Mode of the socket file (default 0600).
+    pub socket_mode: u32,
+    /// Mode of the POSIX shm object (default 0600).
+    pub shm_mode: u32,
+    /// Owner uid for socket and shm, if set.
+    pub owner: Option<u32>,
+    /// Group gid for socket and shm, if set.
+    pub group: Option<u32>,
+    /// Leave the POSIX shm object in place on shutdown.
+    pub keep_shm: bool,
+    /// Messages that may wait for a peer that does not read before it is
+    /// dropped.
+    pub max_backlog: usize,
+    /// Log level for the default (stderr) logger.
+    pub log_level: LogLevel,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            socket_path: PathBuf::from(DEFAULT_SOCKET_PATH),
+            shm: ShmBacking::Posix(DEFAULT_SHM_NAME.to_string()),
+            shm_size: DEFAULT_SHM_SIZE,
+            vectors: DEFAULT_VECTORS,
+            socket_mode: 0o600,
+            shm_mode: 0o600,
+            owner: None,
+            group: None,
+            keep_shm: false,
+            max_backlog: DEFAULT_MAX_BACKLOG,
+            log_level: LogLevel::Warn,
+        }
+    }
+}
+
+/// Counters that tests and operators can read while the server runs.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Peers currently connected (handshake sent).
+    pub peers: AtomicUsize,
+    /// Peers that left or were dropped.
+    pub disconnected: AtomicU64,
+    /// Peers dropped because their backlog exceeded the bound.
+    pub dropped_backlog: AtomicU64,
+    /// Messages that had to wait in a queue because a socket was full.
+    pub queued_messages: AtomicU64,
+    /// Longest queue seen for any peer.
+    pub max_queue_seen: AtomicUsize,
+}
+
+/// Stops a running [`Server`] from any thread (or a signal handler, see
+/// [`install_signal_handlers`]).
+#[derive(Debug, Clone)]
+pub struct StopHandle {
+    fd: Arc<OwnedFd>,
+}
+
+impl StopHandle {
+    /// Asks the server to shut down cleanly.
+    pub fn stop(&self) {
+        let _ = sys::eventfd_write(self.fd.as_fd(), 1);
+    }
+}
+
+/// The eventfd that the SIGINT/SIGTERM handler writes to (-1: none).
+static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
+/// Keeps the descriptor behind `SIGNAL_FD` open for the process lifetime.
+static SIGNAL_HANDLE: std::sync::Mutex<Option<StopHandle>> = std::sync::Mutex::new(None);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    let fd = SIGNAL_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: write() is async-signal-safe; fd stays open (SIGNAL_HANDLE).
+        unsafe {
+            libc::write(fd, one.as_ptr().cast(), one.len());
+        }
+    }
+}
+
+/// Makes SIGINT and SIGTERM stop the server through `handle`, and ignores
+/// SIGPIPE. For the binary; tests use [`StopHandle::stop`].
+pub fn install_signal_handlers(handle: &StopHandle) -> io::Result<()> {
+    if let Ok(mut slot) = SIGNAL_HANDLE.lock() {
+        SIGNAL_FD.store(handle.fd.as_raw_fd(), Ordering::SeqCst);
+        *slot = Some(handle.clone());
+    }
+    // SAFETY: installing handlers; on_signal only calls write().
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        sa.sa_flags = libc::SA_RESTART;
+        sys::cvt(libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut()))?;
+        sys::cvt(libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()))?;
+        let mut ign: libc::sigaction = std::mem::zeroed();
+        ign.sa_sigaction = libc::SIG_IGN;
+        libc::sigemptyset(&mut ign.sa_mask);
+        sys::cvt(libc::sigaction(libc::SIGPIPE, &ign, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// One message waiting to be sent.
+#[derive(Debug)]
+struct OutMsg {
+    bytes: [u8; 8],
+    /// Bytes already sent (a stream socket may take part of a frame).
+    sent: usize,
+    /// Kept alive by the queue even if its owner disconnects meanwhile.
+    fd: Option<Arc<OwnedFd>>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    id: u16,
+    sock: OwnedFd,
+    vectors: Vec<Arc<OwnedFd>>,
+    out: VecDeque<OutMsg>,
+    /// Set when the peer must go: the reason, logged when it is reaped.
+    failed: Option<String>,
+    /// Whether the others were told about it (then they must hear it leave).
+    announced: bool,
+}
+
+/// What `step` saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Keep going.
+    Continue,
+    /// A stop was requested.
+    Stop,
+}
+
+/// A running ivshmem server. Create it with [`Server::new`] (which creates
+/// the shared memory and listens on the socket), then [`Server::run`].
+/// Dropping it shuts down like [`Server::run`] does at the end.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    log: Arc<Logger>,
+    listener: OwnedFd,
+    /// (st_dev, st_ino) of the socket file we bound, to unlink only ours.
+    socket_id: (u64, u64),
+    shm: Arc<OwnedFd>,
+    shm_size: u64,
+    peers: Vec<Peer>,
+    cur_id: u16,
+    stop: Arc<OwnedFd>,
+    stats: Arc<ServerStats>,
+    accept_paused_until: Option<Instant>,
+    pollfds: Vec<libc::pollfd>,
+    shut_down: bool,
+}
+
+impl Server {
+    /// Opens/creates the shared memory and listens on the socket, logging to
+    /// stderr at `config.log_level`.
+    pub fn new(config: ServerConfig) -> Result<Server, Error> {
+        let log = Arc::new(Logger::stderr(config.log_level));
+        Server::with_logger(config, log)
+    }
+
+    /// Like [`Server::new`] with a caller-provided logger.
+    pub fn with_logger(config: ServerConfig, log: Arc<Logger>) -> Result<Server, Error> {
+        if config.vectors > MAX_VECTORS {
+            return Err(Error::Config(format!(
+                "too many requested vectors {} (max is {MAX_VECTORS})",
+                config.vectors
+            )));
+        }
+        if config.shm_size == 0 {
+            return Err(Error::Config("shared memory size must not be 0".into()));
+        }
+        if config.max_backlog == 0 {
+            return Err(Error::Config("max backlog must be at least 1".into()));
+        }
+        let size = round_up_pow2(config.shm_size).ok_or_else(|| {
+            Error::Config(format!(
+                "shared memory size {} is too large",
+                config.shm_size
+            ))
+        })?;
+        if size != config.shm_size {
+            log.log(
+                LogLevel::Warn,
+                "shm-size-rounded",
+                &[
+                    ("requested", &config.shm_size),
+                    ("size", &size),
+                    ("why", &"QEMU's ivshmem device needs a power of two"),
+                ],
+            );
+        }
+        // The socket first: if another server is live on it, touch nothing
+        // (its shared memory included).
+        prepare_socket_path(&config.socket_path, &log)?;
+        let (shm, created_shm) = open_shm(&config, &log)?;
+        let shm_size = match set_shm_size(&shm, size, &config) {
+            Ok(s) => s,
+            Err(e) => {
+                if created_shm {
+                    unlink_shm(&config);
+                }
+                return Err(e);
+            }
+        };
+        if shm_size != size {
+            log.log(
+                LogLevel::Warn,
+                "shm-size-raised",
+                &[("requested", &size), ("size", &shm_size)],
+            );
+        }
+        let (listener, socket_id) = match listen_socket(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                if created_shm {
+                    unlink_shm(&config);
+                }
+                return Err(e);
+            }
+        };
+        let stop = Arc::new(sys::eventfd().context(|| "create the stop eventfd".into())?);
+        log.log(
+            LogLevel::Info,
+            "listening",
+            &[
+                ("socket", &config.socket_path.display()),
+                ("shm", &shm_description(&config)),
+                ("size", &shm_size),
+                ("vectors", &config.vectors),
+            ],
+        );
+        Ok(Server {
+            config,
+            log,
+            listener,
+            socket_id,
+            shm: Arc::new(shm),
+            shm_size,
+            peers: Vec::new(),
+            cur_id: 0,
+            stop,
+            stats: Arc::new(ServerStats::default()),
+            accept_paused_until: None,
+            pollfds: Vec::new(),
+            shut_down: false,
+        })
+    }
+
+    /// A handle that stops [`Server::run`] from elsewhere.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            fd: self.stop.clone(),
+        }
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.stats.clone()
+    }
+
+    /// The actual shared-memory size (a power of two).
+    pub fn shm_size(&self) -> u64 {
+        self.shm_size
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Ids of the connected peers, in connect order.
+    pub fn peer_ids(&self) -> Vec<u16> {
+        self.peers.iter().map(|p| p.id).collect()
+    }
+
+    /// Serves until stopped, then shuts down: every peer is closed (the
+    /// remaining ones hearing about it, as QEMU's server does), the socket
+    /// file is removed, and the POSIX shm object too unless `keep_shm`.
+    pub fn run(mut self) -> Result<(), Error> {
+        let result = loop {
+            match self.step(None) {
+                Ok(Step::Continue) => {}
+                Ok(Step::Stop) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.shutdown();
+        result
+    }
+
+    /// Waits up to `timeout` (forever if `None`) for something to do, and
+    /// does it. For callers that drive the loop themselves.
+    pub fn step(&mut self, timeout: Option<Duration>) -> Result<Step, Error> {
+        let now = Instant::now();
+        let accepting = match self.accept_paused_until {
+            Some(t) if t > now => false,
+            _ => {
+                self.accept_paused_until = None;
+                true
+            }
+        };
+        let mut timeout = timeout;
+        if let Some(t) = self.accept_paused_until {
+            let left = t.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(left, |x| x.min(left)));
+        }
+        self.pollfds.clear();
+        self.pollfds
+            .push(sys::pollfd(self.stop.as_raw_fd(), libc::POLLIN));
+        self.pollfds.push(sys::pollfd(
+            self.listener.as_raw_fd(),
+            if accepting { libc::POLLIN } else { 0 },
+        ));
+        for p in &self.peers {
+            let mut events = libc::POLLIN;
+            if !p.out.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            self.pollfds.push(sys::pollfd(p.sock.as_raw_fd(), events));
+        }
+        sys::poll(&mut self.pollfds, timeout).context(|| "poll".into())?;
+        if self.pollfds[0].revents != 0 {
+            let _ = sys::eventfd_read(self.stop.as_fd());
+            return Ok(Step::Stop);
+        }
+        let listener_ready = self.pollfds[1].revents & libc::POLLIN != 0;
+        // Peers first, by position: the list does not change before this
+        // loop ends. Any readability (data, EOF, error) means disconnect,
+        // as in QEMU's server; the server never reads from peers.
+        for i in 0..self.peers.len() {
+            let revents = self.pollfds[i + 2].revents;
+            if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+                let peer = &mut self.peers[i];
+                if peer.failed.is_none() {
+                    peer.failed = Some(if revents & libc::POLLIN != 0 {
+                        "closed or sent data".into()
+                    } else {
+                        "hung up".into()
+                    });
+                }
+            } else if revents & libc::POLLOUT != 0 {
+                self.flush(i);
+            }
+        }
+        self.reap();
+        if listener_ready {
+            self.accept_connections()?;
+        }
+        Ok(Step::Continue)
+    }
+
+    fn accept_connections(&mut self) -> Result<(), Error> {
+        for _ in 0..ACCEPT_BATCH {
+            match sys::accept(self.listener.as_fd()) {
+                Ok(Some(sock)) => {
+                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    self.new_peer(sock);
+                    self.reap();
+                }
+                Ok(None) => break,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
+                    self.log.log(
+                        LogLevel::Warn,
+                        "accept-failed",
+                        &[("error", &e), ("retry_ms", &ACCEPT_BACKOFF.as_millis())],
+                    );
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    break;
+                }
+                Err(e) => {
+                    self.log
+                        .log(LogLevel::Warn, "accept-failed", &[("error", &e)]);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// QEMU's `ivshmem_server_handle_new_conn`, message for message.
+    fn new_peer(&mut self, sock: OwnedFd) {
+        // The first id >= cur_id that is not in use, then cur_id = id + 1.
+        let mut found = false;
+        for _ in 0..u16::MAX {
+            if !self.peers.iter().any(|p| p.id == self.cur_id) {
+                found = true;
+                break;
+            }
+            self.cur_id = self.cur_id.wrapping_add(1);
+        }
+        if !found {
+            self.log.log(
+                LogLevel::Warn,
+                "peer-refused",
+                &[("reason", &"cannot allocate new client id")],
+            );
+            return;
+        }
+        let id = self.cur_id;
+        self.cur_id = self.cur_id.wrapping_add(1);
+
+        let mut vectors = Vec::with_capacity(self.config.vectors as usize);
+        for _ in 0..self.config.vectors {
+            match sys::eventfd() {
+                Ok(fd) => vectors.push(Arc::new(fd)),
+                Err(e) => {
+                    self.log.log(
+                        LogLevel::Warn,
+                        "peer-refused",
+                        &[
+                            ("peer", &id),
+                            ("reason", &"cannot create eventfd"),
+                            ("error", &e),
+                        ],
+                    );
+                    return;
+                }
+            }
+        }
+        self.log
+            .log(LogLevel::Debug, "peer-accepted", &[("peer", &id)]);
+        self.peers.push(Peer {
+            id,
+            sock,
+            vectors,
+            out: VecDeque::new(),
+            failed: None,
+            announced: false,
+        });
+        let new = self.peers.len() - 1;
+
+        // a-c: version, id, shm fd to the new peer.
+        self.send(new, PROTOCOL_VERSION, None);
+        self.send(new, i64::from(id), None);
+        let shm = self.shm.clone();
+        self.send(new, -1, Some(shm));
+        if let Some(reason) = &self.peers[new].failed {
+            // Nobody knows about it yet: drop it silently, as QEMU does.
+            self.log.log(
+                LogLevel::Debug,
+                "peer-gone-in-handshake",
+                &[("peer", &id), ("reason", reason)],
+            );
+            self.peers.pop();
+            return;
+        }
+        // The new peer's vectors to each existing peer, in connect order.
+        let new_vectors = self.peers[new].vectors.clone();
+        for other in 0..new {
+            for fd in &new_vectors {
+                self.send(other, i64::from(id), Some(fd.clone()));
+            }
+        }
+        // Each existing peer's vectors to the new peer.
+        for other in 0..new {
+            let (other_id, fds) = (self.peers[other].id, self.peers[other].vectors.clone());
+            for fd in fds {
+                self.send(new, i64::from(other_id), Some(fd));
+            }
+        }
+        // Its own vectors, last.
+        for fd in new_vectors {
+            self.send(new, i64::from(id), Some(fd));
+        }
+        self.peers[new].announced = true;
+        self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
+        self.log.log(
+            LogLevel::Debug,
+            "peer-connected",
+            &[
+                ("peer", &id),
+                ("vectors", &self.config.vectors),
+                ("peers", &self.peers.len()),
+            ],
+        );
+    }
+
+    /// Queues a message for peer `idx` and tries to send what is queued.
+    fn send(&mut self, idx: usize, value: i64, fd: Option<Arc<OwnedFd>>) {
+        let max_backlog = self.config.max_backlog;
+        let peer = &mut self.peers[idx];
+        if peer.failed.is_some() {
+            return;
+        }
+        peer.out.push_back(OutMsg {
+            bytes: value.to_le_bytes(),
+            sent: 0,
+            fd,
+        });
+        if peer.out.len() == 1 {
+            self.flush(idx);
+        }
+        let peer = &mut self.peers[idx];
+        let queued = peer.out.len();
+        if queued > 0 && peer.failed.is_none() {
+            self.stats.queued_messages.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .max_queue_seen
+                .fetch_max(queued, Ordering::Relaxed);
+            if queued > max_backlog {
+                peer.failed = Some(format!(
+                    "backlog of {queued} messages exceeds {max_backlog} (peer does not read)"
+                ));
+                peer.out.clear();
+                self.stats.dropped_backlog.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Writes as much of peer `idx`'s queue as its socket takes.
+    fn flush(&mut self, idx: usize) {
+        let peer = &mut self.peers[idx];
+        while let Some(msg) = peer.out.front_mut() {
+            let fd = if msg.sent == 0 {
+                msg.fd.as_ref().map(|f| f.as_fd())
+            } else {
+                None
+            };
+            match sys::send_frame(peer.sock.as_fd(), &msg.bytes[msg.sent..], fd) {
+                Ok(n) => {
+                    msg.sent += n;
+                    if msg.sent >= 8 {
+                        peer.out.pop_front();
+                    } else if n > 0 {
+                        // The fd went with the first part.
+                        msg.fd = None;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    peer.failed = Some(format!("send failed: {e}"));
+                    peer.out.clear();
+                    break;
+                }
+            }
+        }
+        if peer.out.is_empty() && peer.out.capacity() > 64 {
+            peer.out.shrink_to(16);
+        }
+    }
+
+    /// Removes failed peers, telling the others (which may fail in turn).
+    fn reap(&mut self) {
+        while let Some(idx) = self.peers.iter().position(|p| p.failed.is_some()) {
+            let peer = self.peers.remove(idx);
+            let reason = peer.failed.clone().unwrap_or_default();
+            drop(peer.sock);
+            if peer.announced {
+                self.stats.disconnected.fetch_add(1, Ordering::Relaxed);
+                for other in 0..self.peers.len() {
+                    self.send(other, i64::from(peer.id), None);
+                }
+                let level = if reason.starts_with("backlog") {
+                    LogLevel::Warn
+                } else {
+                    LogLevel::Debug
+                };
+                self.log.log(
+                    level,
+                    "peer-disconnected",
+                    &[
+                        ("peer", &peer.id),
+                        ("reason", &reason),
+                        ("peers", &self.peers.len()),
+                    ],
+                );
+            }
+            self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
+            // peer.vectors dropped here; queued copies keep their fds open
+            // until sent.
+        }
+    }
+
+    /// Closes every peer in connect order (each later peer hears about the
+    /// earlier ones, as with QEMU's server), then removes socket and shm.
+    fn shutdown(&mut self) {
+        if self.shut_down {
+            return;
+        }
+        self.shut_down = true;
+        self.log
+            .log(LogLevel::Info, "shutdown", &[("peers", &self.peers.len())]);
+        while !self.peers.is_empty() {
+            let peer = self.peers.remove(0);
+            drop(peer.sock);
+            for other in 0..self.peers.len() {
+                self.send(other, i64::from(peer.id), None);
+            }
+        }
+        self.stats.peers.store(0, Ordering::Relaxed);
+        // Remove the socket file only if it is still the one we bound.
+        if let Ok(Some(st)) = sys::lstat(&self.config.socket_path) {
+            if (st.st_dev, st.st_ino) == self.socket_id {
+                let _ = std::fs::remove_file(&self.config.socket_path);
+            }
+        }
+        if !self.config.keep_shm {
+            if let ShmBacking::Posix(_) = self.config.shm {
+                // Only if the name still refers to our object.
+                if let (Ok(ours), Ok(Some(named))) =
+                    (sys::fstat(self.shm.as_fd()), shm_stat(&self.config))
+                {
+                    if (ours.st_dev, ours.st_ino) == (named.st_dev, named.st_ino) {
+                        unlink_shm(&self.config);
+                    }
+                }
+            }
+        }
+        self.log.log(LogLevel::Info, "stopped", &[]);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn shm_description(config: &ServerConfig) -> String {
+    match &config.shm {
+        ShmBacking::Posix(name) => format!("posix:{name}"),
+        ShmBacking::Directory(dir) => format!("dir:{}", dir.display()),
+    }
+}
+
+/// Refuses a live server on `path`, replaces a stale socket file.
+fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
+    let st = match sys::lstat(path).context(|| format!("stat {}", path.display()))? {
+        None => return Ok(()),
+        Some(st) => st,
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(Error::Config(format!(
+            "{} exists and is not a socket; refusing to replace it",
+            path.display()
+        )));
+    }
+    let probe = sys::unix_stream_socket().context(|| "create a Unix socket".into())?;
+    match sys::connect_unix(probe.as_fd(), path) {
+        // Connected, or the listen backlog is full: somebody is serving.
+        Ok(()) => Err(Error::Config(format!(
+            "another server is already listening on {}",
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(Error::Config(format!(
+            "another server is already listening on {} (and is busy)",
+            path.display()
+        ))),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+            std::fs::remove_file(path)
+                .context(|| format!("remove stale socket {}", path.display()))?;
+            log.log(
+                LogLevel::Info,
+                "stale-socket-removed",
+                &[("socket", &path.display())],
+            );
+            Ok(())
+        }
+        Err(e) => Err(Error::io(
+            format!("check whether a server listens on {}", path.display()),
+            e,
+        )),
+    }
+}
+
+fn shm_name(name: &str) -> Result<CString, Error> {
+    CString::new(name).map_err(|_| Error::Config("shm name contains a NUL byte".into()))
+}
+
+/// Opens the shared memory; the bool says whether we created it.
+fn open_shm(config: &ServerConfig, log: &Logger) -> Result<(OwnedFd, bool), Error> {
+    match &config.shm {
+        ShmBacking::Posix(name) => {
+            let c = shm_name(name)?;
+            // Exclusive first, to know whether we created it; then reuse an
+            // existing object and its contents, as QEMU's server does.
+            // SAFETY: c is NUL-terminated.
+            let mut fd = unsafe {
+                libc::shm_open(
+                    c.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
+                    config.shm_mode as libc::mode_t,
+                )
+            };
+            let mut created = true;
+            if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
+                created = false;
+                // SAFETY: as above.
+                fd = unsafe {
+                    libc::shm_open(
+                        c.as_ptr(),
+                        libc::O_RDWR | libc::O_CLOEXEC,
+                        config.shm_mode as libc::mode_t,
+                    )
+                };
+            }
+            let fd = sys::cvt(fd).context(|| format!("cannot open shm object {name}"))?;
+            // SAFETY: shm_open returned a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if let Err(e) = apply_owner_mode(fd.as_fd(), config) {
+                if created {
+                    unlink_shm(config);
+                }
+                return Err(e);
+            }
+            if !created {
+                log.log(LogLevel::Info, "shm-reused", &[("shm", name)]);
+            }
+            Ok((fd, created))
+        }
+        ShmBacking::Directory(dir) => {
+            let mut template = dir.join("ivshmem.XXXXXX").as_os_str().as_bytes().to_vec();
+            template.push(0);
+            // SAFETY: template is a NUL-terminated, writable buffer.
+            let fd = unsafe { libc::mkostemp(template.as_mut_ptr().cast(), libc::O_CLOEXEC) };
+            let fd =
+                sys::cvt(fd).context(|| format!("cannot create a file in {}", dir.display()))?;
+            // SAFETY: mkostemp returned a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            template.pop();
+            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&template));
+            std::fs::remove_file(&path).context(|| format!("unlink {}", path.display()))?;
+            Ok((fd, true))
+        }
+    }
+}
+
+/// fchmod/fchown the shm object as configured. An existing object owned by
+/// someone else cannot be changed: that is a warning-free no-op only when
+/// nothing was asked for explicitly.
+fn apply_owner_mode(fd: BorrowedFd<'_>, config: &ServerConfig) -> Result<(), Error> {
+    // SAFETY: plain syscalls on a valid descriptor.
+    sys::cvt(unsafe { libc::fchmod(fd.as_raw_fd(), config.shm_mode as libc::mode_t) })
+        .context(|| format!("chmod {:o} the shm object", config.shm_mode))?;
+    if config.owner.is_some() || config.group.is_some() {
+        let uid = config.owner.unwrap_or(u32::MAX);
+        let gid = config.group.unwrap_or(u32::MAX);
+        // SAFETY: as above; -1 (u32::MAX) leaves an id unchanged.
+        sys::cvt(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })
+            .context(|| "chown the shm object".into())?;
+    }
+    Ok(())
+}
+
+/// QEMU's `ivshmem_server_ftruncate`: nothing if the size is already right,
+/// else the size, else doubling up to 1 GiB (hugetlbfs page sizes).
+fn set_shm_size(fd: &OwnedFd, size: u64, config: &ServerConfig) -> Result<u64, Error> {
+    if let Ok(st) = sys::fstat(fd.as_fd()) {
+        if st.st_size as u64 == size {
+            return Ok(size);
+        }
+    }
+    let mut try_size = size;
+    loop {
+        let off = libc::off_t::try_from(try_size)
+            .map_err(|_| Error::Config(format!("shared memory size {try_size} is too large")))?;
+        // SAFETY: plain syscall on a valid descriptor.
+        match sys::cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), off) }) {
+            Ok(_) => return Ok(try_size),
+            Err(e) => {
+                if try_size >= MAX_HUGEPAGE_SIZE {
+                    return Err(Error::io(
+                        format!(
+                            "ftruncate({}) to {size} bytes (and larger powers of two up to 1 GiB)",
+                            shm_description(config)
+                        ),
+                        e,
+                    ));
+                }
+                try_size *= 2;
+            }
+        }
+    }
+}
+
+fn shm_stat(config: &ServerConfig) -> Result<Option<libc::stat>, Error> {
+    let ShmBacking::Posix(name) = &config.shm else {
+        return Ok(None);
+    };
+    let c = shm_name(name)?;
+    // SAFETY: c is NUL-terminated.
+    let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
+    match sys::cvt(fd) {
+        Ok(fd) => {
+            // SAFETY: shm_open returned a new descriptor we own.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            Ok(Some(sys::fstat(fd.as_fd()).context(|| "fstat shm".into())?))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+fn unlink_shm(config: &ServerConfig) {
+    if let ShmBacking::Posix(name) = &config.shm {
+        if let Ok(c) = shm_name(name) {
+            // SAFETY: c is NUL-terminated.
+            unsafe {
+                libc::shm_unlink(c.as_ptr());
+            }
+        }
+    }
+}
+
+/// socket/bind/chmod/chown/listen. Nobody can connect before `listen()`,
+/// so the mode and owner are right before the first client arrives.
+fn listen_socket(config: &ServerConfig) -> Result<(OwnedFd, (u64, u64)), Error> {
+    let path = &config.socket_path;
+    let sock = sys::unix_stream_socket().context(|| "create a Unix socket".into())?;
+    sys::bind_unix(sock.as_fd(), path).context(|| format!("cannot bind {}", path.display()))?;
+    let undo = |e: Error| {
+        let _ = std::fs::remove_file(path);
+        e
+    };
+    let c = sys::cstring(path).map_err(|e| undo(Error::io("socket path", e)))?;
+    // SAFETY: c is NUL-terminated.
+    sys::cvt(unsafe { libc::chmod(c.as_ptr(), config.socket_mode as libc::mode_t) })
+        .context(|| format!("chmod {:o} {}", config.socket_mode, path.display()))
+        .map_err(undo)?;
+    if config.owner.is_some() || config.group.is_some() {
+        let uid = config.owner.unwrap_or(u32::MAX);
+        let gid = config.group.unwrap_or(u32::MAX);
+        // SAFETY: c is NUL-terminated; -1 leaves an id unchanged.
+        sys::cvt(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
+            .context(|| format!("chown {}", path.display()))
+            .map_err(undo)?;
+    }
+    let st = sys::lstat(path)
+        .context(|| format!("stat {}", path.display()))
+        .map_err(undo)?
+        .ok_or_else(|| {
+            undo(Error::Config(format!(
+                "{} vanished after bind",
+                path.display()
+            )))
+        })?;
+    sys::listen(sock.as_fd(), LISTEN_BACKLOG)
+        .context(|| format!("listen on {}", path.display()))
+        .map_err(undo)?;
+    Ok((sock, (st.st_dev, st.st_ino)))
+}
+
+/// Resolves a user name or numeric uid.
+pub fn lookup_user(name: &str) -> Result<u32, Error> {
+    if let Ok(uid) = name.parse::<u32>() {
+        return Ok(uid);
+    }
+    let c = CString::new(name).map_err(|_| Error::Config(format!("invalid user '{name}'")))?;
+    let mut buf = vec![0 as libc::c_char; 16384];
+    // SAFETY: passwd is plain old data; getpwnam_r fills it using buf.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call.
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return Err(Error::Config(format!("unknown user '{name}'")));
+    }
+    Ok(pwd.pw_uid)
+}
+
+/// Resolves a group name or numeric gid.
+pub fn lookup_group(name: &str) -> Result<u32, Error> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(gid);
+    }
+    let c = CString::new(name).map_err(|_| Error::Config(format!("invalid group '{name}'")))?;
+    let mut buf = vec![0 as libc::c_char; 16384];
+    // SAFETY: group is plain old data; getgrnam_r fills it using buf.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: all pointers are valid for the call.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() {
+        return Err(Error::Config(format!("unknown group '{name}'")));
+    }
+    Ok(grp.gr_gid)
+}
