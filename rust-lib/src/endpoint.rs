@@ -15,6 +15,8 @@ pub struct Endpoint {
     name: heapless::String<31>,
     local: u32,
     dest: u32,
+    /// Announced through the name service: named and created without a destination.
+    announce: bool,
     announced: bool,
     learned: bool,
 }
@@ -37,9 +39,10 @@ impl Endpoint {
             Some(self.dest)
         }
     }
-    /// Whether this endpoint announces itself through the name service.
-    fn wants_announcement(&self) -> bool {
-        !self.name.is_empty() && self.dest == RPMSG_ADDR_ANY
+    /// Whether this endpoint announces itself through the name service (it is named and
+    /// was created without a destination, as OpenAMP's `rpmsg_create_ept` decides).
+    pub const fn announces(&self) -> bool {
+        self.announce
     }
 }
 
@@ -79,6 +82,7 @@ impl EndpointTable {
             name: ep_name,
             local,
             dest: dest.unwrap_or(RPMSG_ADDR_ANY),
+            announce: !name.is_empty() && dest.is_none(),
             announced: false,
             learned: false,
         };
@@ -159,9 +163,7 @@ impl EndpointTable {
 
     /// The next endpoint that must still be announced.
     pub fn next_unannounced(&self) -> Option<&Endpoint> {
-        self.endpoints
-            .iter()
-            .find(|e| !e.announced && e.wants_announcement())
+        self.endpoints.iter().find(|e| !e.announced && e.announce)
     }
 
     /// Marks an endpoint as announced.

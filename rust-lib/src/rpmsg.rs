@@ -552,11 +552,27 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
 pub trait LinkProtocol {
     /// Advances the link state machine.
     fn refresh(&mut self) -> Result<()>;
+    /// Whether received buffers belong to the current session and may be delivered.
+    fn may_receive(&self) -> bool;
+    /// Called for each valid message received while [`LinkProtocol::may_receive`].
+    fn on_valid_message(&mut self);
 }
 
 impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, HostTransport<'a>, D> {
     fn refresh(&mut self) -> Result<()> {
         self.refresh_link()
+    }
+    fn may_receive(&self) -> bool {
+        // The host reset the rings when it started the session, so whatever arrives
+        // after that is from this session, even before the remote's acknowledgement.
+        matches!(self.link, LinkState::Up | LinkState::Waiting)
+    }
+    fn on_valid_message(&mut self) {
+        if self.link == LinkState::Waiting {
+            // A C OpenAMP remote never acknowledges in the control area: its first
+            // message brings the link up.
+            self.link = LinkState::Up;
+        }
     }
 }
 
@@ -564,6 +580,10 @@ impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, RemoteTransport<'a>, D> {
     fn refresh(&mut self) -> Result<()> {
         self.refresh_link()
     }
+    fn may_receive(&self) -> bool {
+        self.link == LinkState::Up
+    }
+    fn on_valid_message(&mut self) {}
 }
 
 impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
@@ -819,6 +839,9 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     /// Copies `data` into a free buffer and sends it from `ept` to its bound address, or
     /// fails at once with [`Error::NoTxBuffer`].
     pub fn try_send(&mut self, ept: u32, data: &[u8]) -> Result<()> {
+        if self.link != LinkState::Up {
+            return Err(Error::NotReady);
+        }
         let dst = self
             .endpoints
             .get(ept)
@@ -874,7 +897,8 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     where
         Self: LinkProtocol,
     {
-        if !self.poll()? {
+        self.poll()?;
+        if !self.may_receive() {
             return Ok(None);
         }
         let n = self.layout.config().queue_size;
@@ -899,6 +923,7 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
                     continue;
                 }
             };
+            self.on_valid_message();
             if header.dst == RPMSG_NS_ADDR && self.layout.config().name_service {
                 let record = read_ns_record(&self.region, buf, header.len);
                 let release = self.transport.release_rx(id, buf);

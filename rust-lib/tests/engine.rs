@@ -1,0 +1,516 @@
+//! Both roles stepped in one thread, deterministically: link bring-up in either order,
+//! doorbell targets, limits, hostile peers, restarts of either side at every protocol step.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use rpmsg_engine::layout::QueueId;
+use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
+use rpmsg_engine::wire::CONTROL_BLOCK_OFFSET;
+use rpmsg_engine::{Config, Error, Event, Host, LinkState, Remote};
+
+const SIZE: usize = 64 * 1024;
+const HOST_ID: u16 = 4;
+const REMOTE_ID: u16 = 11;
+
+type H<'a> = Host<'a, BellDoorbell>;
+type R<'a> = Remote<'a, BellDoorbell>;
+
+fn host(mem: &HeapRegion) -> H<'_> {
+    Host::new_host(
+        mem.region(),
+        Config::new(SIZE),
+        Some(HOST_ID),
+        BellDoorbell::new(Bell::new()),
+    )
+    .unwrap()
+}
+
+fn remote_with(mem: &HeapRegion, id: u16) -> R<'_> {
+    let mut r = Remote::new_remote(
+        mem.region(),
+        Config::new(SIZE),
+        Some(id),
+        BellDoorbell::new(Bell::new()),
+    )
+    .unwrap();
+    assert_eq!(r.create_endpoint("k", None, None), Ok(1024));
+    r
+}
+
+fn remote(mem: &HeapRegion) -> R<'_> {
+    remote_with(mem, REMOTE_ID)
+}
+
+/// Runs both sides until the host has bound "k"; returns the host's endpoint.
+fn bring_up(h: &mut H<'_>, r: &mut R<'_>) -> u32 {
+    for _ in 0..10 {
+        let _ = r.poll();
+        if let Some(Event::NameServiceCreate { name, addr }) = h.recv().unwrap() {
+            assert_eq!(name.as_str(), "k");
+            return h.bind(&name, addr).unwrap();
+        }
+    }
+    panic!(
+        "link did not come up: host {:?}, remote {:?}",
+        h.link_state(),
+        r.link_state()
+    );
+}
+
+/// Remote side: receive one message and echo it; returns the payload.
+fn echo_one(r: &mut R<'_>) -> Option<Vec<u8>> {
+    let Some(Event::Message(rx)) = r.recv().unwrap() else {
+        return None;
+    };
+    let mut buf = vec![0u8; rx.len()];
+    rx.read(0, &mut buf).unwrap();
+    r.release_rx(rx).unwrap();
+    r.try_send(1024, &buf).unwrap();
+    Some(buf)
+}
+
+fn recv_payload(h: &mut H<'_>) -> Option<Vec<u8>> {
+    match h.recv().unwrap()? {
+        Event::Message(rx) => {
+            let mut buf = vec![0u8; rx.len()];
+            rx.read(0, &mut buf).unwrap();
+            h.release_rx(rx).unwrap();
+            Some(buf)
+        }
+        other => panic!("host got {other:?}"),
+    }
+}
+
+#[test]
+fn remote_first_then_host() {
+    let mem = HeapRegion::new(SIZE);
+    let mut r = remote(&mem);
+    assert_eq!(r.poll(), Ok(false));
+    assert_eq!(r.link_state(), LinkState::Down);
+    assert_eq!(r.try_send(1024, b"x"), Err(Error::NotReady));
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let ept = bring_up(&mut h, &mut r);
+    assert_eq!(h.link_state(), LinkState::Up);
+    h.try_send(ept, b"hello\0").unwrap();
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"hello\0"[..]));
+    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"hello\0"[..]));
+}
+
+#[test]
+fn host_first_then_remote() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    assert_eq!(h.recv().unwrap().map(|_| ()), None);
+    assert_eq!(h.link_state(), LinkState::Waiting);
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    h.try_send(ept, b"x").unwrap();
+    assert!(echo_one(&mut r).is_some());
+}
+
+#[test]
+fn doorbells_go_to_the_published_ids() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    assert_eq!(r.peer_id(), Some(HOST_ID));
+    assert_eq!(h.peer_id(), Some(REMOTE_ID));
+    assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
+    h.try_send(ept, b"ping").unwrap();
+    assert_eq!(h.doorbell().last_peer_id, Some(REMOTE_ID));
+    assert!(h.doorbell().rung > 0);
+}
+
+#[test]
+fn payload_limits() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    assert_eq!(h.max_payload(), 496);
+    assert_eq!(h.try_send(ept, &[1u8; 497]), Err(Error::PayloadTooLarge));
+    h.try_send(ept, &[7u8; 496]).unwrap();
+    h.try_send(ept, &[]).unwrap();
+    assert_eq!(echo_one(&mut r).map(|p| p.len()), Some(496));
+    assert_eq!(echo_one(&mut r).map(|p| p.len()), Some(0));
+}
+
+#[test]
+fn tx_buffers_run_out_and_come_back() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    for i in 0..16u8 {
+        h.try_send(ept, &[i]).unwrap();
+    }
+    assert_eq!(h.try_send(ept, b"x"), Err(Error::NoTxBuffer));
+    // The remote consumes one (returning the buffer) without echoing.
+    let Some(Event::Message(rx)) = r.recv().unwrap() else {
+        panic!()
+    };
+    r.release_rx(rx).unwrap();
+    h.try_send(ept, b"x").unwrap();
+    assert_eq!(h.try_send(ept, b"y"), Err(Error::NoTxBuffer));
+}
+
+#[test]
+fn zero_copy_send_and_release() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    let mut tx = h.get_tx_buffer().unwrap();
+    assert_eq!(tx.capacity(), 496);
+    assert_eq!(tx.write(490, &[0; 7]), Err(Error::PayloadTooLarge));
+    tx.write(0, b"abc").unwrap();
+    h.send_nocopy(ept, tx, 3).unwrap();
+    let unused = h.get_tx_buffer().unwrap();
+    h.release_tx_buffer(unused).unwrap();
+    let Some(Event::Message(rx)) = r.recv().unwrap() else {
+        panic!()
+    };
+    let mut out = [0u8; 8];
+    assert_eq!(rx.read(1, &mut out), Ok(2));
+    assert_eq!(&out[..2], b"bc");
+    assert_eq!(rx.read(9, &mut out), Ok(0));
+    r.release_rx(rx).unwrap();
+}
+
+#[test]
+fn messages_to_unknown_endpoints_are_dropped_and_their_buffers_returned() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    for _ in 0..100 {
+        h.try_send_to(ept, 4000, b"nobody").unwrap();
+        assert!(r.recv().unwrap().is_none());
+    }
+    assert_eq!(r.counters().get(Error::UnknownDestination), 100);
+    assert_eq!(r.stats().dropped, 100);
+    h.try_send(ept, b"still works").unwrap();
+    assert!(echo_one(&mut r).is_some());
+}
+
+#[test]
+fn layout_mismatch_is_reported() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let cfg = Config {
+        buf_size: 256,
+        ..Config::new(SIZE)
+    };
+    let mut r =
+        Remote::new_remote(mem.region(), cfg, Some(1), BellDoorbell::new(Bell::new())).unwrap();
+    assert_eq!(r.poll(), Err(Error::LayoutMismatch));
+    assert_eq!(r.counters().get(Error::LayoutMismatch), 1);
+}
+
+#[test]
+fn config_must_match_the_region() {
+    let mem = HeapRegion::new(SIZE);
+    let e = Host::new_host(
+        mem.region(),
+        Config::new(SIZE * 2),
+        None,
+        BellDoorbell::new(Bell::new()),
+    );
+    assert!(matches!(e, Err(Error::InvalidConfig(_))));
+    let small = HeapRegion::new(4096);
+    let e = Remote::new_remote(
+        small.region(),
+        Config::new(4096),
+        None,
+        BellDoorbell::new(Bell::new()),
+    );
+    assert!(matches!(e, Err(Error::RegionTooSmall)));
+}
+
+#[test]
+fn a_host_without_control_block_is_served_like_openamp() {
+    // An OpenAMP C host writes only the status byte: emulate by erasing our block.
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    mem.region().zero(CONTROL_BLOCK_OFFSET, 48).unwrap();
+    let cfg = Config {
+        fallback_peer_id: Some(HOST_ID),
+        ..Config::new(SIZE)
+    };
+    let mut r = Remote::new_remote(
+        mem.region(),
+        cfg,
+        Some(REMOTE_ID),
+        BellDoorbell::new(Bell::new()),
+    )
+    .unwrap();
+    r.create_endpoint("k", None, None).unwrap();
+    assert_eq!(r.poll(), Ok(true));
+    assert_eq!(r.peer_id(), Some(HOST_ID));
+    assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
+    // The announcement went out on vring 0 as an OpenAMP host expects it: one used
+    // element, 16 + 40 bytes, from 1024 to 53. (Our Host is not asked: it would see its
+    // own erased block.)
+    let ring = h.layout().ring(QueueId::RemoteToHost);
+    let region = mem.region();
+    assert_eq!(region.load_u16(ring.used + 2, Relaxed), Ok(1));
+    let id = region.load_u32(ring.used + 4, Relaxed).unwrap() as usize;
+    assert_eq!(region.load_u32(ring.used + 8, Relaxed), Ok(56));
+    let addr = region.load_u64(ring.desc + 16 * id, Relaxed).unwrap();
+    let off = (addr - 0xafa0_0000) as usize;
+    assert_eq!(region.load_u32(off, Relaxed), Ok(1024), "src");
+    assert_eq!(region.load_u32(off + 4, Relaxed), Ok(53), "dst");
+    let mut name = [0u8; 2];
+    region.read_bytes(off + 16, &mut name).unwrap();
+    assert_eq!(&name, b"k\0");
+}
+
+#[test]
+fn hostile_host_descriptors_are_skipped() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    h.try_send(ept, b"one").unwrap();
+    // Corrupt the descriptor the host just posted on vring 1: point it at the rings.
+    let ring = h.layout().ring(QueueId::HostToRemote);
+    let region = mem.region();
+    let id = region.load_u16(ring.avail + 4, Relaxed).unwrap() as usize;
+    region
+        .store_u64(ring.desc + 16 * id, 0xafa0_0000 + SIZE as u64 - 64, Relaxed)
+        .unwrap();
+    assert!(r.recv().unwrap().is_none());
+    assert_eq!(r.counters().get(Error::BufferOutOfBounds), 1);
+    h.try_send(ept, b"two").unwrap();
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"two"[..]));
+}
+
+#[test]
+fn hostile_remote_used_entries_are_skipped_and_a_wild_index_resets_the_session() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    let ring = h.layout().ring(QueueId::RemoteToHost);
+    let region = mem.region();
+    // A used element naming a descriptor the remote never had.
+    let used_idx = region.load_u16(ring.used + 2, Relaxed).unwrap();
+    let slot = (used_idx % 16) as usize;
+    region
+        .store_u32(ring.used + 4 + 8 * slot, 99, Relaxed)
+        .unwrap();
+    region
+        .store_u16(ring.used + 2, used_idx.wrapping_add(1), Relaxed)
+        .unwrap();
+    assert!(h.recv().unwrap().is_none());
+    assert_eq!(h.counters().get(Error::DescriptorIndexOutOfRange), 1);
+    // A used index far ahead: the ring is unusable, the host starts a new session.
+    region
+        .store_u16(ring.used + 2, used_idx.wrapping_add(1000), Relaxed)
+        .unwrap();
+    assert_eq!(h.recv().map(|_| ()), Err(Error::UsedIndexOutOfRange));
+    assert_eq!(h.link_state(), LinkState::Broken);
+    let old = h.session();
+    let _ = h.poll();
+    assert_eq!(h.session(), old + 1);
+    assert_eq!(h.stats().resets, 1);
+    let ept2 = bring_up(&mut h, &mut r);
+    assert_eq!(ept2, ept);
+    h.try_send(ept2, b"after").unwrap();
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"after"[..]));
+}
+
+#[test]
+fn remote_restart_gets_a_fresh_session_and_no_stale_message() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let ept = {
+        let mut r = remote(&mem);
+        let ept = bring_up(&mut h, &mut r);
+        h.try_send(ept, b"consumed").unwrap();
+        assert!(echo_one(&mut r).is_some());
+        h.try_send(ept, b"stale").unwrap();
+        ept
+        // The remote dies here with "stale" unread.
+    };
+    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"consumed"[..]));
+    let mut r2 = remote_with(&mem, REMOTE_ID + 1);
+    assert_eq!(r2.poll(), Ok(false), "must ask for a fresh session");
+    assert_eq!(r2.link_state(), LinkState::Waiting);
+    assert_eq!(r2.doorbell().last_peer_id, Some(HOST_ID));
+    let before = h.session();
+    let ept2 = bring_up(&mut h, &mut r2);
+    assert_eq!(ept2, ept);
+    assert_eq!(h.session(), before + 1);
+    assert_eq!(h.peer_id(), Some(REMOTE_ID + 1));
+    assert_eq!(h.stats().resets, 1);
+    assert!(r2.recv().unwrap().is_none(), "the stale message is gone");
+    h.try_send(ept2, b"fresh").unwrap();
+    assert_eq!(echo_one(&mut r2).as_deref(), Some(&b"fresh"[..]));
+    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"fresh"[..]));
+}
+
+#[test]
+fn host_restart_makes_the_remote_reattach_and_announce_again() {
+    let mem = HeapRegion::new(SIZE);
+    let mut r = remote(&mem);
+    {
+        let mut h = host(&mem);
+        h.start().unwrap();
+        let ept = bring_up(&mut h, &mut r);
+        h.try_send(ept, b"one").unwrap();
+        assert!(echo_one(&mut r).is_some());
+        // The echo is never read: the host dies.
+    }
+    let mut h2 = host(&mem);
+    h2.start().unwrap();
+    let ept = bring_up(&mut h2, &mut r);
+    assert_eq!(r.stats().resets, 1);
+    assert!(h2.recv().unwrap().is_none(), "the old echo is gone");
+    h2.try_send(ept, b"two").unwrap();
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"two"[..]));
+    assert_eq!(recv_payload(&mut h2).as_deref(), Some(&b"two"[..]));
+}
+
+#[test]
+fn buffers_from_an_old_session_are_stale() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    let tx = h.get_tx_buffer().unwrap();
+    h.try_send(ept, b"held").unwrap();
+    let Some(Event::Message(rx)) = r.recv().unwrap() else {
+        panic!()
+    };
+    h.start().unwrap();
+    assert_eq!(h.send_nocopy(ept, tx, 1), Err(Error::StaleBuffer));
+    let _ = r.poll();
+    assert_eq!(r.release_rx(rx), Err(Error::StaleBuffer));
+}
+
+/// A restart of either side injected after every step of an exchange: afterwards the link
+/// comes back, nothing from before the restart is delivered, and a fresh echo works.
+#[test]
+fn restart_at_every_protocol_step() {
+    #[derive(Debug, Clone, Copy)]
+    enum Who {
+        Host,
+        Remote,
+    }
+    const STEPS: usize = 8;
+    for who in [Who::Host, Who::Remote] {
+        for cut in 0..=STEPS {
+            let mem = HeapRegion::new(SIZE);
+            let mut h = Some(host(&mem));
+            let mut r = Some(remote(&mem));
+            let mut ept = None;
+            let mut step = 0;
+            let mut restarted = false;
+            let mut iterations = 0;
+            loop {
+                iterations += 1;
+                assert!(iterations < 200, "{who:?} cut {cut}: no progress");
+                if step == cut && !restarted {
+                    restarted = true;
+                    match who {
+                        Who::Host => {
+                            h = Some(host(&mem));
+                        }
+                        Who::Remote => {
+                            r = Some(remote_with(&mem, REMOTE_ID + 1));
+                        }
+                    }
+                    ept = None;
+                }
+                let (hh, rr) = (h.as_mut().unwrap(), r.as_mut().unwrap());
+                match step {
+                    0 => hh.start().unwrap(),
+                    1 => {
+                        let _ = rr.poll();
+                    }
+                    2 => {
+                        if let Some(Event::NameServiceCreate { name, addr }) = hh.recv().unwrap() {
+                            ept = Some(hh.bind(&name, addr).unwrap());
+                        }
+                    }
+                    3 => {
+                        if let Some(e) = ept {
+                            let _ = hh.try_send(e, b"old");
+                        }
+                    }
+                    4 => {
+                        if let Ok(Some(Event::Message(rx))) = rr.recv() {
+                            let _ = rr.release_rx(rx);
+                            let _ = rr.try_send(1024, b"old");
+                        }
+                    }
+                    5 => {
+                        let _ = hh.recv();
+                    }
+                    _ => {}
+                }
+                step += 1;
+                if step > STEPS && restarted {
+                    break;
+                }
+            }
+            // Recovery: whatever happened, drive both sides until the host binds again.
+            let (hh, rr) = (h.as_mut().unwrap(), r.as_mut().unwrap());
+            if hh.link_state() == LinkState::Down {
+                hh.start().unwrap();
+            }
+            let mut e = ept;
+            for _ in 0..20 {
+                let _ = rr.poll();
+                match hh.recv() {
+                    Ok(Some(Event::NameServiceCreate { name, addr })) => {
+                        e = Some(hh.bind(&name, addr).unwrap())
+                    }
+                    Ok(Some(Event::Message(rx))) => {
+                        let mut b = [0u8; 8];
+                        let n = rx.read(0, &mut b).unwrap();
+                        panic!("{who:?} cut {cut}: stale delivery {:?}", &b[..n]);
+                    }
+                    _ => {}
+                }
+                if e.is_some()
+                    && hh.link_state() == LinkState::Up
+                    && rr.link_state() == LinkState::Up
+                {
+                    break;
+                }
+            }
+            let e = e.unwrap_or_else(|| panic!("{who:?} cut {cut}: not rebound"));
+            hh.try_send(e, b"new").unwrap();
+            let mut got = None;
+            for _ in 0..5 {
+                match rr.recv().unwrap() {
+                    Some(Event::Message(rx)) => {
+                        let mut b = vec![0u8; rx.len()];
+                        rx.read(0, &mut b).unwrap();
+                        rr.release_rx(rx).unwrap();
+                        got = Some(b);
+                        break;
+                    }
+                    Some(_) | None => {}
+                }
+            }
+            assert_eq!(got.as_deref(), Some(&b"new"[..]), "{who:?} cut {cut}");
+        }
+    }
+}
