@@ -499,15 +499,12 @@ fn restart_at_every_protocol_step() {
             hh.try_send(e, b"new").unwrap();
             let mut got = None;
             for _ in 0..5 {
-                match rr.recv().unwrap() {
-                    Some(Event::Message(rx)) => {
-                        let mut b = vec![0u8; rx.len()];
-                        rx.read(0, &mut b).unwrap();
-                        rr.release_rx(rx).unwrap();
-                        got = Some(b);
-                        break;
-                    }
-                    Some(_) | None => {}
+                if let Some(Event::Message(rx)) = rr.recv().unwrap() {
+                    let mut b = vec![0u8; rx.len()];
+                    rx.read(0, &mut b).unwrap();
+                    rr.release_rx(rx).unwrap();
+                    got = Some(b);
+                    break;
                 }
             }
             assert_eq!(got.as_deref(), Some(&b"new"[..]), "{who:?} cut {cut}");
