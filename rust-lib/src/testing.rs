@@ -149,3 +149,109 @@ impl Clock for BellClock {
         }
     }
 }
+
+/// Runs both roles against a shared region whose contents come from `data` (the fuzz
+/// target and the replay test call this): a remote facing a hostile host, and a host facing
+/// a hostile remote. Between steps the hostile side rewrites parts of the region with more
+/// bytes from `data`. The engine must never panic, loop without bound or touch memory
+/// outside the region; errors are expected and ignored.
+pub fn exercise_hostile_region(data: &[u8]) {
+    use crate::layout::{Config, Layout, QueueId};
+    use crate::rpmsg::{Event, Host, Remote};
+    use crate::shm::ControlView;
+
+    const SIZE: usize = 32 * 1024;
+    let (head, rest) = data.split_at(data.len().min(8));
+    let mut flags = [0u8; 8];
+    flags[..head.len()].copy_from_slice(head);
+    let cfg = Config {
+        queue_size: 1 << (flags[1] % 5),
+        ..Config::new(SIZE)
+    };
+    let Ok(layout) = Layout::new(&cfg) else {
+        return;
+    };
+    let mem = HeapRegion::new(SIZE);
+    let region = mem.region();
+    let mut chunks = rest.chunks(64).cycle().take(rest.len().div_ceil(64).min(64));
+    // Where a hostile write goes: mostly the rings and the control block, sometimes buffers.
+    let targets = [
+        layout.ring(QueueId::RemoteToHost).desc,
+        layout.ring(QueueId::HostToRemote).desc,
+        layout.ring(QueueId::RemoteToHost).used,
+        layout.ring(QueueId::HostToRemote).avail,
+        0,
+        layout.pool_start(),
+    ];
+    let mut scribble = |step: usize| {
+        if let Some(chunk) = chunks.next() {
+            let selector = chunk.first().copied().unwrap_or(0) as usize;
+            let base = targets[(selector + step) % targets.len()];
+            let shift = (chunk.get(1).copied().unwrap_or(0) as usize) * 4;
+            let _ = region.write_bytes((base + shift).min(SIZE - chunk.len()), chunk);
+        }
+    };
+
+    // Remote against a hostile host.
+    mem.fill_from(rest);
+    if flags[0] & 1 == 1 {
+        let control = ControlView::new(region).ok();
+        if let Some(c) = control {
+            let _ = c.publish(&layout, Some(u16::from(flags[2])), u32::from(flags[3]));
+            let _ = c.set_status(0x0f);
+        }
+    }
+    if let Ok(mut remote) = Remote::new_remote(region, cfg, Some(1), NoBell) {
+        let _ = remote.create_endpoint("k", None, None);
+        for step in 0..16 {
+            let _ = remote.poll();
+            match remote.recv() {
+                Ok(Some(Event::Message(rx))) => {
+                    let mut b = [0u8; 64];
+                    let _ = rx.read(0, &mut b);
+                    if step % 3 == 0 {
+                        let _ = remote.try_send(1024, &b[..rx.len().min(64)]);
+                    }
+                    let _ = remote.release_rx(rx);
+                }
+                Ok(_) | Err(_) => {}
+            }
+            if let Ok(mut tx) = remote.get_tx_buffer() {
+                let _ = tx.write(0, b"hostile");
+                let _ = remote.send_offchannel_nocopy(1024, 1024, tx, 7);
+            }
+            scribble(step);
+        }
+    }
+
+    // Host against a hostile remote.
+    mem.fill_from(&[]);
+    if let Ok(mut host) = Host::new_host(region, cfg, Some(2), NoBell) {
+        let _ = host.start();
+        let _ = host.create_endpoint("h", None, None);
+        for step in 0..16 {
+            scribble(step);
+            match host.recv() {
+                Ok(Some(Event::Message(rx))) => {
+                    let _ = host.release_rx(rx);
+                }
+                Ok(Some(Event::NameServiceCreate { name, addr })) => {
+                    let _ = host.bind(&name, addr);
+                }
+                Ok(_) | Err(_) => {}
+            }
+            let _ = host.try_send_to(1024, 1024 + step as u32, b"probe");
+            if flags[4] & 1 == 1 {
+                let _ = host.poll();
+            }
+        }
+    }
+}
+
+/// A doorbell that rings nobody.
+#[derive(Debug, Clone, Copy)]
+struct NoBell;
+
+impl Doorbell for NoBell {
+    fn ring(&mut self, _peer_id: u16) {}
+}
