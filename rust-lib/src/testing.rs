@@ -173,7 +173,10 @@ pub fn exercise_hostile_region(data: &[u8]) {
     };
     let mem = HeapRegion::new(SIZE);
     let region = mem.region();
-    let mut chunks = rest.chunks(64).cycle().take(rest.len().div_ceil(64).min(64));
+    let mut chunks = rest
+        .chunks(64)
+        .cycle()
+        .take(rest.len().div_ceil(64).min(64));
     // Where a hostile write goes: mostly the rings and the control block, sometimes buffers.
     let targets = [
         layout.ring(QueueId::RemoteToHost).desc,
