@@ -208,16 +208,13 @@ pub fn exercise_hostile_region(data: &[u8]) {
         let _ = remote.create_endpoint("k", None, None);
         for step in 0..16 {
             let _ = remote.poll();
-            match remote.recv() {
-                Ok(Some(Event::Message(rx))) => {
-                    let mut b = [0u8; 64];
-                    let _ = rx.read(0, &mut b);
-                    if step % 3 == 0 {
-                        let _ = remote.try_send(1024, &b[..rx.len().min(64)]);
-                    }
-                    let _ = remote.release_rx(rx);
+            if let Ok(Some(Event::Message(rx))) = remote.recv() {
+                let mut b = [0u8; 64];
+                let _ = rx.read(0, &mut b);
+                if step % 3 == 0 {
+                    let _ = remote.try_send(1024, &b[..rx.len().min(64)]);
                 }
-                Ok(_) | Err(_) => {}
+                let _ = remote.release_rx(rx);
             }
             if let Ok(mut tx) = remote.get_tx_buffer() {
                 let _ = tx.write(0, b"hostile");
