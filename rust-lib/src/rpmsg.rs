@@ -42,6 +42,7 @@ pub struct HostTransport<'a> {
     rx: DriverQueue<'a>,
     tx: DriverQueue<'a>,
     tx_free: DescSet,
+    tx_interrupts: bool,
     layout: Layout,
 }
 
@@ -59,9 +60,10 @@ impl HostTransport<'_> {
 
 impl sealed::Sealed for HostTransport<'_> {}
 
-impl<'a> Transport<'a> for HostTransport<'a> {
-    fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
-        // Reclaim what the remote consumed; bounded by the queue size.
+impl HostTransport<'_> {
+    /// Moves every transmit buffer the remote consumed back to the free set (bounded by
+    /// the queue size).
+    fn reclaim(&mut self, counters: &mut ErrorCounters) -> Result<()> {
         for _ in 0..=self.tx.size() {
             match self.tx.pop_used(self.layout.config().buf_size) {
                 Ok(Some(elem)) => {
@@ -72,9 +74,37 @@ impl<'a> Transport<'a> for HostTransport<'a> {
                 Err(e) => counters.record(e),
             }
         }
+        Ok(())
+    }
+
+    /// Starts a session: interrupts for returned transmit buffers are off, because the host
+    /// reclaims them lazily when it sends; they are turned on only while it has none.
+    fn start_session(&mut self) -> Result<()> {
+        self.tx.suppress_interrupts(true)?;
+        self.tx_interrupts = false;
+        Ok(())
+    }
+}
+
+impl<'a> Transport<'a> for HostTransport<'a> {
+    fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
+        self.reclaim(counters)?;
+        if self.tx_free.is_empty() {
+            // Out of buffers: ask to be interrupted when one comes back, then look again in
+            // case it came back before the flag was visible.
+            if !self.tx_interrupts {
+                self.tx.suppress_interrupts(false)?;
+                self.tx_interrupts = true;
+            }
+            self.reclaim(counters)?;
+        }
         let Some(id) = self.tx_free.first() else {
             return Ok(None);
         };
+        if self.tx_interrupts {
+            self.tx.suppress_interrupts(true)?;
+            self.tx_interrupts = false;
+        }
         self.tx_free.remove(id);
         let n = self.layout.config().queue_size as usize;
         Ok(Some((id, self.buffer(n + id as usize))))
@@ -113,10 +143,35 @@ const MAX_SPARE: usize = crate::layout::MAX_QUEUE_SIZE as usize;
 pub struct RemoteTransport<'a> {
     rx: DeviceQueue<'a>,
     tx: DeviceQueue<'a>,
+    tx_notifications: bool,
     spare: heapless::Vec<(u16, u32, u32), MAX_SPARE>,
 }
 
 impl sealed::Sealed for RemoteTransport<'_> {}
+
+impl RemoteTransport<'_> {
+    /// Takes the next valid available buffer of vring 0, skipping (and counting) invalid
+    /// entries; bounded by the queue size.
+    fn pop_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
+        for _ in 0..=self.tx.size() {
+            match self.tx.pop_avail() {
+                Ok(found) => return Ok(found),
+                Err(Error::AvailIndexOutOfRange) => return Err(Error::AvailIndexOutOfRange),
+                Err(e) => counters.record(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts a session: the host need not notify us when it re-posts receive buffers on
+    /// vring 0 (we take them when we send); notifications are turned on only while we have
+    /// none.
+    fn start_session(&mut self) -> Result<()> {
+        self.tx.suppress_notifications(true)?;
+        self.tx_notifications = false;
+        Ok(())
+    }
+}
 
 impl<'a> Transport<'a> for RemoteTransport<'a> {
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
@@ -127,14 +182,19 @@ impl<'a> Transport<'a> for RemoteTransport<'a> {
             };
             return Ok(Some((id, buf)));
         }
-        for _ in 0..=self.tx.size() {
-            match self.tx.pop_avail() {
-                Ok(found) => return Ok(found),
-                Err(Error::AvailIndexOutOfRange) => return Err(Error::AvailIndexOutOfRange),
-                Err(e) => counters.record(e),
+        let mut found = self.pop_tx(counters)?;
+        if found.is_none() {
+            if !self.tx_notifications {
+                self.tx.suppress_notifications(false)?;
+                self.tx_notifications = true;
             }
+            found = self.pop_tx(counters)?;
         }
-        Ok(None)
+        if found.is_some() && self.tx_notifications {
+            self.tx.suppress_notifications(true)?;
+            self.tx_notifications = false;
+        }
+        Ok(found)
     }
 
     fn submit_tx(&mut self, id: u16, _buf: BufferRef, len: u32) -> Result<bool> {
@@ -358,6 +418,7 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
             rx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::RemoteToHost))?),
             tx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::HostToRemote))?),
             tx_free: DescSet::new(),
+            tx_interrupts: true,
             layout,
         };
         Self::assemble(region, layout, transport, doorbell, own_id)
@@ -387,6 +448,7 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
             let addr = t.addr(buf);
             t.rx.add(id, addr, buf.len, true)?;
         }
+        self.transport.start_session()?;
         self.control
             .publish(&self.layout, self.own_id, self.session)?;
         self.control.set_status(STATUS_READY)?;
@@ -454,6 +516,7 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
                 RingView::new(region, layout.ring(QueueId::RemoteToHost))?,
                 pool,
             ),
+            tx_notifications: true,
             spare: heapless::Vec::new(),
         };
         Self::assemble(region, layout, transport, doorbell, own_id)
@@ -531,6 +594,7 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
         self.transport.rx.restart(pool);
         self.transport.tx.restart(pool);
         self.transport.spare.clear();
+        self.transport.start_session()?;
         self.epoch = self.epoch.wrapping_add(1);
         self.peer_id = host_id.or(cfg.fallback_peer_id);
         self.endpoints.reset_peer_state();

@@ -188,9 +188,15 @@ impl<'a> DeviceQueue<'a> {
         self.ring.driver_wants_interrupt()
     }
 
-    /// Asks the driver not to notify us of new buffers (or to do so again).
+    /// Asks the driver not to notify us of new buffers (or to do so again). When
+    /// enabling, a full barrier follows, so an available-ring check made afterwards cannot
+    /// miss a buffer the driver added without notifying.
     pub fn suppress_notifications(&self, suppress: bool) -> Result<()> {
         self.ring
-            .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 })
+            .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 })?;
+        if !suppress {
+            crate::shm::full_barrier();
+        }
+        Ok(())
     }
 }

@@ -511,3 +511,61 @@ fn restart_at_every_protocol_step() {
         }
     }
 }
+
+#[test]
+fn one_doorbell_per_message_in_steady_state() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    let (h0, r0) = (h.doorbell().rung, r.doorbell().rung);
+    for i in 0..100u32 {
+        h.try_send(ept, &i.to_le_bytes()).unwrap();
+        assert!(echo_one(&mut r).is_some());
+        assert_eq!(recv_payload(&mut h), Some(i.to_le_bytes().to_vec()));
+    }
+    // Returned transmit buffers and re-posted receive buffers ring nobody: the side that
+    // would be woken takes them when it next sends.
+    assert_eq!(h.doorbell().rung - h0, 100);
+    assert_eq!(r.doorbell().rung - r0, 100);
+}
+
+#[test]
+fn a_sender_out_of_buffers_asks_to_be_woken() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    for i in 0..16u8 {
+        h.try_send(ept, &[i]).unwrap();
+    }
+    assert_eq!(h.try_send(ept, b"x"), Err(Error::NoTxBuffer));
+    // The host now wants an interrupt when the remote returns a buffer.
+    let before = r.doorbell().rung;
+    let Some(Event::Message(rx)) = r.recv().unwrap() else {
+        panic!()
+    };
+    r.release_rx(rx).unwrap();
+    assert_eq!(r.doorbell().rung, before + 1, "the waiting host is woken");
+    h.try_send(ept, b"x").unwrap();
+    // The remote, out of transmit buffers, wants to hear about re-posted ones.
+    for _ in 0..15 {
+        let Some(Event::Message(rx)) = r.recv().unwrap() else {
+            panic!()
+        };
+        r.release_rx(rx).unwrap();
+    }
+    for i in 0..16u8 {
+        r.try_send(1024, &[i]).unwrap();
+    }
+    assert_eq!(r.try_send(1024, b"x"), Err(Error::NoTxBuffer));
+    let before = h.doorbell().rung;
+    let Some(Event::Message(rx)) = h.recv().unwrap() else {
+        panic!()
+    };
+    h.release_rx(rx).unwrap();
+    assert_eq!(h.doorbell().rung, before + 1, "the waiting remote is woken");
+    r.try_send(1024, b"x").unwrap();
+}
