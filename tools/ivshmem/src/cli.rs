@@ -429,7 +429,9 @@ pub const COMMAND_HELP: &str = "Commands:
   int all                      interrupt all vectors of all other peers
   irqs                         interrupts received so far, per vector
   wait <ms>                    show events and interrupts for <ms> ms
-  wait-int [<ms>]              wait for an interrupt (default 5000 ms)
+  wait-int [<ms>]              wait for an interrupt not yet waited for
+                               (since connecting or the last wait-int;
+                               default timeout 5000 ms)
   wait-peer <peer> [<n> [<ms>]]  wait until <peer> has <n> vectors (default 1)
   wait-gone <peer> [<ms>]      wait until <peer> has disconnected
   hexdump <offset> <length>    hex dump of the shared memory (alias x)

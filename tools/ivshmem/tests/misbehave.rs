@@ -26,7 +26,9 @@ fn misbehaving_clients_do_not_disturb_good_ones() {
 
     let mut a = server.connect(2);
     let mut b = server.connect(2);
-    wait_event(&mut a, T, |e| *e == PeerEvent::VectorAdded { id: 1, vector: 1 });
+    wait_event(&mut a, T, |e| {
+        *e == PeerEvent::VectorAdded { id: 1, vector: 1 }
+    });
 
     // Two good peers ping-pong interrupts for the whole test, reading their
     // server messages as good peers do.
@@ -112,7 +114,10 @@ fn misbehaving_clients_do_not_disturb_good_ones() {
     );
     assert!(rounds >= 10, "only {rounds} ping-pong rounds");
     assert!(worst < Duration::from_secs(2), "round trip took {worst:?}");
-    assert!(worst_connect < Duration::from_secs(2), "connect took {worst_connect:?}");
+    assert!(
+        worst_connect < Duration::from_secs(2),
+        "connect took {worst_connect:?}"
+    );
     assert!(stats.max_queue_seen.load(Ordering::Relaxed) <= 1025);
 
     // Everybody but the two good peers is gone, and they know it.
@@ -138,7 +143,10 @@ fn misbehaving_clients_do_not_disturb_good_ones() {
         .filter(|e| matches!(e, PeerEvent::Disconnected { .. }))
         .count();
     assert_eq!(connected, disconnected, "every peer that came also left");
-    assert!(connected >= 602, "writer + silent + 600 churners, got {connected}");
+    assert!(
+        connected >= 602,
+        "writer + silent + 600 churners, got {connected}"
+    );
     assert_eq!(stats.peers.load(Ordering::Relaxed), 2);
     server.shutdown();
 }

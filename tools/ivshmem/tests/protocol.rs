@@ -49,7 +49,9 @@ fn handshake_and_broadcasts_are_byte_exact() {
     expect_plain(&a, 0);
     expect_plain(&a, 0);
     let a_shm = expect_fd(&a, -1);
-    let st = std::fs::File::from(a_shm.try_clone().unwrap()).metadata().unwrap();
+    let st = std::fs::File::from(a_shm.try_clone().unwrap())
+        .metadata()
+        .unwrap();
     assert!(st.file_type().is_file());
     assert_eq!(st.len(), 1 << 20);
     assert_eq!(fd_target(a_shm.as_fd()), format!("/dev/shm/{}", shm.0));
@@ -77,8 +79,16 @@ fn handshake_and_broadcasts_are_byte_exact() {
     for v in 0..2 {
         eventfd_write(a_sees_b[v].as_fd(), 1);
         eventfd_write(a_sees_b[v].as_fd(), 1);
-        assert_eq!(eventfd_read(b_own[v].as_fd()), 2, "counter mode, vector {v}");
-        assert_eq!(eventfd_read(b_own[1 - v].as_fd()), 0, "other vector untouched");
+        assert_eq!(
+            eventfd_read(b_own[v].as_fd()),
+            2,
+            "counter mode, vector {v}"
+        );
+        assert_eq!(
+            eventfd_read(b_own[1 - v].as_fd()),
+            0,
+            "other vector untouched"
+        );
         eventfd_write(b_sees_a[v].as_fd(), 5);
         assert_eq!(eventfd_read(a_own[v].as_fd()), 5);
     }
@@ -138,9 +148,14 @@ fn library_peers_ids_vectors_interrupts_disconnect_reconnect() {
     assert_eq!(c.own_vectors().len(), 3);
     assert_eq!(
         c.peers(),
-        vec![PeerInfo { id: 0, vectors: 3 }, PeerInfo { id: 1, vectors: 3 }]
+        vec![
+            PeerInfo { id: 0, vectors: 3 },
+            PeerInfo { id: 1, vectors: 3 }
+        ]
     );
-    let ev = wait_event(&mut a, T, |e| *e == PeerEvent::VectorAdded { id: 2, vector: 2 });
+    let ev = wait_event(&mut a, T, |e| {
+        *e == PeerEvent::VectorAdded { id: 2, vector: 2 }
+    });
     assert_eq!(
         ev,
         vec![
@@ -154,7 +169,9 @@ fn library_peers_ids_vectors_interrupts_disconnect_reconnect() {
             PeerEvent::VectorAdded { id: 2, vector: 2 },
         ]
     );
-    wait_event(&mut b, T, |e| *e == PeerEvent::VectorAdded { id: 2, vector: 2 });
+    wait_event(&mut b, T, |e| {
+        *e == PeerEvent::VectorAdded { id: 2, vector: 2 }
+    });
 
     // Interrupts go to exactly the vector rung.
     a.notify(1, 2).unwrap();
@@ -172,7 +189,10 @@ fn library_peers_ids_vectors_interrupts_disconnect_reconnect() {
         total += got;
     }
     assert_eq!(total, 4);
-    assert_eq!(a.wait_interrupt(Some(Duration::from_millis(50))).unwrap(), 0);
+    assert_eq!(
+        a.wait_interrupt(Some(Duration::from_millis(50))).unwrap(),
+        0
+    );
     assert_eq!(a.drain_interrupts().unwrap(), 0);
 
     // Clear errors for unknown peers and vectors.
@@ -199,7 +219,9 @@ fn library_peers_ids_vectors_interrupts_disconnect_reconnect() {
     // Reconnect gets a fresh id.
     let d = server.connect(3);
     assert_eq!(d.id(), 3);
-    wait_event(&mut a, T, |e| *e == PeerEvent::VectorAdded { id: 3, vector: 2 });
+    wait_event(&mut a, T, |e| {
+        *e == PeerEvent::VectorAdded { id: 3, vector: 2 }
+    });
     d.notify(0, 1).unwrap();
     assert_eq!(a.poll_interrupts(Some(T)).unwrap(), vec![0, 1, 0]);
 }
@@ -356,7 +378,9 @@ fn stale_socket_is_replaced_live_server_is_refused() {
     // Not a socket: refused, not deleted.
     let dir2 = TempDir::new("notsock");
     std::fs::write(dir2.join("sock"), b"x").unwrap();
-    let err = Server::new(config(&dir2, &shm2, 1)).unwrap_err().to_string();
+    let err = Server::new(config(&dir2, &shm2, 1))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a socket"), "{err}");
     assert!(dir2.join("sock").exists());
 }

@@ -55,6 +55,7 @@ fn main() -> ExitCode {
     let interactive = opts.commands.is_empty() && unsafe { libc::isatty(0) } == 1;
     let mut app = App {
         irqs: vec![0; conn.own_vectors().len()],
+        irqs_acked: 0,
         conn,
         verbose: opts.verbose,
         shm: None,
@@ -88,6 +89,8 @@ struct App {
     verbose: bool,
     /// Interrupts received per own vector.
     irqs: Vec<u64>,
+    /// Total interrupts already accounted for by `wait-int`.
+    irqs_acked: u64,
     shm: Option<ShmMapping>,
     interactive: bool,
 }
@@ -336,10 +339,13 @@ impl App {
                 self.pump(Duration::from_millis(t), |_| false);
             }
             "wait-int" => {
-                let before: u64 = self.irqs.iter().sum();
-                if !self.pump(ms(0)?, |a| a.irqs.iter().sum::<u64>() > before) {
+                // Succeeds at once if an interrupt came since the last
+                // wait-int (or since we connected): scripts need no race.
+                let seen = self.irqs_acked;
+                if !self.pump(ms(0)?, |a| a.irqs.iter().sum::<u64>() > seen) {
                     return Err("no interrupt arrived".into());
                 }
+                self.irqs_acked = self.irqs.iter().sum();
             }
             "wait-peer" => {
                 let id = parse_id(arg(0, "peer id")?)?;

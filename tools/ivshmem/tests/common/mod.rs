@@ -112,7 +112,9 @@ impl InProc {
     pub fn shutdown(&mut self) {
         self.stop.stop();
         if let Some(t) = self.thread.take() {
-            t.join().expect("server thread").expect("server ran cleanly");
+            t.join()
+                .expect("server thread")
+                .expect("server ran cleanly");
         }
     }
 
@@ -330,7 +332,11 @@ pub fn raw_recv_now(sock: BorrowedFd<'_>) -> RawRecv {
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    assert_eq!(msg.msg_flags & libc::MSG_CTRUNC, 0, "control data truncated");
+    assert_eq!(
+        msg.msg_flags & libc::MSG_CTRUNC,
+        0,
+        "control data truncated"
+    );
     let nfds = fds.len();
     RawRecv::Msg(RawMsg {
         bytes: buf,

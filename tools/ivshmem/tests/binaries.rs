@@ -1,0 +1,339 @@
+//! The real `ivshmem-server` and `ivshmem-client` binaries: options, signals,
+//! daemon mode, pid file, logging, and the client's command modes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ivshmem::{PeerConnection, PeerEvent};
+
+fn wait_exit(server: &mut BinServer) -> std::process::ExitStatus {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Some(st) = server.child.try_wait().expect("wait") {
+            return st;
+        }
+        assert!(Instant::now() < deadline, "server did not exit");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn stderr_of(server: &mut BinServer) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = server.child.stderr.take() {
+        e.read_to_string(&mut s).unwrap();
+    }
+    s
+}
+
+fn run_server(args: &[&str]) -> Output {
+    Command::new(server_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ivshmem-server")
+}
+
+#[test]
+fn server_options_help_and_errors() {
+    let out = run_server(&["-h"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for opt in [
+        "-F",
+        "-v",
+        "-p",
+        "-S",
+        "-M",
+        "-m",
+        "-l",
+        "-n",
+        "-h",
+        "power of two",
+    ] {
+        assert!(help.contains(opt), "help lacks {opt}");
+    }
+    for (args, msg) in [
+        (&["-x"][..], "invalid option"),
+        (&["-v"], "cannot use verbose in daemon mode"),
+        (&["-F", "-n", "65"], "too many requested vectors"),
+        (&["-F", "-l", "4Q"], "invalid size"),
+        (&["-F", "-S"], "requires an argument"),
+    ] {
+        let out = run_server(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(msg), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly_and_quietly() {
+    let dir = TempDir::new("term");
+    let shm = ShmName::new("term");
+    let pid_file = dir.join("pid");
+    let pid_arg = pid_file.to_str().unwrap().to_string();
+    let mut server = BinServer::start(&dir, &["-M", &shm.0, "-n", "2", "-p", &pid_arg]);
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(pid.trim(), server.pid().to_string());
+    assert_eq!(mode_of(&server.socket), 0o600);
+    assert_eq!(mode_of(&shm.path()), 0o600);
+
+    let mut a = PeerConnection::connect(&server.socket, 2, T).unwrap();
+    let b = PeerConnection::connect(&server.socket, 2, T).unwrap();
+    drop(b);
+    wait_event(&mut a, T, |e| *e == PeerEvent::Disconnected { id: 1 });
+    server.signal(libc::SIGTERM);
+    assert!(wait_exit(&mut server).success());
+    wait_event(&mut a, T, |e| *e == PeerEvent::ServerClosed);
+    assert!(!server.socket.exists(), "socket removed");
+    assert!(!shm.path().exists(), "shm removed");
+    assert!(!pid_file.exists(), "pid file removed");
+    // Quiet by default: nothing on stderr when all is well.
+    assert_eq!(stderr_of(&mut server), "");
+}
+
+#[test]
+fn sigint_with_keep_shm_and_verbose_log() {
+    let dir = TempDir::new("int");
+    let shm = ShmName::new("int");
+    let mut server = BinServer::start(&dir, &["-v", "-M", &shm.0, "--keep-shm", "-l", "1500K"]);
+    let p = PeerConnection::connect(&server.socket, 1, T).unwrap();
+    assert_eq!(p.shm_size(), 2 << 20);
+    drop(p);
+    thread::sleep(Duration::from_millis(100));
+    server.signal(libc::SIGINT);
+    assert!(wait_exit(&mut server).success());
+    assert!(!server.socket.exists());
+    assert!(shm.path().exists(), "--keep-shm");
+    let log = stderr_of(&mut server);
+    for needle in [
+        "level=warn event=shm-size-rounded requested=1536000 size=2097152",
+        "event=listening",
+        "event=peer-connected peer=0 vectors=1 peers=1",
+        "event=peer-disconnected peer=0",
+        "event=shutdown",
+    ] {
+        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
+    assert!(log.lines().all(|l| l.starts_with("ts=")), "{log}");
+}
+
+#[test]
+fn second_server_on_live_socket_is_refused_stale_one_replaced() {
+    let dir = TempDir::new("live");
+    let shm = ShmName::new("live");
+    let server = BinServer::start(&dir, &["-M", &shm.0]);
+    let shm2 = ShmName::new("live2");
+    let sock = server.socket.to_str().unwrap().to_string();
+    let out = run_server(&["-F", "-S", &sock, "-M", &shm2.0]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another server is already listening"), "{err}");
+    assert!(!shm2.path().exists());
+    // kill -9 leaves the socket file behind; the next server replaces it.
+    drop(server);
+    assert!(dir.join("sock").exists(), "SIGKILL leaves the socket file");
+    let _server = BinServer::start(&dir, &["-M", &shm.0]);
+    PeerConnection::connect(&dir.join("sock"), 1, T).expect("new server works");
+}
+
+#[test]
+fn daemon_mode_returns_when_ready_and_writes_pid_file() {
+    let dir = TempDir::new("daemon");
+    let shm = ShmName::new("daemon");
+    let pid_file = dir.join("pid");
+    let sock = dir.join("sock");
+    let status = Command::new(server_bin())
+        .arg("-S")
+        .arg(&sock)
+        .args(["-M", &shm.0, "-p"])
+        .arg(&pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run daemon");
+    assert!(status.success());
+    // Ready as soon as the command returned: no sleep needed before QEMU starts.
+    assert!(is_listening(&sock));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let p = PeerConnection::connect(&sock, 1, T).unwrap();
+    assert_eq!(p.id(), 0);
+    // The daemon is in its own session.
+    // SAFETY: getsid on a pid.
+    assert_eq!(unsafe { libc::getsid(pid) }, pid);
+    // SAFETY: signalling the daemon we started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_until("daemon to exit", T, || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")
+    });
+    assert!(!sock.exists());
+    assert!(!shm.path().exists());
+    assert!(!pid_file.exists());
+}
+
+// ---- ivshmem-client ----
+
+fn client(sock: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(client_bin())
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input); // EOF
+    let deadline = Instant::now() + T;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ivshmem-client did not exit");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn client_lists_peers_and_sends_interrupts() {
+    let dir = TempDir::new("cli1");
+    let shm = ShmName::new("cli1");
+    let server = InProc::start(config(&dir, &shm, 2));
+    let p = server.connect(2);
+    let out = client(
+        &server.socket,
+        &["-n", "2", "dump", "int 0 all; int 0 1"],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("own id 1, shm 1048576 bytes, 2 vectors"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("peer 0: 2 vectors"), "{stdout}");
+    let mut counts = vec![0, 0];
+    let deadline = Instant::now() + T;
+    while counts != vec![1, 2] {
+        assert!(Instant::now() < deadline, "interrupts so far {counts:?}");
+        for (c, n) in counts.iter_mut().zip(p.poll_interrupts(Some(T)).unwrap()) {
+            *c += n;
+        }
+    }
+}
+
+#[test]
+fn client_shows_received_interrupts_and_peer_changes() {
+    let dir = TempDir::new("cli2");
+    let shm = ShmName::new("cli2");
+    let server = InProc::start(config(&dir, &shm, 2));
+    let mut p = server.connect(2);
+    let socket = server.socket.clone();
+    let cli = thread::spawn(move || {
+        client(
+            &socket,
+            &["-n2", "wait-int 10000", "irqs", "wait-gone 0 10000"],
+            "",
+        )
+    });
+    wait_event(&mut p, T, |e| {
+        *e == PeerEvent::VectorAdded { id: 1, vector: 1 }
+    });
+    p.notify(1, 1).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    drop(p);
+    let out = cli.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("interrupt: vector 1 count 1"), "{stdout}");
+    assert!(
+        stdout.contains("vector 0: 0 interrupts\nvector 1: 1 interrupts"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("peer 0 disconnected"), "{stdout}");
+}
+
+#[test]
+fn client_script_from_stdin_exits_on_eof_and_stops_on_error() {
+    let dir = TempDir::new("cli3");
+    let shm = ShmName::new("cli3");
+    let server = InProc::start(config(&dir, &shm, 1));
+    let p = server.connect(1);
+    let out = client(
+        &server.socket,
+        &[],
+        "peers\nwrite 0x20 \"abc\"\nwrite 0x23 de ad\nx 0x20 16\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("peer 0: 1 vectors"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "00000020  61 62 63 de ad 00 00 00  00 00 00 00 00 00 00 00  |abc.............|"
+        ),
+        "{stdout}"
+    );
+    let mut buf = [0u8; 5];
+    p.map_shm().unwrap().read(0x20, &mut buf).unwrap();
+    assert_eq!(&buf, b"abc\xde\xad");
+
+    // A failing command stops the script with status 1; later ones do not run.
+    let out = client(&server.socket, &[], "int 9 0\nwrite 0 \"never\"\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("unknown peer 9"),
+        "{}",
+        text(&out.stderr)
+    );
+    p.map_shm().unwrap().read(0, &mut buf).unwrap();
+    assert_eq!(&buf, &[0; 5]);
+
+    // Out-of-range dumps are errors, not crashes.
+    let out = client(&server.socket, &["x 0xffff0 0x100"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("outside"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn client_reports_connection_errors() {
+    let dir = TempDir::new("cli4");
+    let out = client(&dir.join("none"), &[], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("connect to"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Waiting for more own vectors than the server has: a clear timeout.
+    let shm = ShmName::new("cli4");
+    let server = InProc::start(config(&dir, &shm, 1));
+    let out = client(&server.socket, &["-n", "3", "-t", "0.3", "dump"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("expected at least 3"),
+        "{}",
+        text(&out.stderr)
+    );
+}
