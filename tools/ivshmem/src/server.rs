@@ -460,25 +460,17 @@ impl Server {
 
     /// QEMU's `ivshmem_server_handle_new_conn`, message for message.
     fn new_peer(&mut self, sock: OwnedFd) {
-        // The first id >= cur_id that is not in use, then cur_id = id + 1.
-        let mut found = false;
-        for _ in 0..u16::MAX {
-            if !self.peers.iter().any(|p| p.id == self.cur_id) {
-                found = true;
-                break;
-            }
-            self.cur_id = self.cur_id.wrapping_add(1);
-        }
-        if !found {
+        let peers = &self.peers;
+        let (id, next) = allocate_id(self.cur_id, |id| peers.iter().any(|p| p.id == id));
+        self.cur_id = next;
+        let Some(id) = id else {
             self.log.log(
                 LogLevel::Warn,
                 "peer-refused",
                 &[("reason", &"cannot allocate new client id")],
             );
             return;
-        }
-        let id = self.cur_id;
-        self.cur_id = self.cur_id.wrapping_add(1);
+        };
 
         let mut vectors = Vec::with_capacity(self.config.vectors as usize);
         for _ in 0..self.config.vectors {
@@ -695,6 +687,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// QEMU's id allocation: the first id >= `cur` (16-bit, wrapping) that is
+/// not in use, trying at most 65535 ids; returns it (if any) and the next
+/// `cur` (the id + 1). Ids are thus not reused until the counter wraps.
+fn allocate_id(mut cur: u16, in_use: impl Fn(u16) -> bool) -> (Option<u16>, u16) {
+    for _ in 0..u16::MAX {
+        if !in_use(cur) {
+            return (Some(cur), cur.wrapping_add(1));
+        }
+        cur = cur.wrapping_add(1);
+    }
+    (None, cur)
 }
 
 fn shm_description(config: &ServerConfig) -> String {
@@ -970,4 +975,25 @@ pub fn lookup_group(name: &str) -> Result<u32, Error> {
         return Err(Error::Config(format!("unknown group '{name}'")));
     }
     Ok(grp.gr_gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allocate_id;
+
+    #[test]
+    fn ids_increase_skip_used_and_wrap() {
+        assert_eq!(allocate_id(0, |_| false), (Some(0), 1));
+        // After 0 and 1 connect and 1 leaves, the next peer gets 2.
+        assert_eq!(allocate_id(2, |id| id == 0), (Some(2), 3));
+        // The counter wraps and skips ids still in use.
+        assert_eq!(allocate_id(65535, |_| false), (Some(65535), 0));
+        assert_eq!(
+            allocate_id(65534, |id| !(3..65534).contains(&id)),
+            (Some(3), 4)
+        );
+        // Like QEMU, at most 65535 ids are tried.
+        assert_eq!(allocate_id(7, |id| id != 6).0, None);
+        assert_eq!(allocate_id(7, |id| id != 5).0, Some(5));
+    }
 }
