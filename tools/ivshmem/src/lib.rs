@@ -45,3 +45,8 @@ pub use shm::ShmMapping;
 
 /// The protocol version this crate speaks (`IVSHMEM_PROTOCOL_VERSION`).
 pub const PROTOCOL_VERSION: i64 = 0;
+
+/// Compiles the README's examples as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
