@@ -113,6 +113,7 @@ pub mod error;
 pub mod layout;
 pub mod platform;
 pub mod rpmsg;
+pub mod shared;
 pub mod shm;
 #[cfg(feature = "std")]
 pub mod testing;
@@ -124,4 +125,5 @@ pub use error::{Error, ErrorCounters, Result};
 pub use layout::{Config, Layout, QueueId};
 pub use platform::{Clock, Doorbell, NoDoorbell};
 pub use rpmsg::{Event, Host, Incoming, LinkState, Remote, Rpmsg, RxBuffer, Stats, TxBuffer};
+pub use shared::SharedNode;
 pub use shm::SharedRegion;

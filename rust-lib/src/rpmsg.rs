@@ -134,6 +134,10 @@ impl<'a> Transport<'a> for HostTransport<'a> {
     }
 }
 
+/// Longest single wait of the blocking helpers: they re-check the rings at least this often
+/// (in microseconds), in case the doorbell woke another thread.
+pub const WAIT_SLICE_US: u64 = 1_000;
+
 /// Most transmit buffers a remote can have taken and not yet used.
 const MAX_SPARE: usize = crate::layout::MAX_QUEUE_SIZE as usize;
 
@@ -946,10 +950,11 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
                 Err(Error::NoTxBuffer) | Err(Error::NotReady) => {}
                 other => return other,
             }
-            if clock.now_us() >= deadline {
+            let now = clock.now_us();
+            if now >= deadline {
                 return Err(Error::Timeout);
             }
-            clock.wait_until(deadline);
+            clock.wait_until(deadline.min(now.saturating_add(WAIT_SLICE_US)));
             self.poll()?;
         }
     }
