@@ -151,7 +151,7 @@ fn daemonize() -> std::io::Result<OwnedFd> {
     // SAFETY: plain syscalls in the child.
     unsafe {
         libc::setsid();
-        let null = libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
         if null >= 0 {
             libc::dup2(null, 0);
             libc::dup2(null, 1);
