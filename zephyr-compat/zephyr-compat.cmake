@@ -59,3 +59,26 @@ if(TARGET compiler)
     message(STATUS "zephyr-compat: dropped relative compiler include dirs: ${rpmsg_nostdinc_dropped}")
   endif()
 endif()
+
+# (E) binutils >= 2.39 (Debian 12 has 2.40) vs Zephyr < 3.7 ---------------------
+# ld warns "zephyr.elf has a LOAD segment with RWX permissions" for Zephyr's
+# arm64 image; with -Wl,--fatal-warnings (twister) the link fails. The Zephyr
+# SDK's older ld has neither the warning nor the option, so it is added only
+# where the linker accepts it (zephyr_ld_options checks). Limited to < 3.7, the
+# only line verified here; widen it if newer Zephyr still needs it.
+if("${KERNEL_VERSION_MAJOR}.${KERNEL_VERSION_MINOR}" VERSION_LESS 3.7)
+  zephyr_ld_options(-Wl,--no-warn-rwx-segments)
+endif()
+
+# (D) bindgen's wrapper.c vs deprecated inline functions on Zephyr < 3.7 --------
+# zephyr-lang-rust generates rust/wrapper.c with an extern wrapper for every
+# allowlisted static inline function, including bt_le_whitelist_*(), which
+# Zephyr 3.6 still has but marks deprecated. With -Werror (twister sets
+# CONFIG_COMPILER_WARNINGS_AS_ERRORS) that file fails to compile. Called by
+# rpmsg_ivshmem_app() after rust_cargo_application().
+function(rpmsg_compat_rust_wrapper)
+  if("${KERNEL_VERSION_MAJOR}.${KERNEL_VERSION_MINOR}" VERSION_LESS 3.7)
+    set_source_files_properties(${CMAKE_CURRENT_BINARY_DIR}/rust/wrapper.c
+      TARGET_DIRECTORY app PROPERTIES COMPILE_OPTIONS -Wno-deprecated-declarations)
+  endif()
+endfunction()
