@@ -150,6 +150,31 @@ int64_t rpmsg_glue_uptime_ms(void)
 	return k_uptime_get();
 }
 
+uint64_t rpmsg_glue_uptime_us(void)
+{
+	return k_ticks_to_us_floor64((uint64_t)k_uptime_ticks());
+}
+
+/* ---- event: "something changed", from one thread to a waiting one -------------- */
+
+/* E.g. the receive thread (the only doorbell waiter) tells a shell command that
+ * is waiting for a reply that it processed incoming messages. Binary: several
+ * raises before one wait give one wake-up.
+ */
+static K_SEM_DEFINE(rpmsg_glue_event_sem, 0, 1);
+
+void rpmsg_glue_event_raise(void)
+{
+	k_sem_give(&rpmsg_glue_event_sem);
+}
+
+/* timeout_ms < 0: forever. Returns 0 when raised, -EAGAIN on timeout. */
+int rpmsg_glue_event_wait(int32_t timeout_ms)
+{
+	return k_sem_take(&rpmsg_glue_event_sem,
+			  timeout_ms < 0 ? K_FOREVER : K_MSEC(timeout_ms));
+}
+
 void rpmsg_glue_sleep_ms(int32_t ms)
 {
 	k_msleep(ms);

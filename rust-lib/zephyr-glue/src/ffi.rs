@@ -13,6 +13,9 @@ extern "C" {
 
     pub fn rpmsg_glue_uptime_ms() -> i64;
     pub fn rpmsg_glue_sleep_ms(ms: i32);
+    pub fn rpmsg_glue_uptime_us() -> u64;
+    pub fn rpmsg_glue_event_raise();
+    pub fn rpmsg_glue_event_wait(timeout_ms: i32) -> c_int;
 
     pub fn rpmsg_glue_console_write(buf: *const c_char, len: usize);
     pub fn rpmsg_glue_shell_write(sh: *const c_void, buf: *const c_char, len: usize);

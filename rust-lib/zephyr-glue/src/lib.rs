@@ -10,6 +10,7 @@
 //! - [`shell`]: the `rpmsg_ivshmem send <string> <number of messages>` command.
 //! - [`thread`]: the receive thread (defined in C, entry in Rust).
 //! - [`logger`]: a `log` crate backend into Zephyr logging (no allocator needed).
+//! - `engine` (feature `engine`): `rpmsg-engine`'s `Doorbell` and `Clock` for Zephyr.
 //! - [`placeholder`]: a doorbell ping/pong through shared memory that proves the
 //!   pipeline until the protocol engine is wired in.
 //!
@@ -24,6 +25,8 @@ pub use zephyr;
 mod ffi;
 
 pub mod console;
+#[cfg(feature = "engine")]
+pub mod engine;
 pub mod ivshmem;
 pub mod logger;
 pub mod placeholder;

@@ -8,8 +8,37 @@ pub fn uptime_ms() -> u64 {
     unsafe { ffi::rpmsg_glue_uptime_ms() as u64 }
 }
 
+/// Microseconds since boot (monotonic, tick resolution).
+pub fn uptime_us() -> u64 {
+    // SAFETY: plain call into the C shim.
+    unsafe { ffi::rpmsg_glue_uptime_us() }
+}
+
 /// Sleep the calling thread for `ms` milliseconds.
 pub fn sleep_ms(ms: u32) {
     // SAFETY: plain call into the C shim.
     unsafe { ffi::rpmsg_glue_sleep_ms(ms.min(i32::MAX as u32) as i32) }
+}
+
+/// A binary "something changed" event from one thread to another (a k_sem with
+/// limit 1 in the C shim): e.g. the receive thread, the only doorbell waiter,
+/// wakes a shell command waiting for a reply. One event per image.
+pub mod event {
+    use crate::ffi;
+
+    /// Wake the waiter (several raises before one wait give one wake-up).
+    pub fn raise() {
+        // SAFETY: plain call into the C shim.
+        unsafe { ffi::rpmsg_glue_event_raise() }
+    }
+
+    /// Wait until raised (`true`) or `timeout_ms` passed (`false`); `None`: forever.
+    pub fn wait(timeout_ms: Option<u32>) -> bool {
+        let t = match timeout_ms {
+            None => -1,
+            Some(ms) => ms.min(i32::MAX as u32) as i32,
+        };
+        // SAFETY: plain call into the C shim.
+        unsafe { ffi::rpmsg_glue_event_wait(t) == 0 }
+    }
 }
