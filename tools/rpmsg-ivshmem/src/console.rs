@@ -1,0 +1,98 @@
+//! Console output: the protocol's text on stdout, one write (and flush) per block, so that a
+//! reader of a pipe sees whole blocks; diagnostics on stderr.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where a piece of console text goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output (the protocol's console text).
+    Stdout,
+    /// Standard error (diagnostics).
+    Stderr,
+}
+
+/// Writes blocks of console text. A failed write to stdout (for example a closed pipe) is
+/// reported once on stderr and otherwise ignored: echoing matters more than printing.
+#[derive(Debug, Default)]
+pub struct Console {
+    block: Vec<u8>,
+    failed: bool,
+}
+
+impl Console {
+    /// A console with an empty block.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends bytes to the current block.
+    pub fn put(&mut self, bytes: &[u8]) -> &mut Self {
+        self.block.extend_from_slice(bytes);
+        self
+    }
+
+    /// Appends a formatted string to the current block.
+    pub fn fmt(&mut self, args: std::fmt::Arguments<'_>) -> &mut Self {
+        // Writing into a Vec cannot fail.
+        let _ = self.block.write_fmt(args);
+        self
+    }
+
+    /// Writes the current block to `stream` in one piece, flushes, and starts a new block.
+    pub fn flush_to(&mut self, stream: Stream) {
+        let result = match stream {
+            Stream::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(&self.block).and_then(|()| out.flush())
+            }
+            Stream::Stderr => io::stderr().lock().write_all(&self.block),
+        };
+        self.block.clear();
+        if let Err(e) = result {
+            if !self.failed {
+                self.failed = true;
+                eprintln!("rpmsg-ivshmem: cannot write to {stream:?}: {e} (output dropped)");
+            }
+        }
+    }
+
+    /// Writes the current block to stdout.
+    pub fn flush(&mut self) {
+        self.flush_to(Stream::Stdout);
+    }
+
+    /// Writes one line (a newline is added) to `stream` at once.
+    pub fn line(&mut self, stream: Stream, text: &str) {
+        let pending = std::mem::take(&mut self.block);
+        self.put(text.as_bytes()).put(b"\n");
+        self.flush_to(stream);
+        self.block = pending;
+    }
+}
+
+static DIAGNOSTICS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the diagnostic lines of [`diag`] on or off (`bench` turns them off while it
+/// measures; errors are still returned and reported).
+pub fn set_diagnostics(on: bool) {
+    DIAGNOSTICS.store(on, Ordering::Relaxed);
+}
+
+/// Prints a diagnostic line on stderr, prefixed with the program name, in one write.
+pub fn diag(args: std::fmt::Arguments<'_>) {
+    if !DIAGNOSTICS.load(Ordering::Relaxed) {
+        return;
+    }
+    let line = format!("rpmsg-ivshmem: {args}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `diag!` formats a diagnostic line for stderr.
+#[macro_export]
+macro_rules! diag {
+    ($($arg:tt)*) => {
+        $crate::console::diag(format_args!($($arg)*))
+    };
+}

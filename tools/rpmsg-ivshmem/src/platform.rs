@@ -1,0 +1,238 @@
+//! The Linux platform under the engine: an ivshmem-server connection whose eventfds are the
+//! doorbells, plus the waiting the engine leaves to its caller.
+//!
+//! * Interrupt: our own vector 0 eventfd (the server hands it out; the peer writes it).
+//! * Doorbell: the peer's vector 0 eventfd, looked up by the ivshmem id the engine read from
+//!   the shared control area (never "own id ± 1").
+//! * Peer changes (connects, disconnects, the server going away) arrive on the server
+//!   socket and are queued as [`PeerEvent`]s for the node loops.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ivshmem::{PeerConnection, PeerEvent, ShmMapping};
+use rpmsg_engine::Doorbell;
+
+use crate::error::Error;
+
+/// How long the ivshmem handshake may take (the server answers at once when it is alive).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The interrupt vector used in both directions (as the reference does).
+pub const VECTOR: u16 = 0;
+
+/// What woke [`Ivshmem::wait`] up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wake {
+    /// The peer rang our doorbell (the eventfd was read and cleared).
+    pub interrupt: bool,
+    /// The server sent something (see [`Ivshmem::take_events`]).
+    pub server: bool,
+    /// The extra descriptor passed to [`Ivshmem::wait`] is readable (or hung up).
+    pub extra: bool,
+}
+
+/// A peer connection to an ivshmem-server, used as the engine's [`Doorbell`].
+#[derive(Debug)]
+pub struct Ivshmem {
+    conn: PeerConnection,
+    socket: PathBuf,
+    events: VecDeque<PeerEvent>,
+    rings: u64,
+    failed_rings: u64,
+    interrupts: u64,
+    server_errors: u64,
+}
+
+impl Ivshmem {
+    /// Connects to the server at `socket` and performs the ivshmem handshake.
+    ///
+    /// The error says what to do when the server is absent or refuses us.
+    pub fn connect(socket: &Path) -> Result<Self, Error> {
+        let conn = PeerConnection::connect(socket, 1, CONNECT_TIMEOUT).map_err(|e| {
+            let hint = match &e {
+                ivshmem::Error::Io { source, .. }
+                    if matches!(
+                        source.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    format!(
+                        "; is the ivshmem-server running? Start it with \
+                         `ivshmem-server -F -S {path}` or point -S/--socket at it",
+                        path = socket.display()
+                    )
+                }
+                _ => String::new(),
+            };
+            Error::runtime(format!(
+                "cannot attach to the ivshmem-server at {}: {e}{hint}",
+                socket.display()
+            ))
+        })?;
+        if conn.own_vectors().is_empty() {
+            return Err(Error::runtime(format!(
+                "the ivshmem-server at {} gives its peers no interrupt vectors; \
+                 start it with at least one (-n 1)",
+                socket.display()
+            )));
+        }
+        Ok(Self {
+            conn,
+            socket: socket.to_path_buf(),
+            events: VecDeque::new(),
+            rings: 0,
+            failed_rings: 0,
+            interrupts: 0,
+            server_errors: 0,
+        })
+    }
+
+    /// Our ivshmem id.
+    pub fn id(&self) -> u16 {
+        self.conn.id()
+    }
+
+    /// The server's socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Size of the shared memory in bytes.
+    pub fn shm_size(&self) -> u64 {
+        self.conn.shm_size()
+    }
+
+    /// Maps the shared memory.
+    pub fn map(&self) -> Result<ShmMapping, Error> {
+        self.conn
+            .map_shm()
+            .map_err(|e| Error::runtime(format!("cannot map the shared memory: {e}")))
+    }
+
+    /// Ids of the other peers currently connected to the server.
+    pub fn peer_ids(&self) -> Vec<u16> {
+        self.conn.peers().iter().map(|p| p.id).collect()
+    }
+
+    /// Whether peer `id` is connected to the server (our own id counts).
+    pub fn is_connected(&self, id: u16) -> bool {
+        self.conn.peer_vectors(id).is_some_and(|v| !v.is_empty())
+    }
+
+    /// Whether the server closed our connection (doorbells keep working).
+    pub fn is_server_closed(&self) -> bool {
+        self.conn.is_server_closed()
+    }
+
+    /// Doorbells rung, doorbells that could not be rung (unknown peer), interrupts taken.
+    pub fn counters(&self) -> (u64, u64, u64) {
+        (self.rings, self.failed_rings, self.interrupts)
+    }
+
+    /// Rings every other connected peer: used after the host (re)initialised the region so
+    /// that a waiting remote attaches at once instead of at its next poll.
+    pub fn ring_all_peers(&mut self) {
+        self.absorb_server_messages();
+        for id in self.peer_ids() {
+            if self.conn.notify(id, VECTOR).is_ok() {
+                self.rings += 1;
+            }
+        }
+    }
+
+    /// Peer changes seen since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<PeerEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// Whether peer changes are waiting in [`Ivshmem::take_events`].
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Reads whatever the server sent, without blocking, into the event queue.
+    pub fn absorb_server_messages(&mut self) {
+        match self.conn.process_messages() {
+            Ok(events) => self.events.extend(events),
+            Err(e) => {
+                self.server_errors += 1;
+                if self.server_errors <= 3 {
+                    eprintln!("rpmsg-ivshmem: ivshmem-server message ignored: {e}");
+                }
+            }
+        }
+    }
+
+    /// Clears a pending doorbell without waiting; true if one was pending.
+    pub fn clear_interrupt(&mut self) -> bool {
+        let n = ivshmem::drain_eventfds(self.conn.own_vectors()).unwrap_or(0);
+        self.interrupts += n;
+        n > 0
+    }
+
+    /// Blocks until the peer rings, the server sends something, `extra` becomes readable,
+    /// or `timeout` passes. Interrupts are cleared and server messages absorbed here.
+    pub fn wait(&mut self, timeout: Duration, extra: Option<BorrowedFd<'_>>) -> Wake {
+        let mut fds: [libc::pollfd; 3] = [pollfd(-1); 3];
+        fds[0] = pollfd(self.conn.own_vectors()[0].as_raw_fd());
+        if !self.conn.is_server_closed() {
+            fds[1] = pollfd(self.conn.socket_fd().as_raw_fd());
+        }
+        if let Some(fd) = extra {
+            fds[2] = pollfd(fd.as_raw_fd());
+        }
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // Round sub-millisecond waits up, so that a short wait is not a busy loop.
+        let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
+        // SAFETY: `fds` is a valid array of 3 pollfd structures for the duration of the
+        // call; negative fds are ignored by poll(2).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        let mut wake = Wake::default();
+        if r <= 0 {
+            // Timeout, or EINTR: the caller re-checks everything anyway.
+            return wake;
+        }
+        if fds[0].revents != 0 {
+            wake.interrupt = self.clear_interrupt();
+        }
+        if fds[1].revents != 0 {
+            wake.server = true;
+            self.absorb_server_messages();
+        }
+        wake.extra = fds[2].fd >= 0 && fds[2].revents != 0;
+        wake
+    }
+}
+
+fn pollfd(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+impl Doorbell for Ivshmem {
+    fn ring(&mut self, peer_id: u16) {
+        if self.conn.notify(peer_id, VECTOR).is_ok() {
+            self.rings += 1;
+            return;
+        }
+        // The server announces a new peer to us before that peer finishes its own
+        // handshake, so the eventfd is normally in our socket already: read it and retry.
+        self.absorb_server_messages();
+        match self.conn.notify(peer_id, VECTOR) {
+            Ok(()) => self.rings += 1,
+            Err(_) => self.failed_rings += 1,
+        }
+    }
+}
+
+/// Microseconds since `start` (the engine's clock unit).
+pub fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}

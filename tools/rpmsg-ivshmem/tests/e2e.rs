@@ -1,0 +1,533 @@
+//! End to end: a real ivshmem-server (POSIX shared memory, eventfd doorbells) and the
+//! `rpmsg-ivshmem` binary as separate host and remote processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(30);
+const NOT_READY: &str = "RPMsg over IVSHMEM backend is not ready yet!\n";
+const TIMED_OUT: &str = "Remote side response timed out!\n";
+
+#[test]
+fn ten_messages_host_output_is_byte_exact() {
+    let server = TestServer::start();
+    let remote = start_remote(&server, &["--board", "qemu_cortex_a53"]);
+    let mut host = Proc::spawn(&[
+        "-S",
+        server.sock(),
+        "--board",
+        "qemu_cortex_a53",
+        "host",
+        "send",
+        "RPMsg over IVSHMEM",
+        "10",
+    ]);
+    let status = host.expect_exit(T);
+    assert!(status.success(), "{status}\n{}", host.describe());
+    assert_eq!(host.out.text(), host_blocks("RPMsg over IVSHMEM", 10));
+    assert!(host.err.text().contains(
+        "Hello qemu_cortex_a53 - Host Side, the communication over RPMsg is ready to use!\n"
+    ));
+    // The remote prints each block after echoing it: wait for the last one.
+    let block = remote_block("RPMsg over IVSHMEM");
+    assert!(
+        remote.out.wait_count(&block, 10, T),
+        "{}",
+        remote.describe()
+    );
+    let expected = format!(
+        "Hello qemu_cortex_a53 - Remote Side, the communication over RPMsg is ready to use!\n{}",
+        block.repeat(10)
+    );
+    assert_eq!(remote.out.text(), expected);
+}
+
+#[test]
+fn host_may_start_before_the_remote() {
+    let server = TestServer::start();
+    let mut host = Proc::spawn(&["host", "send", "first the host", "3", "-S", server.sock()]);
+    assert!(
+        host.err.wait_for("waiting for a remote", T),
+        "{}",
+        host.describe()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let remote = start_remote(&server, &[]);
+    let status = host.expect_exit(T);
+    assert!(status.success(), "{status}\n{}", host.describe());
+    assert_eq!(host.out.text(), host_blocks("first the host", 3));
+    assert!(remote.out.wait_count(&remote_block("first the host"), 3, T));
+    assert!(remote.out.text().starts_with(&banner("Remote")));
+}
+
+#[test]
+fn spaces_empty_and_longest_strings_through_one_remote() {
+    let server = TestServer::start();
+    let remote = start_remote(&server, &[]);
+    let longest = "x".repeat(495);
+    let texts = [
+        "words  with   spaces",
+        "",
+        " leading and trailing ",
+        "tab\there, \"quotes\" and 'apostrophes'",
+        "UTF-8: grüße, 你好",
+        longest.as_str(),
+    ];
+    // One remote, many hosts in a row: each host starts a new session the remote joins.
+    for (n, text) in texts.iter().enumerate() {
+        let (status, out, err) = run(&["host", "send", text, "2", "-S", server.sock()], T);
+        assert!(status.success(), "{text:?}: {status}\n{out}\n{err}");
+        assert_eq!(out, host_blocks(text, 2), "{text:?}");
+        assert!(
+            remote.out.wait_count(&remote_block(text), 2, T),
+            "{text:?}\n{}",
+            remote.describe()
+        );
+        assert_eq!(
+            count(remote.out.text().as_bytes(), banner("Remote").as_bytes()),
+            n + 1,
+            "one banner per host session\n{}",
+            remote.describe()
+        );
+    }
+}
+
+#[test]
+fn a_496_byte_string_is_refused_before_anything_is_sent() {
+    let server = TestServer::start();
+    let remote = start_remote(&server, &[]);
+    let too_long = "y".repeat(496);
+    let (status, out, err) = run(&["host", "send", &too_long, "1", "-S", server.sock()], T);
+    assert_eq!(status.code(), Some(2), "{out}\n{err}");
+    assert_eq!(out, "");
+    assert!(
+        err.contains("string too long: 496 bytes, but at most 495 fit in one message"),
+        "{err}"
+    );
+    // Same in the stdin shell of a running host.
+    let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    host.send_line(&format!("rpmsg_ivshmem send {too_long} 1"));
+    assert!(
+        host.err.wait_for("string too long: 496 bytes", T),
+        "{}",
+        host.describe()
+    );
+    host.close_stdin();
+    assert!(host.expect_exit(T).success(), "{}", host.describe());
+    // Nothing reached the remote.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !remote.out.text().contains("Host side sent a string"),
+        "{}",
+        remote.describe()
+    );
+}
+
+#[test]
+fn bad_counts_are_refused_and_nothing_is_sent() {
+    let server = TestServer::start();
+    let remote = start_remote(&server, &[]);
+    for bad in ["abc", "-1", "0", "1e3", "", "18446744073709551616"] {
+        let (status, out, err) = run(&["host", "send", "x", bad, "-S", server.sock()], T);
+        assert_eq!(status.code(), Some(2), "{bad:?}: {out}\n{err}");
+        assert_eq!(out, "", "{bad:?}");
+        assert!(
+            err.contains(&format!("invalid number of messages \"{bad}\"")),
+            "{bad:?}: {err}"
+        );
+    }
+    let (status, _, err) = run(&["host", "send", "x", "-S", server.sock()], T);
+    assert_eq!(status.code(), Some(2));
+    assert!(err.contains("wrong parameter count"), "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !remote.out.text().contains("Host side sent a string"),
+        "{}",
+        remote.describe()
+    );
+}
+
+#[test]
+fn a_count_of_ten_trillion_is_accepted() {
+    let server = TestServer::start();
+    let remote = start_remote(&server, &[]);
+    let mut host = Proc::spawn(&[
+        "host",
+        "send",
+        "stress",
+        "10000000000000",
+        "-S",
+        server.sock(),
+    ]);
+    assert!(
+        host.out.wait_for(&host_block("stress", 3), T),
+        "{}\n{}",
+        host.describe(),
+        remote.describe()
+    );
+    host.kill();
+}
+
+#[test]
+fn remote_killed_mid_run_makes_the_host_time_out() {
+    let server = TestServer::start();
+    let mut remote = start_remote(&server, &[]);
+    let mut host = Proc::spawn(&[
+        "host",
+        "send",
+        "RPMsg over IVSHMEM",
+        "10000000000000",
+        "-S",
+        server.sock(),
+    ]);
+    assert!(
+        host.out.wait_for("at message number 50\n", T),
+        "{}\n{}",
+        host.describe(),
+        remote.describe()
+    );
+    remote.kill();
+    let killed = Instant::now();
+    assert!(
+        host.out.wait_for(TIMED_OUT, Duration::from_secs(10)),
+        "{}",
+        host.describe()
+    );
+    let elapsed = killed.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(4500) && elapsed <= Duration::from_secs(6),
+        "timeout line after {elapsed:?}"
+    );
+    let status = host.expect_exit(Duration::from_secs(3));
+    assert!(!status.success(), "{status}");
+    assert!(host.out.text().ends_with(&format!("\n\n{TIMED_OUT}")));
+}
+
+fn hundred_thousand(window: &str) {
+    let server = TestServer::start();
+    let mut remote = start_remote(&server, &["--quiet", "--count", "100000"]);
+    let mut host = Proc::spawn(&[
+        "host",
+        "send",
+        "sequence",
+        "100000",
+        "--quiet",
+        "--seq",
+        "--window",
+        window,
+        "-S",
+        server.sock(),
+    ]);
+    let status = host.expect_exit(Duration::from_secs(240));
+    assert!(
+        status.success(),
+        "{status}\n{}\n{}",
+        host.describe(),
+        remote.describe()
+    );
+    assert_eq!(
+        host.out.text(),
+        "100000 messages echoed back in order: none lost, duplicated or changed\n"
+    );
+    // The remote counted exactly as many and then stopped by itself.
+    let status = remote.expect_exit(T);
+    assert!(status.success(), "{}", remote.describe());
+    assert_eq!(
+        remote.out.text(),
+        format!("{}Echoed 100000 messages\n", banner("Remote"))
+    );
+}
+
+#[test]
+fn hundred_thousand_messages_sixteen_in_flight_none_lost_duplicated_or_reordered() {
+    hundred_thousand("16");
+}
+
+#[test]
+fn hundred_thousand_messages_one_at_a_time() {
+    hundred_thousand("1");
+}
+
+#[test]
+fn server_absent_is_a_clear_error() {
+    let socket =
+        std::env::temp_dir().join(format!("rpmsg-ivshmem-absent-{}.sock", std::process::id()));
+    let socket = socket.to_str().expect("utf-8");
+    for args in [
+        &["remote", "-S", socket][..],
+        &["-S", socket, "host", "send", "x", "1"],
+        &["--socket", socket, "host"],
+        &["status", "--socket", socket],
+        &["bench", "--attach", "-S", socket],
+    ] {
+        let started = Instant::now();
+        let (status, out, err) = run(args, T);
+        assert_eq!(status.code(), Some(1), "{args:?}: {out}\n{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{args:?}");
+        assert!(
+            err.contains(&format!("cannot attach to the ivshmem-server at {socket}"))
+                && err.contains("is the ivshmem-server running?"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(out, "", "{args:?}");
+    }
+}
+
+#[test]
+fn too_small_shared_memory_is_a_clear_error() {
+    let server = TestServer::with_size(16 << 10);
+    for args in [&["remote"][..], &["host", "send", "x", "1"]] {
+        let mut a = args.to_vec();
+        a.extend(["-S", server.sock()]);
+        let (status, out, err) = run(&a, T);
+        assert_eq!(status.code(), Some(1), "{args:?}: {out}\n{err}");
+        assert!(
+            err.contains("is too small: 16384 bytes, but 16 buffers of 512 bytes per direction need at least 19456"),
+            "{args:?}: {err}"
+        );
+    }
+    // Fewer buffers fit.
+    let remote = start_remote(&server, &["--buf-count", "8"]);
+    let (status, out, err) = run(
+        &[
+            "host",
+            "send",
+            "small",
+            "2",
+            "--buf-count",
+            "8",
+            "-S",
+            server.sock(),
+        ],
+        T,
+    );
+    assert!(status.success(), "{out}\n{err}\n{}", remote.describe());
+    assert_eq!(out, host_blocks("small", 2));
+}
+
+#[test]
+fn another_layout_is_a_clear_error() {
+    let server = TestServer::start();
+    let mut host = Proc::spawn(&["host", "--buf-size", "1024", "-S", server.sock()]);
+    assert!(
+        host.err.wait_for("waiting for a remote", T),
+        "{}",
+        host.describe()
+    );
+    let (status, out, err) = run(&["remote", "-S", server.sock()], T);
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        err.contains(
+            "the host uses another shared-memory layout: 16 buffers of 1024 bytes per direction"
+        ) && err.contains("this remote uses 16 buffers of 512 bytes")
+            && err.contains("--buf-size"),
+        "{err}"
+    );
+    host.close_stdin();
+    assert!(host.expect_exit(T).success());
+}
+
+#[test]
+fn second_host_is_refused() {
+    let server = TestServer::start();
+    let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+    assert!(
+        host.err.wait_for("waiting for a remote", T),
+        "{}",
+        host.describe()
+    );
+    let (status, _, err) = run(&["host", "send", "x", "1", "-S", server.sock()], T);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("another host (ivshmem id"), "{err}");
+    host.close_stdin();
+    assert!(host.expect_exit(T).success());
+}
+
+#[test]
+fn host_send_without_a_remote_is_not_ready() {
+    let server = TestServer::start();
+    let started = Instant::now();
+    let (status, out, err) = run(
+        &["host", "send", "x", "1", "--wait", "1", "-S", server.sock()],
+        T,
+    );
+    assert_eq!(status.code(), Some(1), "{out}\n{err}");
+    assert_eq!(out, NOT_READY);
+    assert!(err.contains("no remote attached within 1 s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn long_running_host_reads_commands_and_outlives_remotes() {
+    let server = TestServer::start();
+    let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+    assert!(
+        host.err.wait_for("waiting for a remote", T),
+        "{}",
+        host.describe()
+    );
+
+    // Before any remote: not ready.
+    let at = host.out.len();
+    host.send_line("rpmsg_ivshmem send early 1");
+    assert!(
+        host.out.wait_for_from(at, NOT_READY, T),
+        "{}",
+        host.describe()
+    );
+
+    let mut remote = start_remote(&server, &[]);
+    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+
+    let at = host.out.len();
+    host.send_line(r#"rpmsg_ivshmem send "RPMsg over IVSHMEM" 3"#);
+    let want = host_blocks("RPMsg over IVSHMEM", 3);
+    assert!(
+        host.out.wait_from(at, T, |b| b == want.as_bytes()),
+        "{}",
+        host.describe()
+    );
+
+    let at = host.out.len();
+    host.send_line("rpmsg_ivshmem send");
+    let want = "send: wrong parameter count\n\
+                send - Usage: rpmsg_ivshmem send <string> <number of messages>\n";
+    assert!(
+        host.out.wait_from(at, T, |b| b == want.as_bytes()),
+        "{}",
+        host.describe()
+    );
+
+    // Zephyr shell quoting.
+    let at = host.out.len();
+    host.send_line(r#"rpmsg_ivshmem send 'it\'s "quoted"'\ too 1"#);
+    let want = host_block(r#"it's "quoted" too"#, 1);
+    assert!(
+        host.out.wait_from(at, T, |b| b == want.as_bytes()),
+        "{}",
+        host.describe()
+    );
+
+    let at_err = host.err.len();
+    host.send_line("rpmsg_ivshmem send x abc");
+    assert!(
+        host.err
+            .wait_for_from(at_err, "invalid number of messages \"abc\"", T),
+        "{}",
+        host.describe()
+    );
+    host.send_line("rpmsg_ivshmem send \"unterminated 1");
+    assert!(host.err.wait_for_from(at_err, "not terminated: \"", T));
+
+    let at = host.out.len();
+    host.send_line("status");
+    assert!(
+        host.out.wait_for_from(at, "peer faults: 0\n", T),
+        "{}",
+        host.describe()
+    );
+    let status = &host.out.text()[at..];
+    assert!(status.contains("role: host\n"), "{status}");
+    assert!(status.contains("link: up\n"), "{status}");
+    assert!(status.contains("tx messages: 4\n"), "{status}");
+
+    // The remote dies; the host notices, and a new remote attaches to the same host.
+    remote.kill();
+    assert!(
+        host.err.wait_for("left the server", T),
+        "{}",
+        host.describe()
+    );
+    let at = host.out.len();
+    host.send_line("rpmsg_ivshmem status");
+    assert!(host.out.wait_for_from(at, "peer faults: 0\n", T));
+    assert!(
+        host.out.text()[at..].contains("link: waiting for a remote\n"),
+        "{}",
+        host.describe()
+    );
+    let at = host.out.len();
+    host.send_line("rpmsg_ivshmem send gone 1");
+    assert!(
+        host.out.wait_for_from(at, NOT_READY, T),
+        "{}",
+        host.describe()
+    );
+
+    let remote2 = start_remote(&server, &[]);
+    assert!(
+        host.out.wait_count(&banner("Host"), 2, T),
+        "{}",
+        host.describe()
+    );
+    let at = host.out.len();
+    host.send_line("rpmsg_ivshmem send again 2");
+    let want = host_blocks("again", 2);
+    assert!(
+        host.out.wait_from(at, T, |b| b == want.as_bytes()),
+        "{}",
+        host.describe()
+    );
+    assert!(remote2.out.wait_count(&remote_block("again"), 2, T));
+    assert!(!remote2.out.text().contains("early") && !remote2.out.text().contains("gone"));
+
+    host.close_stdin();
+    let status = host.expect_exit(T);
+    assert!(status.success(), "{status}\n{}", host.describe());
+}
+
+#[test]
+fn status_command_describes_the_link() {
+    let server = TestServer::start();
+    let (status, out, err) = run(&["status", "-S", server.sock()], T);
+    assert!(status.success(), "{err}");
+    assert!(
+        out.contains("link: down (no host has initialised the shared memory)"),
+        "{out}"
+    );
+    let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+    let remote = start_remote(&server, &[]);
+    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    let (status, out, err) = run(&["status", "-S", server.sock()], T);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("link: up\n"), "{out}");
+    assert!(
+        out.contains("layout: 16 buffers of 512 bytes per direction"),
+        "{out}"
+    );
+    drop(remote);
+    host.close_stdin();
+    assert!(host.expect_exit(T).success());
+}
+
+#[test]
+fn bench_prints_a_table() {
+    let (status, out, err) = run(&["bench", "--count", "300"], Duration::from_secs(120));
+    assert!(status.success(), "{out}\n{err}");
+    for needle in [
+        "RTT p50",
+        "RTT p99",
+        "RTT max",
+        "round trips/s",
+        "     1 B",
+        "    64 B",
+        "   496 B",
+        "MB/s",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing:\n{out}");
+    }
+    // Against a running server and remote.
+    let server = TestServer::start();
+    let remote = start_remote(&server, &["--quiet", "--sink"]);
+    let (status, out, err) = run(
+        &["bench", "--attach", "--count", "100", "-S", server.sock()],
+        Duration::from_secs(120),
+    );
+    assert!(status.success(), "{out}\n{err}\n{}", remote.describe());
+    assert!(out.contains("attached to the server at"), "{out}");
+    assert!(out.contains("MB/s"), "{out}");
+}
