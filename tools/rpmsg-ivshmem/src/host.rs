@@ -73,11 +73,11 @@ impl<'a> HostNode<'a> {
     pub fn start(
         region: SharedRegion<'a>,
         config: Config,
-        ivshmem: Ivshmem,
+        mut ivshmem: Ivshmem,
         board: String,
         banner: Option<Stream>,
     ) -> Result<Self> {
-        node::check_no_other_host(region, &ivshmem)?;
+        node::check_no_other_host(region, &mut ivshmem)?;
         let own_id = ivshmem.id();
         let mut engine = Host::new_host(region, config, Some(own_id), ivshmem)
             .map_err(|e| Error::runtime(format!("cannot set up the host: {e}")))?;

@@ -1,6 +1,8 @@
 //! Attaching to the server and checking the shared memory before the engine starts, with
 //! errors that say what to change.
 
+use std::time::Duration;
+
 use ivshmem::ShmMapping;
 use rpmsg_engine::layout::STATUS_DRIVER_OK;
 use rpmsg_engine::shm::ControlView;
@@ -75,9 +77,36 @@ pub fn config(common: &Common, ivshmem: &Ivshmem) -> Result<Config> {
     }
 }
 
+/// How long a peer that looks like a live rival may take to turn out to be leaving (a
+/// process killed just before we connected may not have been reaped by the server yet).
+pub const RIVAL_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs `check`; if it finds a rival, gives the server [`RIVAL_GRACE`] to report that the
+/// rival left, then checks again.
+fn check_with_grace(
+    region: SharedRegion<'_>,
+    ivshmem: &mut Ivshmem,
+    check: fn(SharedRegion<'_>, &Ivshmem) -> Result<()>,
+) -> Result<()> {
+    if check(region, ivshmem).is_ok() {
+        return Ok(());
+    }
+    ivshmem.wait_server(RIVAL_GRACE);
+    check(region, ivshmem)
+}
+
 /// Refuses to start a second host while another one is alive on the same server: both
 /// would reinitialise the rings under each other.
-pub fn check_no_other_host(region: SharedRegion<'_>, ivshmem: &Ivshmem) -> Result<()> {
+pub fn check_no_other_host(region: SharedRegion<'_>, ivshmem: &mut Ivshmem) -> Result<()> {
+    check_with_grace(region, ivshmem, other_host)
+}
+
+/// Refuses to start a second remote while another one is attached to the live session.
+pub fn check_no_other_remote(region: SharedRegion<'_>, ivshmem: &mut Ivshmem) -> Result<()> {
+    check_with_grace(region, ivshmem, other_remote)
+}
+
+fn other_host(region: SharedRegion<'_>, ivshmem: &Ivshmem) -> Result<()> {
     let control = ControlView::new(region).map_err(|e| Error::runtime(e.to_string()))?;
     let ready = control.status().unwrap_or(0) & STATUS_DRIVER_OK != 0;
     if let Ok(Some(p)) = control.published() {
@@ -94,8 +123,7 @@ pub fn check_no_other_host(region: SharedRegion<'_>, ivshmem: &Ivshmem) -> Resul
     Ok(())
 }
 
-/// Refuses to start a second remote while another one is attached to the live session.
-pub fn check_no_other_remote(region: SharedRegion<'_>, ivshmem: &Ivshmem) -> Result<()> {
+fn other_remote(region: SharedRegion<'_>, ivshmem: &Ivshmem) -> Result<()> {
     let control = ControlView::new(region).map_err(|e| Error::runtime(e.to_string()))?;
     let ready = control.status().unwrap_or(0) & STATUS_DRIVER_OK != 0;
     let session = control.host_session().unwrap_or(0);

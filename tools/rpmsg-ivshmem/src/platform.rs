@@ -174,6 +174,25 @@ impl Ivshmem {
         n > 0
     }
 
+    /// Waits up to `timeout` for the server's messages only (e.g. to see whether a peer
+    /// that looks alive is in fact leaving); interrupts are left pending.
+    pub fn wait_server(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.conn.is_server_closed() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let mut fd = [pollfd(self.conn.socket_fd().as_raw_fd())];
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+            // SAFETY: one valid pollfd for the duration of the call.
+            let r = unsafe { libc::poll(fd.as_mut_ptr(), 1, ms) };
+            if r > 0 {
+                self.absorb_server_messages();
+            }
+        }
+    }
+
     /// Blocks until the peer rings, the server sends something, `extra` becomes readable,
     /// or `timeout` passes. Interrupts are cleared and server messages absorbed here.
     pub fn wait(&mut self, timeout: Duration, extra: Option<BorrowedFd<'_>>) -> Wake {
@@ -196,7 +215,17 @@ impl Ivshmem {
             // Timeout, or EINTR: the caller re-checks everything anyway.
             return wake;
         }
-        if fds[0].revents != 0 {
+        if fds[0].revents & libc::POLLIN != 0 {
+            // Readable: the counter is non-zero and only we read our own eventfd, so this
+            // read returns at once (whatever O_NONBLOCK a QEMU peer left on it).
+            let mut count = [0u8; 8];
+            // SAFETY: reading 8 bytes into a live 8-byte buffer.
+            let n = unsafe { libc::read(fds[0].fd, count.as_mut_ptr().cast(), count.len()) };
+            if n == 8 {
+                self.interrupts += u64::from_ne_bytes(count);
+                wake.interrupt = true;
+            }
+        } else if fds[0].revents != 0 {
             wake.interrupt = self.clear_interrupt();
         }
         if fds[1].revents != 0 {
@@ -230,9 +259,4 @@ impl Doorbell for Ivshmem {
             Err(_) => self.failed_rings += 1,
         }
     }
-}
-
-/// Microseconds since `start` (the engine's clock unit).
-pub fn micros_since(start: Instant) -> u64 {
-    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }

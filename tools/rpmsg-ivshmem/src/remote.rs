@@ -60,11 +60,11 @@ impl<'a> RemoteNode<'a> {
     pub fn new(
         region: SharedRegion<'a>,
         config: Config,
-        ivshmem: Ivshmem,
+        mut ivshmem: Ivshmem,
         board: String,
         options: RemoteOptions,
     ) -> Result<Self> {
-        node::check_no_other_remote(region, &ivshmem)?;
+        node::check_no_other_remote(region, &mut ivshmem)?;
         let own_id = ivshmem.id();
         let mut engine = Remote::new_remote(region, config, Some(own_id), ivshmem)
             .map_err(|e| Error::runtime(format!("cannot set up the remote: {e}")))?;

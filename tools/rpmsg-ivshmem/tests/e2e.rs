@@ -531,3 +531,37 @@ fn bench_prints_a_table() {
     assert!(out.contains("attached to the server at"), "{out}");
     assert!(out.contains("MB/s"), "{out}");
 }
+
+#[test]
+fn remote_killed_and_restarted_at_once_works_with_the_same_host() {
+    let server = TestServer::start();
+    let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+    assert!(
+        host.err.wait_for("waiting for a remote", T),
+        "{}",
+        host.describe()
+    );
+    let mut remote = start_remote(&server, &[]);
+    for round in 1..=5 {
+        assert!(
+            host.out.wait_count(&banner("Host"), round, T),
+            "round {round}\n{}",
+            host.describe()
+        );
+        let at = host.out.len();
+        let text = format!("round {round}");
+        host.send_line(&format!("rpmsg_ivshmem send \"{text}\" 2"));
+        let want = host_blocks(&text, 2);
+        assert!(
+            host.out.wait_from(at, T, |b| b == want.as_bytes()),
+            "round {round}\n{}\n{}",
+            host.describe(),
+            remote.describe()
+        );
+        // SIGKILL and a new remote straight away, before the server has told anyone.
+        remote.kill();
+        remote = start_remote(&server, &[]);
+    }
+    host.close_stdin();
+    assert!(host.expect_exit(T).success(), "{}", host.describe());
+}
