@@ -19,6 +19,8 @@ pub const DEFAULT_SOCKET: &str = ivshmem::DEFAULT_SOCKET_PATH;
 pub const DEFAULT_WAIT_LINK: Duration = Duration::from_secs(10);
 /// Round trips per payload size in `bench` by default.
 pub const DEFAULT_BENCH_COUNT: u64 = 10_000;
+/// Most round trips per payload size in `bench`.
+pub const MAX_BENCH_COUNT: u64 = 10_000_000;
 
 /// The usage text.
 pub fn usage() -> String {
@@ -379,7 +381,16 @@ fn build(raw: Raw) -> Result<Cli> {
         }
         [b"bench"] => Command::Bench {
             count: match &raw.count {
-                Some(v) => positive(v, "--count")?,
+                Some(v) => {
+                    let n = positive(v, "--count")?;
+                    if n > MAX_BENCH_COUNT {
+                        return Err(Error::usage(format!(
+                            "--count: at most {MAX_BENCH_COUNT} round trips per payload size \
+                             (each one's time is kept for the percentiles)"
+                        )));
+                    }
+                    n
+                }
                 None => DEFAULT_BENCH_COUNT,
             },
             attach: raw.attach,
@@ -553,6 +564,8 @@ mod tests {
         assert!(cli(&["host", "send", "x", "1", "--window", "17"]).is_err());
         assert!(cli(&["host", "send", "x", "1", "--window", "0"]).is_err());
         assert!(cli(&["frobnicate"]).is_err());
+        assert!(cli(&["bench", "--count", "10000001"]).is_err());
+        assert!(cli(&["bench", "--count", "0"]).is_err());
         assert!(cli(&["remote", "extra"]).is_err());
         assert_eq!(cli(&["remote", "-h"]).unwrap().command, Command::Help);
         assert_eq!(cli(&["-V"]).unwrap().command, Command::Version);

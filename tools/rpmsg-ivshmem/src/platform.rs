@@ -197,7 +197,9 @@ impl Ivshmem {
     /// or `timeout` passes. Interrupts are cleared and server messages absorbed here.
     pub fn wait(&mut self, timeout: Duration, extra: Option<BorrowedFd<'_>>) -> Wake {
         let mut fds: [libc::pollfd; 3] = [pollfd(-1); 3];
-        fds[0] = pollfd(self.conn.own_vectors()[0].as_raw_fd());
+        if let Some(own) = self.conn.own_vectors().first() {
+            fds[0] = pollfd(own.as_raw_fd());
+        }
         if !self.conn.is_server_closed() {
             fds[1] = pollfd(self.conn.socket_fd().as_raw_fd());
         }

@@ -51,8 +51,10 @@ pub fn run(common: &Common) -> Result<String> {
             let _ = writeln!(out, "remote session: {attached_session}");
             let host_alive = p.host_id.is_some_and(|h| ivshmem.is_connected(h));
             let remote_alive = remote.is_some_and(|r| ivshmem.is_connected(r));
-            let link = if status != STATUS_READY {
-                "down (no host has initialised the shared memory)"
+            let link = if status != STATUS_READY && host_alive {
+                "down (the host is (re)initialising the shared memory)"
+            } else if status != STATUS_READY {
+                "down (the host stopped; waiting for a host)"
             } else if !host_alive {
                 "down (the host that initialised the shared memory is gone)"
             } else if attached_session == p.host_session && remote_alive {
