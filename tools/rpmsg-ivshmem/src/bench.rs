@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -188,7 +189,16 @@ impl Private {
         let exe = std::env::current_exe().map_err(|e| {
             Error::runtime(format!("cannot find this program to start a remote: {e}"))
         })?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it makes
+        // the kernel kill the remote if this process dies without reaping it.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
             .arg("remote")
             .arg("--quiet")
             .arg("--sink")

@@ -12,7 +12,7 @@
 //! * `host send <string> <n>`: behaves like the host image's shell command — [`host`];
 //! * `host`: a long-running host reading `rpmsg_ivshmem send ...` and `status` from stdin,
 //!   quoted as Zephyr's shell does — [`shell`], [`host`];
-//! * `bench`: latency and throughput table — [`bench`];
+//! * `bench`: latency and throughput table — [`mod@bench`];
 //! * `status`: what the control area says about the link — [`status`].
 //!
 //! Console text the reference defines (banners, the echo blocks, `not ready`, `timed

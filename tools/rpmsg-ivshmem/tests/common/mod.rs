@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -236,7 +237,16 @@ pub struct Proc {
 impl Proc {
     /// Starts `rpmsg-ivshmem` with `args`.
     pub fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        // SAFETY: prctl is async-signal-safe; it has the kernel kill the child if the test
+        // thread that started it dies without cleaning up (e.g. the harness is killed).
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
