@@ -565,3 +565,30 @@ fn remote_killed_and_restarted_at_once_works_with_the_same_host() {
     host.close_stdin();
     assert!(host.expect_exit(T).success(), "{}", host.describe());
 }
+
+#[test]
+fn host_killed_and_restarted_works_with_the_same_remote() {
+    let server = TestServer::start();
+    let remote = start_remote(&server, &[]);
+    for round in 1..=3 {
+        let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+        assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+        let text = format!("host number {round}");
+        host.send_line(&format!("rpmsg_ivshmem send \"{text}\" 2"));
+        let want = host_blocks(&text, 2);
+        assert!(
+            host.out
+                .wait_from(banner("Host").len(), T, |b| b == want.as_bytes()),
+            "{}\n{}",
+            host.describe(),
+            remote.describe()
+        );
+        // SIGKILL: no clean shutdown, the shared memory still says the link is up.
+        host.kill();
+    }
+    assert!(
+        remote.out.wait_count(&banner("Remote"), 3, T),
+        "{}",
+        remote.describe()
+    );
+}
