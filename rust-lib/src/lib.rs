@@ -93,6 +93,14 @@
 //!   and rings it back.
 //! * **Host restart**: the remote sees the session number change (or `DRIVER_OK` drop),
 //!   discards what it held, attaches to the new session and announces again.
+//! * **Stale positions**: a remote touches the rings outside [`Rpmsg::poll`]/[`Rpmsg::recv`]
+//!   (send, zero-copy send, `release_rx`) only after checking that `DRIVER_OK` is set and
+//!   the session is still the one it attached to; otherwise the call fails
+//!   ([`Error::NotReady`], [`Error::StaleBuffer`]) and the next `poll` re-attaches. So a
+//!   message taken before a host restart and echoed after it never enters the new
+//!   session's rings. (The check and the ring write are two steps: a remote stalled between
+//!   them for the whole of a host's `start()` could still write one entry at an old
+//!   position; a host that has not bound the destination yet drops it.)
 //! * A C OpenAMP host publishes no control block: the remote then uses its own
 //!   configuration and [`Config::fallback_peer_id`]. A C remote never acknowledges: the host
 //!   brings the link up on its first valid message.

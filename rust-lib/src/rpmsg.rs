@@ -624,6 +624,10 @@ pub trait LinkProtocol {
     fn may_receive(&self) -> bool;
     /// Called for each valid message received while [`LinkProtocol::may_receive`].
     fn on_valid_message(&mut self);
+    /// Just before touching the rings outside [`Rpmsg::recv`]/[`Rpmsg::poll`]: whether
+    /// they still belong to the session this node is attached to. When they do not, every
+    /// ring operation fails until the next `poll`/`recv` brings the link up to date.
+    fn session_current(&self) -> bool;
 }
 
 impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, HostTransport<'a>, D> {
@@ -642,6 +646,10 @@ impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, HostTransport<'a>, D> {
             self.link = LinkState::Up;
         }
     }
+    fn session_current(&self) -> bool {
+        // The host owns the rings: only its own start() replaces them.
+        true
+    }
 }
 
 impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, RemoteTransport<'a>, D> {
@@ -652,6 +660,15 @@ impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, RemoteTransport<'a>, D> {
         self.link == LinkState::Up
     }
     fn on_valid_message(&mut self) {}
+    fn session_current(&self) -> bool {
+        // The host may have restarted since we last looked (a new host process, or a new
+        // session in the same one): its rings are not ours any more, and a buffer taken
+        // from them or an index published into them with our old positions would corrupt
+        // the new session or deliver a message from before the restart (open-amp #44).
+        self.link == LinkState::Up
+            && matches!(self.control.status(), Ok(st) if st & STATUS_DRIVER_OK != 0)
+            && self.control.host_session() == Ok(self.session)
+    }
 }
 
 impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
@@ -769,7 +786,10 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     }
 
     /// Destroys an endpoint, announcing the destruction if it had been announced.
-    pub fn destroy_endpoint(&mut self, addr: u32) -> Result<()> {
+    pub fn destroy_endpoint(&mut self, addr: u32) -> Result<()>
+    where
+        Self: LinkProtocol,
+    {
         let ep = self.endpoints.remove(addr)?;
         if self.layout.config().name_service && !ep.name().is_empty() && self.link == LinkState::Up
         {
@@ -790,7 +810,10 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
         self.endpoints.iter()
     }
 
-    fn announce_pending(&mut self) {
+    fn announce_pending(&mut self)
+    where
+        Self: LinkProtocol,
+    {
         if !self.layout.config().name_service {
             return;
         }
@@ -821,8 +844,14 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     }
 
     /// Takes a free transmit buffer (zero-copy send).
-    pub fn get_tx_buffer(&mut self) -> Result<TxBuffer<'a>> {
+    pub fn get_tx_buffer(&mut self) -> Result<TxBuffer<'a>>
+    where
+        Self: LinkProtocol,
+    {
         if self.link != LinkState::Up && self.link != LinkState::Waiting {
+            return Err(Error::NotReady);
+        }
+        if !self.session_current() {
             return Err(Error::NotReady);
         }
         match self.transport.acquire_tx(&mut self.counters) {
@@ -852,7 +881,19 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
         dst: u32,
         buf: TxBuffer<'a>,
         len: usize,
-    ) -> Result<()> {
+    ) -> Result<()>
+    where
+        Self: LinkProtocol,
+    {
+        if !self.session_current() {
+            // The session ended since the buffer was taken: it no longer exists.
+            return Err(Error::StaleBuffer);
+        }
+        self.submit(src, dst, buf, len)
+    }
+
+    /// [`Rpmsg::send_offchannel_nocopy`] once the session is confirmed.
+    fn submit(&mut self, src: u32, dst: u32, buf: TxBuffer<'a>, len: usize) -> Result<()> {
         if buf.epoch != self.epoch {
             return Err(Error::StaleBuffer);
         }
@@ -880,7 +921,10 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
 
     /// Sends `len` payload bytes already written into `buf` from endpoint `ept` to the
     /// address it is bound to.
-    pub fn send_nocopy(&mut self, ept: u32, buf: TxBuffer<'a>, len: usize) -> Result<()> {
+    pub fn send_nocopy(&mut self, ept: u32, buf: TxBuffer<'a>, len: usize) -> Result<()>
+    where
+        Self: LinkProtocol,
+    {
         let dst = match self.endpoints.get(ept).map(|e| e.dest()) {
             Some(Some(d)) => d,
             other => {
@@ -895,18 +939,25 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
         self.send_offchannel_nocopy(ept, dst, buf, len)
     }
 
-    fn try_send_raw(&mut self, src: u32, dst: u32, data: &[u8]) -> Result<()> {
+    fn try_send_raw(&mut self, src: u32, dst: u32, data: &[u8]) -> Result<()>
+    where
+        Self: LinkProtocol,
+    {
         let mut buf = self.get_tx_buffer()?;
         if let Err(e) = buf.write(0, data) {
             self.release_tx_buffer(buf)?;
             return Err(e);
         }
-        self.send_offchannel_nocopy(src, dst, buf, data.len())
+        // get_tx_buffer checked the session a moment ago, within this call.
+        self.submit(src, dst, buf, data.len())
     }
 
     /// Copies `data` into a free buffer and sends it from `ept` to its bound address, or
     /// fails at once with [`Error::NoTxBuffer`].
-    pub fn try_send(&mut self, ept: u32, data: &[u8]) -> Result<()> {
+    pub fn try_send(&mut self, ept: u32, data: &[u8]) -> Result<()>
+    where
+        Self: LinkProtocol,
+    {
         if self.link != LinkState::Up {
             return Err(Error::NotReady);
         }
@@ -920,7 +971,10 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     }
 
     /// Copies `data` into a free buffer and sends it from `src` to `dst`.
-    pub fn try_send_to(&mut self, src: u32, dst: u32, data: &[u8]) -> Result<()> {
+    pub fn try_send_to(&mut self, src: u32, dst: u32, data: &[u8]) -> Result<()>
+    where
+        Self: LinkProtocol,
+    {
         if data.len() > self.max_payload() {
             return Err(Error::PayloadTooLarge);
         }
@@ -1053,8 +1107,11 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     }
 
     /// Gives a received buffer back to the peer.
-    pub fn release_rx(&mut self, buf: RxBuffer<'a>) -> Result<()> {
-        if buf.epoch != self.epoch {
+    pub fn release_rx(&mut self, buf: RxBuffer<'a>) -> Result<()>
+    where
+        Self: LinkProtocol,
+    {
+        if buf.epoch != self.epoch || !self.session_current() {
             // The session ended while the buffer was held: it no longer exists.
             return Err(Error::StaleBuffer);
         }

@@ -569,3 +569,65 @@ fn a_sender_out_of_buffers_asks_to_be_woken() {
     assert_eq!(h.doorbell().rung, before + 1, "the waiting remote is woken");
     r.try_send(1024, b"x").unwrap();
 }
+
+/// A remote that took a message and echoes it after the host restarted, without polling
+/// in between (its application was busy), must not put the echo into the new session: its
+/// ring positions belong to the old one. Before the fix the echo landed in the new rings,
+/// the host delivered it to its endpoint (open-amp #44: a message from before the restart,
+/// after it), and the remote's late `release_rx` broke the host's transmit ring.
+#[test]
+fn a_remote_busy_across_a_host_session_restart_sends_nothing_stale() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    h.try_send(ept, b"old").unwrap();
+    let Some(Event::Message(rx)) = r.recv().unwrap() else {
+        panic!("no message")
+    };
+    let zero_copy = r.get_tx_buffer().unwrap();
+    // The host starts a new session (as it does when its ring breaks); the remote has not
+    // looked at the link since.
+    h.start().unwrap();
+    assert_eq!(r.try_send(1024, b"old"), Err(Error::NotReady));
+    assert_eq!(r.send_nocopy(1024, zero_copy, 3), Err(Error::StaleBuffer));
+    assert_eq!(r.release_rx(rx), Err(Error::StaleBuffer));
+    // Nothing reached the host, and nothing looked like corruption to it.
+    assert_eq!(h.recv().unwrap().map(|_| ()), None);
+    let ept = bring_up(&mut h, &mut r);
+    assert_eq!(h.counters().peer_faults(), 0, "{:?}", h.counters());
+    assert_eq!(r.counters().peer_faults(), 0, "{:?}", r.counters());
+    h.try_send(ept, b"new").unwrap();
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"new"[..]));
+    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"new"[..]));
+}
+
+/// The same with a new host process: the old host dies, a new one initialises the region,
+/// and the remote, busy, echoes what the old host sent.
+#[test]
+fn a_remote_busy_across_a_host_process_restart_sends_nothing_stale() {
+    let mem = HeapRegion::new(SIZE);
+    let mut r = remote(&mem);
+    let rx = {
+        let mut h = host(&mem);
+        h.start().unwrap();
+        let ept = bring_up(&mut h, &mut r);
+        h.try_send(ept, b"old").unwrap();
+        let Some(Event::Message(rx)) = r.recv().unwrap() else {
+            panic!("no message")
+        };
+        rx
+    };
+    let mut h2 = host(&mem);
+    h2.start().unwrap();
+    assert_eq!(r.try_send(1024, b"old"), Err(Error::NotReady));
+    assert_eq!(r.release_rx(rx), Err(Error::StaleBuffer));
+    let ept = bring_up(&mut h2, &mut r);
+    assert_eq!(h2.counters().peer_faults(), 0, "{:?}", h2.counters());
+    assert_eq!(h2.session(), 2);
+    h2.try_send(ept, b"new").unwrap();
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"new"[..]));
+    assert_eq!(recv_payload(&mut h2).as_deref(), Some(&b"new"[..]));
+    assert_eq!(h2.counters().peer_faults(), 0, "{:?}", h2.counters());
+}
