@@ -10,7 +10,8 @@
  * - Console text without log prefixes (shell when active, printk otherwise).
  * - The `rpmsg_ivshmem send <string> <number of messages>` shell command, with
  *   mandatory arguments so Zephyr's shell itself prints the usage on a wrong
- *   count. Its handler is Rust (rpmsg_glue_shell_send in the glue crate).
+ *   count, and `rpmsg_ivshmem status`. Their handlers are Rust
+ *   (rpmsg_glue_shell_send / rpmsg_glue_shell_status in the glue crate).
  * - A receive thread defined here (K_THREAD_DEFINE, not started) whose entry is
  *   Rust; Rust starts it with rpmsg_glue_rx_thread_start().
  *
@@ -237,8 +238,9 @@ void rpmsg_glue_log(uint32_t level, const char *msg)
 /* ---- shell command -------------------------------------------------------------- */
 
 #ifdef CONFIG_RPMSG_IVSHMEM_SHELL
-/* Rust: zephyr_glue::shell (calls the handler the application registered). */
+/* Rust: zephyr_glue::shell (call the handlers the application registered). */
 extern int rpmsg_glue_shell_send(const struct shell *sh, size_t argc, char **argv);
+extern int rpmsg_glue_shell_status(const struct shell *sh, size_t argc, char **argv);
 
 /* mandatory = 3 ("send", <string>, <count>), optional = 0: on any other count
  * the shell prints "send: wrong parameter count" and then this help as
@@ -248,6 +250,9 @@ SHELL_STATIC_SUBCMD_SET_CREATE(rpmsg_ivshmem_cmds,
 	SHELL_CMD_ARG(send, NULL,
 		      "Usage: rpmsg_ivshmem send <string> <number of messages>",
 		      rpmsg_glue_shell_send, 3, 0),
+	SHELL_CMD_ARG(status, NULL,
+		      "Usage: rpmsg_ivshmem status (peer ids, link, session, counters)",
+		      rpmsg_glue_shell_status, 1, 0),
 	SHELL_SUBCMD_SET_END);
 
 SHELL_CMD_REGISTER(rpmsg_ivshmem, &rpmsg_ivshmem_cmds, "RPMsg over IVSHMEM", NULL);

@@ -7,12 +7,13 @@
 //!   wait for a ring).
 //! - [`time`]: uptime and sleep, for the engine's clock and timeouts.
 //! - [`console`]: text without log prefixes ([`console_print!`], [`console_println!`]).
-//! - [`shell`]: the `rpmsg_ivshmem send <string> <number of messages>` command.
+//! - [`shell`]: the `rpmsg_ivshmem send <string> <number of messages>` and
+//!   `rpmsg_ivshmem status` commands.
 //! - [`thread`]: the receive thread (defined in C, entry in Rust).
 //! - [`logger`]: a `log` crate backend into Zephyr logging (no allocator needed).
 //! - `engine` (feature `engine`): `rpmsg-engine`'s `Doorbell` and `Clock` for Zephyr.
-//! - [`placeholder`]: a doorbell ping/pong through shared memory that proves the
-//!   pipeline until the protocol engine is wired in.
+//! - `app` (feature `engine`): the host and remote applications themselves
+//!   (`app::host::main`, `app::remote::main`); the image crates only call them.
 //!
 //! The critical-section implementation comes from the `zephyr` crate (linked
 //! through this crate), which `rpmsg-engine`'s `critical-section` uses.
@@ -24,12 +25,13 @@ pub use zephyr;
 
 mod ffi;
 
+#[cfg(feature = "engine")]
+pub mod app;
 pub mod console;
 #[cfg(feature = "engine")]
 pub mod engine;
 pub mod ivshmem;
 pub mod logger;
-pub mod placeholder;
 pub mod shell;
 pub mod thread;
 pub mod time;
@@ -62,11 +64,29 @@ pub(crate) struct FixedBuf<const N: usize> {
 
 impl<const N: usize> FixedBuf<N> {
     pub(crate) const fn new() -> Self {
-        Self { buf: [0; N], len: 0 }
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// Empties the buffer.
+    #[allow(dead_code)]
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends raw bytes (not necessarily UTF-8), truncating like `write_str`.
+    #[allow(dead_code)]
+    pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
+        let room = N.saturating_sub(1).saturating_sub(self.len);
+        let n = bytes.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
+        self.len += n;
     }
 
     /// NUL-terminate (truncating the last byte if full) and return a C string pointer.
@@ -79,11 +99,8 @@ impl<const N: usize> FixedBuf<N> {
 
 impl<const N: usize> core::fmt::Write for FixedBuf<N> {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        // Keep one byte for a terminating NUL.
-        let room = N.saturating_sub(1).saturating_sub(self.len);
-        let n = s.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
+        // Keeps one byte for a terminating NUL.
+        self.push_bytes(s.as_bytes());
         Ok(())
     }
 }

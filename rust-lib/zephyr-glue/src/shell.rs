@@ -1,8 +1,9 @@
-//! The `rpmsg_ivshmem send <string> <number of messages>` shell command.
+//! The `rpmsg_ivshmem` shell commands: `send <string> <number of messages>` and
+//! `status`.
 //!
-//! Registered in C (`SHELL_CMD_ARG(send, ..., 3, 0)`, with
-//! CONFIG_RPMSG_IVSHMEM_SHELL=y) so Zephyr's shell checks the argument count
-//! itself and prints, for `rpmsg_ivshmem send` alone:
+//! Registered in C (`SHELL_CMD_ARG(send, ..., 3, 0)`, `SHELL_CMD_ARG(status, ...,
+//! 1, 0)`, with CONFIG_RPMSG_IVSHMEM_SHELL=y) so Zephyr's shell checks the
+//! argument count itself and prints, for `rpmsg_ivshmem send` alone:
 //!
 //! ```text
 //! send: wrong parameter count
@@ -10,7 +11,9 @@
 //! ```
 //!
 //! With the right count it calls the handler the application set with
-//! [`set_send_handler`], with the two arguments as raw bytes.
+//! [`set_send_handler`], with the two arguments as raw bytes. `status` calls the
+//! one set with [`set_status_handler`]. Without a handler both print
+//! `RPMsg over IVSHMEM backend is not ready yet!`.
 
 use crate::ffi;
 use core::ffi::{c_char, c_int, c_void, CStr};
@@ -50,16 +53,49 @@ impl core::fmt::Write for &Shell {
 /// is not parsed here). Returns the command's result (0 or a negative errno).
 pub type SendHandler = fn(sh: &Shell, text: &[u8], count: &[u8]) -> i32;
 
+/// Handler of `rpmsg_ivshmem status`. Returns the command's result.
+pub type StatusHandler = fn(sh: &Shell) -> i32;
+
 static SEND: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static STATUS: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+const NOT_READY: &[u8] = b"RPMsg over IVSHMEM backend is not ready yet!\n";
 
 /// Set (or replace) the handler of `rpmsg_ivshmem send`.
 pub fn set_send_handler(handler: SendHandler) {
     SEND.store(handler as *mut (), Ordering::Release);
 }
 
+/// Set (or replace) the handler of `rpmsg_ivshmem status`.
+pub fn set_status_handler(handler: StatusHandler) {
+    STATUS.store(handler as *mut (), Ordering::Release);
+}
+
 /// Called by Zephyr's shell (registered in c/rpmsg_glue.c).
 #[no_mangle]
-extern "C" fn rpmsg_glue_shell_send(sh: *const c_void, argc: usize, argv: *const *const c_char) -> c_int {
+extern "C" fn rpmsg_glue_shell_status(
+    sh: *const c_void,
+    _argc: usize,
+    _argv: *const *const c_char,
+) -> c_int {
+    let shell = Shell { raw: sh };
+    let p = STATUS.load(Ordering::Acquire);
+    if p.is_null() {
+        shell.write_bytes(NOT_READY);
+        return -11; // EAGAIN
+    }
+    // SAFETY: STATUS only ever holds a `StatusHandler` stored by set_status_handler.
+    let handler: StatusHandler = unsafe { core::mem::transmute::<*mut (), StatusHandler>(p) };
+    handler(&shell)
+}
+
+/// Called by Zephyr's shell (registered in c/rpmsg_glue.c).
+#[no_mangle]
+extern "C" fn rpmsg_glue_shell_send(
+    sh: *const c_void,
+    argc: usize,
+    argv: *const *const c_char,
+) -> c_int {
     let shell = Shell { raw: sh };
     if argc != 3 || argv.is_null() {
         // The shell enforces 3 (mandatory args); be defensive anyway.
@@ -75,7 +111,7 @@ extern "C" fn rpmsg_glue_shell_send(sh: *const c_void, argc: usize, argv: *const
     };
     let p = SEND.load(Ordering::Acquire);
     if p.is_null() {
-        shell.write_bytes(b"RPMsg over IVSHMEM backend is not ready yet!\n");
+        shell.write_bytes(NOT_READY);
         return -11; // EAGAIN
     }
     // SAFETY: SEND only ever holds a `SendHandler` stored by set_send_handler.

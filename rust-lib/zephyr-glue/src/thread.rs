@@ -16,7 +16,12 @@ static ENTRY: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 pub fn start_rx_thread(entry: fn()) -> bool {
     let p = entry as *mut ();
     if ENTRY
-        .compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+        .compare_exchange(
+            core::ptr::null_mut(),
+            p,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
         .is_err()
     {
         return false;
