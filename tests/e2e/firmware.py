@@ -1,0 +1,650 @@
+#!/usr/bin/env python3
+"""Dual-QEMU harness for the Zephyr images (host/ and remote/).
+
+Used by tests/e2e/run (`firmware.py test`) and tests/e2e/demo (`firmware.py demo
+<string> <count>`), after tests/e2e/env.sh set up the environment. It builds both
+images and our ivshmem-server into a build directory outside the repository, starts
+the server on a private socket and shared-memory name, boots the guests with
+`west build -t run` (IVSHMEM_SOCKET points the QEMU wrapper at that socket) and talks
+to their consoles through pseudo-terminals (Python's standard library only). Everything
+it starts is killed on exit.
+"""
+
+import argparse
+import os
+import pty
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BOARD = "qemu_cortex_a53"
+PROMPT = "uart:~$ "
+BANNER = "Hello %s - %s Side, the communication over RPMsg is ready to use!"
+USAGE = [
+    "uart:~$ rpmsg_ivshmem send",
+    "send: wrong parameter count",
+    "send - Usage: rpmsg_ivshmem send <string> <number of messages>",
+]
+NOT_READY = "RPMsg over IVSHMEM backend is not ready yet!"
+TIMED_OUT = "Remote side response timed out!"
+
+BUILD_TIMEOUT = 1200  # a clean build compiles core/alloc: ~1.5 min per image on 2 cores
+BOOT_TIMEOUT = 90
+LINK_TIMEOUT = 60
+
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78]")
+
+
+def log(msg):
+    print("[e2e] " + msg, flush=True)
+
+
+def normalize(raw):
+    """Console bytes -> lines: ANSI codes and CRs removed, prompt redraws dropped.
+
+    Zephyr's shell redraws `uart:~$ ` after text written by another thread, and
+    echoes typed characters with cursor movements; both are noise for comparisons.
+    A line that is only a prompt is dropped; a prompt followed by text (a typed
+    command) is kept as it is.
+    """
+    text = ANSI.sub(b"", raw).replace(b"\r", b"").decode("utf-8", "replace")
+    lines = []
+    for line in text.split("\n"):
+        while line.startswith(PROMPT + PROMPT):
+            line = line[len(PROMPT):]
+        if line.rstrip() == PROMPT.rstrip():
+            continue
+        # A redraw right before text written by another thread: "uart:~$ Hello ..."
+        # when the prompt had nothing typed after it. Keep typed commands.
+        if line.startswith(PROMPT) and not line[len(PROMPT):].startswith(("rpmsg_ivshmem", "help")):
+            line = line[len(PROMPT):]
+        lines.append(line)
+    return lines
+
+
+def find_block(lines, block, start=0):
+    """Index of the first occurrence of `block` (a list of lines) in `lines` at or
+    after `start`, or -1."""
+    n = len(block)
+    for i in range(start, len(lines) - n + 1):
+        if lines[i:i + n] == block:
+            return i
+    return -1
+
+
+def count_block(lines, block):
+    count, i = 0, 0
+    while True:
+        i = find_block(lines, block, i)
+        if i < 0:
+            return count
+        count += 1
+        i += len(block)
+
+
+class Failure(Exception):
+    pass
+
+
+class Guest:
+    """One QEMU guest started with `west build -d <dir> -t run` on a pseudo-terminal.
+
+    A reader thread drains the console all the time (a guest whose console is not
+    read would block on a full terminal), appending to `raw`; `expect` searches it
+    from a cursor, like pexpect, without needing pexpect.
+    """
+
+    def __init__(self, name, build_dir, socket, logdir, echo=None):
+        self.name = name
+        self.build_dir = build_dir
+        self.raw = bytearray()
+        self.pos = 0
+        self.eof = False
+        self.echo = echo
+        self._echo_carry = b""
+        self.cond = threading.Condition()
+        self.log_path = os.path.join(logdir, name + ".console.log")
+        self.log_file = open(self.log_path, "wb")
+        pidfile = os.path.join(build_dir, "qemu.pid")
+        if os.path.exists(pidfile):
+            os.unlink(pidfile)
+        env = dict(os.environ, IVSHMEM_SOCKET=socket)
+        master, slave = pty.openpty()
+        self.proc = subprocess.Popen(
+            ["west", "build", "-d", build_dir, "-t", "run"],
+            stdin=slave, stdout=slave, stderr=slave, env=env,
+            start_new_session=True, close_fds=True)
+        os.close(slave)
+        self.master = master
+        self.qemu_pid = None
+        self.start = 0
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                data = b""
+            with self.cond:
+                if not data:
+                    self.eof = True
+                    self.cond.notify_all()
+                    return
+                self.raw.extend(data)
+                self.cond.notify_all()
+            self.log_file.write(data)
+            self.log_file.flush()
+            echo = self.echo
+            if echo is not None:
+                self._echo(echo, data)
+
+    def _echo(self, out, data):
+        """Live output without escape sequences; one cut at a chunk's end is kept for
+        the next chunk."""
+        data = self._echo_carry + data
+        cut = data.rfind(b"\x1b")
+        if cut >= 0 and not ANSI.match(data, cut) and len(data) - cut < 16:
+            data, self._echo_carry = data[:cut], data[cut:]
+        else:
+            self._echo_carry = b""
+        out.buffer.write(ANSI.sub(b"", data).replace(b"\r", b""))
+        out.flush()
+
+    def qemu(self):
+        if self.qemu_pid is None:
+            try:
+                with open(os.path.join(self.build_dir, "qemu.pid")) as f:
+                    self.qemu_pid = int(f.read().strip())
+            except (OSError, ValueError):
+                pass
+        return self.qemu_pid
+
+    def expect(self, pattern, timeout, what):
+        """Waits until `pattern` (a regex over the raw console bytes) appears after the
+        cursor; moves the cursor past it. `timeout` None: no limit."""
+        rx = re.compile(pattern.encode() if isinstance(pattern, str) else pattern)
+        deadline = None if timeout is None else time.time() + timeout
+        with self.cond:
+            while True:
+                m = rx.search(self.raw, self.pos)
+                if m:
+                    self.pos = m.end()
+                    return m
+                if self.eof:
+                    raise Failure("%s: console closed while waiting for %s" % (self.name, what))
+                if deadline is None:
+                    self.cond.wait(1.0)
+                    continue
+                left = deadline - time.time()
+                if left <= 0:
+                    raise Failure("%s: no %s within %d s" % (self.name, what, timeout))
+                self.cond.wait(left)
+
+    def pump(self, seconds):
+        """Lets output arrive for `seconds` (the reader thread collects it)."""
+        time.sleep(seconds)
+
+    def type(self, line):
+        """Types a command line in small pieces (the guest UART has small buffers),
+        then Enter."""
+        data = line.encode()
+        for i in range(0, len(data), 16):
+            os.write(self.master, data[i:i + 16])
+            time.sleep(0.02)
+        os.write(self.master, b"\r")
+
+    def lines(self, since=None):
+        """The console as normalized lines, from `since` (a mark) or from QEMU's start."""
+        with self.cond:
+            raw = bytes(self.raw[self.start if since is None else since:])
+        return normalize(raw)
+
+    def mark(self):
+        with self.cond:
+            self.pos = len(self.raw)
+            return self.pos
+
+    def mark_prompt(self):
+        """Like `mark`, but returns where the last prompt starts (so the lines from it
+        include `uart:~$ <typed command>`)."""
+        with self.cond:
+            self.pos = len(self.raw)
+            i = self.raw.rfind(PROMPT.encode(), self.start)
+            return i if i >= 0 else self.pos
+
+    def kill_qemu(self):
+        """SIGKILL to QEMU alone (a crash, as far as the other side can tell)."""
+        pid = self.qemu()
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        self.kill_qemu()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.reader.join(5)
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
+        self.log_file.close()
+
+
+class Rig:
+    """Builds, runs the server, starts and stops guests; cleans up everything."""
+
+    def __init__(self, build_root, extra_cmake):
+        self.build_root = build_root
+        self.extra_cmake = extra_cmake.split() if extra_cmake else []
+        self.work = tempfile.mkdtemp(prefix="rpmsg-e2e.")
+        self.socket = os.path.join(self.work, "ivshmem.sock")
+        self.shm = "rpmsg-e2e-%d" % os.getpid()
+        self.server = None
+        self.guests = []
+
+    def build(self, app):
+        out = os.path.join(self.build_root, app)
+        logf = os.path.join(self.build_root, app + ".build.log")
+        cmd = ["west", "build", "-p", "auto", "-b", BOARD, "-d", out,
+               os.path.join(ROOT, app)]
+        if self.extra_cmake:
+            cmd += ["--"] + self.extra_cmake
+        log("building %s -> %s (log: %s)" % (app, out, logf))
+        t = time.time()
+        with open(logf, "wb") as f:
+            try:
+                r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                   timeout=BUILD_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                raise Failure("building %s took more than %d s" % (app, BUILD_TIMEOUT))
+        if r.returncode != 0:
+            with open(logf, "rb") as f:
+                tail = f.read()[-6000:].decode("utf-8", "replace")
+            raise Failure("building %s failed:\n%s" % (app, tail))
+        log("built %s in %.0f s" % (app, time.time() - t))
+        return out
+
+    def build_server(self):
+        target = os.path.join(self.build_root, "server-target")
+        log("building ivshmem-server")
+        # A host build: without the firmware's -Z build-std settings.
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("CARGO_UNSTABLE_BUILD_STD", "RUSTC_BOOTSTRAP")}
+        r = subprocess.run(["cargo", "build", "--release", "-q", "-p", "ivshmem",
+                            "--bin", "ivshmem-server", "--target-dir", target],
+                           cwd=ROOT, env=env, timeout=BUILD_TIMEOUT)
+        if r.returncode != 0:
+            raise Failure("building ivshmem-server failed")
+        self.server_bin = os.path.join(target, "release", "ivshmem-server")
+
+    def start_server(self):
+        log("ivshmem-server -F -S %s -M %s -l 4M -n 2" % (self.socket, self.shm))
+        self.server_log = open(os.path.join(self.work, "server.log"), "wb")
+        self.server = subprocess.Popen(
+            [self.server_bin, "-F", "-v", "-S", self.socket, "-M", self.shm, "-l", "4M", "-n", "2"],
+            stdout=self.server_log, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            if os.path.exists(self.socket):
+                return
+            if self.server.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise Failure("ivshmem-server did not start (see %s)" % self.server_log.name)
+
+    def boot(self, name, build_dir, echo=None):
+        g = Guest(name, build_dir, self.socket, self.work, echo)
+        self.guests.append(g)
+        # Zephyr's run target prints this line right before it starts QEMU: the
+        # console proper starts after it (before it: the build's output).
+        g.expect(r"\[QEMU\] CPU: \S+\r*\n", BOOT_TIMEOUT, "QEMU start")
+        g.start = g.pos
+        g.expect(re.escape("*** Booting Zephyr OS"), BOOT_TIMEOUT, "boot banner")
+        # Logging is deferred: text printed directly (the RPMsg banners) can come
+        # before boot log lines. Later searches start from the console's start.
+        g.pos = g.start
+        return g
+
+    def stop(self, g):
+        g.kill()
+        if g in self.guests:
+            self.guests.remove(g)
+
+    def cleanup(self, keep_logs):
+        for g in list(self.guests):
+            try:
+                g.kill()
+            except Exception:  # best effort
+                pass
+        self.guests = []
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(5)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+            self.server = None
+        if keep_logs:
+            log("consoles and server log kept in %s" % self.work)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def echo_block(text, i):
+    return ["Remote side echoed the string back:", "[ %s ]" % text, "at message number %d" % i, ""]
+
+
+def remote_block(text):
+    return ["Host side sent a string:", "[ %s ]" % text, "Now echoing it back!", ""]
+
+
+def run_command(g, line, expect, timeout, what):
+    """Types `line` and waits for `expect` (a regex); returns the console mark from
+    before the command (at its prompt)."""
+    m = g.mark_prompt()
+    g.type(line)
+    g.expect(expect, timeout, what)
+    # Let the rest of the output (and the prompt) arrive.
+    g.pump(0.5)
+    return m
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+    log("ok: " + msg)
+
+
+def status_value(lines, key):
+    for line in reversed(lines):
+        if line.startswith(key + ": "):
+            return line[len(key) + 2:]
+    return None
+
+
+def scenario_main(rig, host_dir, remote_dir):
+    """Remote first, then host: the issue's console text, argument checks, timeout."""
+    log("--- remote first, then host")
+    remote = rig.boot("remote", remote_dir)
+    host = rig.boot("host", host_dir)
+    host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
+    remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner")
+    check(BANNER % (BOARD, "Host") in host.lines(), "host banner")
+    check(BANNER % (BOARD, "Remote") in remote.lines(), "remote banner")
+
+    # Wrong argument count: Zephyr's own text.
+    m = run_command(host, "rpmsg_ivshmem send", re.escape("send - Usage:"), 10, "usage text")
+    check(find_block(host.lines(m), USAGE) >= 0, "wrong parameter count prints the usage")
+
+    before = remote.mark()
+    for bad in ["abc", "-1", "0", "1e3"]:
+        m = run_command(host, 'rpmsg_ivshmem send "RPMsg over IVSHMEM" %s' % bad,
+                        re.escape("send: invalid number of messages"), 10, "count error")
+        want = ('send: invalid number of messages "%s": expected a whole number '
+                'from 1 to 18446744073709551615' % bad)
+        check(want in host.lines(m), "count %s refused: %s" % (bad, want))
+    long_text = "x" * 600
+    m = run_command(host, "rpmsg_ivshmem send %s 1" % long_text,
+                    re.escape("send: string too long"), 20, "too-long error")
+    want = ("send: string too long: 600 bytes, but at most 495 fit in one message "
+            "(496-byte payload, including the terminating NUL); nothing was sent")
+    check(want in host.lines(m), "a 600-byte string is refused")
+    remote.pump(1.0)
+    check("Host side sent a string:" not in remote.lines(before),
+          "nothing was sent for the refused commands")
+
+    # The issue's exchange: 10 messages.
+    text = "RPMsg over IVSHMEM"
+    hm, rm = host.mark(), remote.mark()
+    t = time.time()
+    run_command(host, 'rpmsg_ivshmem send "%s" 10' % text,
+                re.escape("at message number 10") + r"\r*\n", 60, "10th echo")
+    elapsed = time.time() - t
+    remote.pump(0.5)
+    expected = []
+    for i in range(1, 11):
+        expected += echo_block(text, i)
+    hl = host.lines(hm)
+    check(find_block(hl, expected) >= 0,
+          "host printed the 10 echo blocks exactly, in order (%.1f s)" % elapsed)
+    check(TIMED_OUT not in hl, "no timeout during the 10 messages")
+    rl = remote.lines(rm)
+    check(count_block(rl, remote_block(text)) == 10, "remote printed 10 exact blocks")
+    check(find_block(rl, remote_block(text) * 10) >= 0, "remote blocks are contiguous")
+
+    # A string with spaces at the maximum length goes through.
+    max_text = ("y" * 494) + "z"
+    hm, rm = host.mark(), remote.mark()
+    run_command(host, "rpmsg_ivshmem send %s 1" % max_text,
+                re.escape("at message number 1") + r"\r*\n", 20, "echo of a 495-byte string")
+    remote.pump(0.3)
+    check(find_block(host.lines(hm), echo_block(max_text, 1)) >= 0, "a 495-byte string is echoed")
+    check(find_block(remote.lines(rm), remote_block(max_text)) >= 0, "the remote printed it")
+
+    # status
+    m = run_command(host, "rpmsg_ivshmem status", r"stray messages: \d+", 10, "status")
+    sl = host.lines(m)
+    check(status_value(sl, "link") == "up", "status: link up")
+    check(status_value(sl, "peer id") not in (None, "none"), "status: peer id %s" % status_value(sl, "peer id"))
+    check(status_value(sl, "endpoint") == "k 1024 -> 1024", "status: endpoint k bound")
+    check(status_value(sl, "tx messages") == "11", "status: 11 messages sent (none for the refused commands)")
+    check(status_value(sl, "rx messages") == "12", "status: 12 received (11 echoes + the announcement)")
+    check(status_value(sl, "errors") == "0", "status: no errors")
+
+    # Kill the remote: the next send times out (and a 14-digit count is accepted).
+    log("killing the remote QEMU")
+    rig.stop(remote)
+    m = host.mark()
+    t = time.time()
+    run_command(host, 'rpmsg_ivshmem send "RPMsg over IVSHMEM" 10000000000000',
+                re.escape(TIMED_OUT), 15, "timeout line")
+    elapsed = time.time() - t
+    hl = host.lines(m)
+    check(TIMED_OUT in hl and "Remote side echoed the string back:" not in hl,
+          "remote gone: '%s' after %.1f s" % (TIMED_OUT, elapsed))
+    check(4.5 <= elapsed <= 9, "the timeout took about 5 s")
+    return host, remote
+
+
+def exchange_ok(host, remote, text, count, what):
+    """`send "<text>" <count>` gives `count` exact blocks on both consoles."""
+    hm, rm = host.mark_prompt(), remote.mark()
+    run_command(host, 'rpmsg_ivshmem send "%s" %d' % (text, count),
+                re.escape("at message number %d" % count) + r"\r*\n", 10 + 6 * count,
+                "echo number %d" % count)
+    remote.pump(0.3)
+    expected = []
+    for i in range(1, count + 1):
+        expected += echo_block(text, i)
+    check(find_block(host.lines(hm), expected) >= 0, "%s: %d echo blocks on the host" % (what, count))
+    check(count_block(remote.lines(rm), remote_block(text)) == count,
+          "%s: %d blocks on the remote" % (what, count))
+
+
+def scenario_remote_restart(rig, host, remote_dir):
+    """The remote comes back (a new QEMU, a new ivshmem id): the running host binds it
+    again by itself and the next send works."""
+    log("--- the remote restarts, the host keeps running")
+    m = host.mark()
+    remote = rig.boot("remote-2", remote_dir)
+    remote.expect(re.escape(BANNER % (BOARD, "Remote")), LINK_TIMEOUT, "remote banner")
+    host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner again")
+    check(True, "both banners again after the remote restarted")
+    exchange_ok(host, remote, "after a remote restart", 2, "remote restarted")
+    m = run_command(host, "rpmsg_ivshmem status", r"stray messages: \d+", 10, "status")
+    check(status_value(host.lines(m), "session") == "2", "status: session 2")
+    return remote
+
+
+def scenario_host_first(rig, host_dir, remote_dir, old):
+    """Host first (the shell works before the link is up), then the remote; then the
+    host restarts under the running remote."""
+    log("--- host first, then remote")
+    for g in old:
+        rig.stop(g)
+    host = rig.boot("host-2", host_dir)
+    host.expect(re.escape(PROMPT), 20, "shell prompt")
+    m = run_command(host, 'rpmsg_ivshmem send "early" 1', re.escape(NOT_READY), 10,
+                    "not-ready text")
+    check(NOT_READY in host.lines(m), "send before the link is up: not ready")
+    m = run_command(host, "rpmsg_ivshmem status", r"stray messages: \d+", 10, "status")
+    check(status_value(host.lines(m), "link") == "waiting for a remote", "status: waiting for a remote")
+    remote = rig.boot("remote-3", remote_dir)
+    host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
+    remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner")
+    check(True, "both banners with the host started first")
+    exchange_ok(host, remote, "second pair", 3, "host first")
+
+    log("--- the host restarts, the remote keeps running")
+    rig.stop(host)
+    remote.mark()
+    host = rig.boot("host-3", host_dir)
+    host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
+    remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner again")
+    check(True, "both banners again after the host restarted")
+    exchange_ok(host, remote, "after a host restart", 2, "host restarted")
+
+
+def print_console(title, g):
+    print("---------------- %s console ----------------" % title)
+    for line in g.lines():
+        print(line)
+
+
+def cmd_test(args):
+    rig = Rig(args.build_root, args.cmake)
+    ok = False
+    try:
+        rig.build_server()
+        host_dir = rig.build("host")
+        remote_dir = rig.build("remote")
+        rig.start_server()
+        host, remote = scenario_main(rig, host_dir, remote_dir)
+        if args.consoles:
+            # The consoles of the main scenario, for the record.
+            print_console("host", host)
+            print_console("remote (killed at the end)", remote)
+        if not args.quick:
+            remote2 = scenario_remote_restart(rig, host, remote_dir)
+            scenario_host_first(rig, host_dir, remote_dir, [host, remote2])
+        ok = True
+    except Failure as e:
+        log("FAILED: %s" % e)
+        for g in rig.guests:
+            print("---------------- %s console (last 60 lines) ----------------" % g.name)
+            for line in g.lines()[-60:]:
+                print(line)
+    finally:
+        rig.cleanup(keep_logs=not ok or args.keep)
+    log("PASSED" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def cmd_demo(args):
+    rig = Rig(args.build_root, args.cmake)
+    status = 1
+    try:
+        rig.build_server()
+        host_dir = rig.build("host")
+        remote_dir = rig.build("remote")
+        rig.start_server()
+        log("booting the remote, then the host (consoles: %s)" % rig.work)
+        remote = rig.boot("remote", remote_dir)
+        host = rig.boot("host", host_dir)
+        host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
+        remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner")
+        # Let the deferred boot log lines come out before typing.
+        host.expect(re.escape("rpmsg: host: link up"), 10, "link-up log line")
+        host.pump(0.3)
+        print("---------------- host console (live) ----------------", flush=True)
+        with host.cond:
+            # Print what came so far, then let the reader thread echo the rest.
+            raw = bytes(host.raw[host.start:])
+            for line in normalize(raw):
+                print(line)
+            if ANSI.sub(b"", raw).rstrip().endswith(PROMPT.strip().encode()):
+                sys.stdout.write(PROMPT)  # the typed command follows it
+            sys.stdout.flush()
+            host.echo = sys.stdout
+        m = host.mark()
+        # Zephyr's shell: inside double quotes only \" needs escaping.
+        line = "rpmsg_ivshmem send \"%s\" %s" % (args.string.replace('"', '\\"'), args.count)
+        host.type(line)
+        # Done when the prompt comes back after the command's output.
+        end_re = "|".join(re.escape(s) for s in [
+            TIMED_OUT, NOT_READY, "send: invalid number", "send: string too long"])
+        try:
+            count = int(args.count)
+        except ValueError:
+            count = 0
+        last = re.escape("at message number %d" % count) + r"\r*\n" if count > 0 else None
+        pattern = end_re if last is None else "(%s)|(%s)" % (end_re, last)
+        host.expect(pattern, max(30, 6 * max(count, 1)) if count < 10**6 else None, "end of the send command")
+        host.pump(0.5)
+        remote.pump(0.5)
+        host.echo = None
+        print()
+        print_console("remote", remote)
+        hl = host.lines(m)
+        status = 0 if count > 0 and ("at message number %d" % count) in hl else 1
+    except Failure as e:
+        log("FAILED: %s" % e)
+    except KeyboardInterrupt:
+        log("interrupted")
+    finally:
+        rig.cleanup(keep_logs=False)
+    return status
+
+
+def _terminate(signum, _frame):
+    # Unwind through the `finally` blocks, which stop the guests and the server.
+    raise SystemExit(128 + signum)
+
+
+def main():
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build-root", default=os.environ.get("RPMSG_E2E_BUILD"),
+                   help="where the images and the server are built (outside the repo)")
+    p.add_argument("--cmake", default=os.environ.get("FW_CMAKE_ARGS", ""),
+                   help="extra CMake arguments for both images")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("test")
+    t.add_argument("--quick", action="store_true",
+                   help="only the remote-first scenario (no restarts, no host-first order)")
+    t.add_argument("--keep", action="store_true", help="keep the consoles")
+    t.add_argument("--consoles", action="store_true", help="print the consoles of the main scenario")
+    d = sub.add_parser("demo")
+    d.add_argument("string")
+    d.add_argument("count")
+    args = p.parse_args()
+    if not args.build_root:
+        p.error("--build-root (or RPMSG_E2E_BUILD) is required")
+    if os.path.realpath(args.build_root).startswith(os.path.realpath(ROOT) + os.sep):
+        p.error("the build root must be outside the repository")
+    os.makedirs(args.build_root, exist_ok=True)
+    return cmd_test(args) if args.cmd == "test" else cmd_demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
