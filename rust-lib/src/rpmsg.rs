@@ -34,6 +34,78 @@ pub trait Transport<'a>: sealed::Sealed {
     /// Returns a received buffer to the peer; true if it wants a doorbell.
     #[doc(hidden)]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool>;
+    /// Polling (`true`): the peer need not ring us, neither for messages nor for buffers we
+    /// wait for; we look ourselves. Not polling (`false`, the default): it rings us for every
+    /// message, and for transmit buffers while we have none. Writes a ring flag only when it
+    /// changes. `write` false only records the mode (the rings are not ours right now).
+    #[doc(hidden)]
+    fn set_polling(&mut self, polling: bool, write: bool) -> Result<()>;
+    /// Whether the peer published something we wait for (a message; a transmit buffer while
+    /// we have none): a cheap look without validation.
+    #[doc(hidden)]
+    fn peer_moved(&self) -> bool;
+    /// Deferral of doorbells (see [`Rpmsg::defer_doorbells`]).
+    #[doc(hidden)]
+    fn deferral(&mut self) -> &mut Deferral;
+    /// Whether the peer wants a doorbell for what we sent (`tx`) and returned (`rx`) since
+    /// deferring began (full barrier first).
+    #[doc(hidden)]
+    fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool>;
+}
+
+/// Doorbells held back by [`Rpmsg::defer_doorbells`]: whether a send or a release happened
+/// since, without the check whether the peer wants to hear about it.
+#[doc(hidden)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Deferral {
+    on: bool,
+    /// The first operation of the batch was checked (and rang a sleeping peer at once).
+    started: bool,
+    tx: bool,
+    rx: bool,
+    held: u16,
+}
+
+impl Deferral {
+    /// Records a send (`tx`) or release; false when not deferring, for the first operation
+    /// of a batch (a peer that sleeps is woken at once and works while we go on), and when
+    /// `limit` operations are held back already (then the caller checks now, for all).
+    fn hold(&mut self, tx: bool, limit: u16) -> bool {
+        if !self.on {
+            return false;
+        }
+        if !self.started {
+            self.started = true;
+            return false;
+        }
+        if tx {
+            self.tx = true;
+        } else {
+            self.rx = true;
+        }
+        self.held += 1;
+        self.held < limit
+    }
+
+    /// What is held back (tx, rx), forgetting it; the batch goes on if `keep_on`.
+    fn take(&mut self, keep_on: bool) -> (bool, bool) {
+        let held = (self.tx, self.rx);
+        *self = Self {
+            on: self.on && keep_on,
+            started: self.started && keep_on,
+            ..Self::default()
+        };
+        held
+    }
+}
+
+/// A submit or release: the doorbell check now, or held back while deferring.
+fn check_or_hold<'a, T: Transport<'a> + ?Sized>(t: &mut T, tx: bool, limit: u16) -> Result<bool> {
+    if t.deferral().hold(tx, limit) {
+        return Ok(false);
+    }
+    let (held_tx, held_rx) = t.deferral().take(true);
+    t.wants_doorbell(held_tx || tx, held_rx || !tx)
 }
 
 /// The host's queues: it receives on vring 0 and sends on vring 1, and owns every buffer.
@@ -43,6 +115,13 @@ pub struct HostTransport<'a> {
     tx: DriverQueue<'a>,
     tx_free: DescSet,
     tx_interrupts: bool,
+    /// Whether the remote rings us for messages (vring 0 avail flags clear).
+    rx_interrupts: bool,
+    /// The last `acquire_tx` found no buffer.
+    tx_starved: bool,
+    /// See [`Transport::set_polling`].
+    polling: bool,
+    deferral: Deferral,
     layout: Layout,
 }
 
@@ -82,6 +161,10 @@ impl HostTransport<'_> {
     fn start_session(&mut self) -> Result<()> {
         self.tx.suppress_interrupts(true)?;
         self.tx_interrupts = false;
+        self.tx_starved = false;
+        self.rx.suppress_interrupts(self.polling)?;
+        self.rx_interrupts = !self.polling;
+        self.deferral.take(true);
         Ok(())
     }
 }
@@ -89,9 +172,10 @@ impl HostTransport<'_> {
 impl<'a> Transport<'a> for HostTransport<'a> {
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
         self.reclaim(counters)?;
-        if self.tx_free.is_empty() {
+        if self.tx_free.is_empty() && !self.polling {
             // Out of buffers: ask to be interrupted when one comes back, then look again in
-            // case it came back before the flag was visible.
+            // case it came back before the flag was visible. (A polling caller asks only
+            // when it stops polling.)
             if !self.tx_interrupts {
                 self.tx.suppress_interrupts(false)?;
                 self.tx_interrupts = true;
@@ -99,8 +183,10 @@ impl<'a> Transport<'a> for HostTransport<'a> {
             self.reclaim(counters)?;
         }
         let Some(id) = self.tx_free.first() else {
+            self.tx_starved = true;
             return Ok(None);
         };
+        self.tx_starved = false;
         if self.tx_interrupts {
             self.tx.suppress_interrupts(true)?;
             self.tx_interrupts = false;
@@ -112,7 +198,7 @@ impl<'a> Transport<'a> for HostTransport<'a> {
 
     fn submit_tx(&mut self, id: u16, buf: BufferRef, len: u32) -> Result<bool> {
         self.tx.add(id, self.addr(buf), len, false)?;
-        self.tx.should_notify()
+        check_or_hold(self, true, self.tx.size())
     }
 
     fn cancel_tx(&mut self, id: u16, _buf: BufferRef) -> Result<()> {
@@ -130,7 +216,36 @@ impl<'a> Transport<'a> for HostTransport<'a> {
 
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.add(id, self.addr(buf), buf.len, true)?;
-        self.rx.should_notify()
+        check_or_hold(self, false, self.rx.size())
+    }
+
+    fn deferral(&mut self) -> &mut Deferral {
+        &mut self.deferral
+    }
+
+    fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool> {
+        Ok((tx && self.tx.should_notify()?) || (rx && self.rx.should_notify()?))
+    }
+
+    fn set_polling(&mut self, polling: bool, write: bool) -> Result<()> {
+        self.polling = polling;
+        if !write {
+            return Ok(());
+        }
+        if self.rx_interrupts == polling {
+            self.rx.suppress_interrupts(polling)?;
+            self.rx_interrupts = !polling;
+        }
+        let tx = !polling && self.tx_starved;
+        if self.tx_interrupts != tx {
+            self.tx.suppress_interrupts(!tx)?;
+            self.tx_interrupts = tx;
+        }
+        Ok(())
+    }
+
+    fn peer_moved(&self) -> bool {
+        self.rx.used_moved() || (self.tx_starved && self.tx.used_moved())
     }
 }
 
@@ -148,6 +263,13 @@ pub struct RemoteTransport<'a> {
     rx: DeviceQueue<'a>,
     tx: DeviceQueue<'a>,
     tx_notifications: bool,
+    /// Whether the host rings us for messages (vring 1 used flags clear).
+    rx_notifications: bool,
+    /// The last `acquire_tx` found no buffer.
+    tx_starved: bool,
+    /// See [`Transport::set_polling`].
+    polling: bool,
+    deferral: Deferral,
     spare: heapless::Vec<(u16, u32, u32), MAX_SPARE>,
 }
 
@@ -173,6 +295,12 @@ impl RemoteTransport<'_> {
     fn start_session(&mut self) -> Result<()> {
         self.tx.suppress_notifications(true)?;
         self.tx_notifications = false;
+        self.tx_starved = false;
+        // Written even when not polling: a flag we set in the previous session may have
+        // landed after the host cleared the rings.
+        self.rx.suppress_notifications(self.polling)?;
+        self.rx_notifications = !self.polling;
+        self.deferral.take(true);
         Ok(())
     }
 }
@@ -184,16 +312,18 @@ impl<'a> Transport<'a> for RemoteTransport<'a> {
                 offset: offset as usize,
                 len,
             };
+            self.tx_starved = false;
             return Ok(Some((id, buf)));
         }
         let mut found = self.pop_tx(counters)?;
-        if found.is_none() {
+        if found.is_none() && !self.polling {
             if !self.tx_notifications {
                 self.tx.suppress_notifications(false)?;
                 self.tx_notifications = true;
             }
             found = self.pop_tx(counters)?;
         }
+        self.tx_starved = found.is_none();
         if found.is_some() && self.tx_notifications {
             self.tx.suppress_notifications(true)?;
             self.tx_notifications = false;
@@ -203,7 +333,7 @@ impl<'a> Transport<'a> for RemoteTransport<'a> {
 
     fn submit_tx(&mut self, id: u16, _buf: BufferRef, len: u32) -> Result<bool> {
         self.tx.push_used(id, len)?;
-        self.tx.should_notify()
+        check_or_hold(self, true, self.tx.size())
     }
 
     fn cancel_tx(&mut self, id: u16, buf: BufferRef) -> Result<()> {
@@ -220,7 +350,36 @@ impl<'a> Transport<'a> for RemoteTransport<'a> {
 
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.push_used(id, buf.len)?;
-        self.rx.should_notify()
+        check_or_hold(self, false, self.rx.size())
+    }
+
+    fn deferral(&mut self) -> &mut Deferral {
+        &mut self.deferral
+    }
+
+    fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool> {
+        Ok((tx && self.tx.should_notify()?) || (rx && self.rx.should_notify()?))
+    }
+
+    fn set_polling(&mut self, polling: bool, write: bool) -> Result<()> {
+        self.polling = polling;
+        if !write {
+            return Ok(());
+        }
+        if self.rx_notifications == polling {
+            self.rx.suppress_notifications(polling)?;
+            self.rx_notifications = !polling;
+        }
+        let tx = !polling && self.tx_starved;
+        if self.tx_notifications != tx {
+            self.tx.suppress_notifications(!tx)?;
+            self.tx_notifications = tx;
+        }
+        Ok(())
+    }
+
+    fn peer_moved(&self) -> bool {
+        self.rx.avail_moved() || (self.tx_starved && self.tx.avail_moved())
     }
 }
 
@@ -423,6 +582,10 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
             tx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::HostToRemote))?),
             tx_free: DescSet::new(),
             tx_interrupts: true,
+            rx_interrupts: true,
+            tx_starved: false,
+            polling: false,
+            deferral: Deferral::default(),
             layout,
         };
         Self::assemble(region, layout, transport, doorbell, own_id)
@@ -521,6 +684,10 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
                 pool,
             ),
             tx_notifications: true,
+            rx_notifications: true,
+            tx_starved: false,
+            polling: false,
+            deferral: Deferral::default(),
             spare: heapless::Vec::new(),
         };
         Self::assemble(region, layout, transport, doorbell, own_id)
@@ -1167,6 +1334,84 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
             }
         }
         Ok(handled)
+    }
+}
+
+/// Polling: a node whose thread is awake anyway (it just handled a message, or spins
+/// briefly before it blocks) tells the peer not to ring it, and rings are saved on both
+/// sides (a doorbell costs a system call or a VM exit to ring, and a wake-up to take).
+///
+/// ```text
+/// node.busy_poll()?;                 // after waking up: the peer need not ring us
+/// loop {
+///     handle everything node.recv() returns;
+///     spin a little while !node.has_pending();
+///     if node.has_pending() { continue }
+///     if node.prepare_to_wait()? { node.busy_poll()?; continue }  // arrived meanwhile
+///     block until the doorbell rings;
+///     node.busy_poll()?;
+/// }
+/// ```
+///
+/// Only the standard virtio suppression flags are used (`VRING_AVAIL_F_NO_INTERRUPT` on the
+/// host's receive ring, `VRING_USED_F_NO_NOTIFY` on the remote's), which an OpenAMP C peer
+/// honours; a node that never calls these methods behaves as before.
+impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D>
+where
+    Self: LinkProtocol,
+{
+    /// Tells the peer not to ring us: neither for messages nor for transmit buffers coming
+    /// back, because we look at the rings ourselves ([`Rpmsg::has_pending`]) until
+    /// [`Rpmsg::prepare_to_wait`]. Writes a ring flag only when it changes.
+    pub fn busy_poll(&mut self) -> Result<()> {
+        // (A remote writes its flags only into the session it is attached to; a write that
+        // races with a host restart is overwritten when it attaches to the new one.)
+        let write = self.may_receive() && self.session_current();
+        self.transport.set_polling(true, write)
+    }
+
+    /// Before blocking on the doorbell: asks the peer to ring us again for messages (and,
+    /// if the last send found no buffer, for returned buffers), then looks once more, after
+    /// a full barrier, so that nothing published before the flags were visible is missed.
+    /// Returns true if something is pending: handle it instead of blocking.
+    pub fn prepare_to_wait(&mut self) -> Result<bool> {
+        let write = self.may_receive() && self.session_current();
+        self.transport.set_polling(false, write)?;
+        crate::shm::full_barrier();
+        Ok(self.has_pending())
+    }
+
+    /// Whether the peer published something we wait for — a message, or (if the last send
+    /// found none) a transmit buffer — since we last took one: one or two shared-memory
+    /// loads, no validation and no side effects, for spinning. `recv` and the send calls
+    /// do the real work (and validate).
+    pub fn has_pending(&self) -> bool {
+        self.may_receive() && self.transport.peer_moved()
+    }
+}
+
+/// Batching: while a node has several messages to send or buffers to return, it need not
+/// ask after each one whether the peer wants a doorbell (a full barrier and a load of a
+/// line the peer writes): it asks once, at the end.
+impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
+    /// From now until [`Rpmsg::flush_doorbell`], sends and releases publish at once (the
+    /// peer sees them as soon as it looks) but do not ring the peer; the flush rings it once
+    /// if it wants to hear about any of them. Every `queue_size` held-back operations the
+    /// check is made anyway, so a peer that waits is never left waiting for longer than
+    /// a ring's worth of messages. Call the flush before blocking, or the peer may wait for
+    /// messages it could already take.
+    pub fn defer_doorbells(&mut self) {
+        self.transport.deferral().on = true;
+    }
+
+    /// Stops deferring, and rings the peer once if it wants to hear about what was sent or
+    /// returned while deferring.
+    pub fn flush_doorbell(&mut self) -> Result<()> {
+        let (tx, rx) = self.transport.deferral().take(false);
+        if (tx || rx) && self.transport.wants_doorbell(tx, rx)? {
+            self.ring_peer();
+        }
+        Ok(())
     }
 }
 

@@ -98,6 +98,12 @@ impl<'a> DriverQueue<'a> {
         Ok(Some(elem))
     }
 
+    /// Whether the device returned a buffer we have not taken yet: one load, no validation
+    /// (that is [`DriverQueue::pop_used`]'s job), for a caller that polls.
+    pub fn used_moved(&self) -> bool {
+        self.ring.used_idx().is_ok_and(|idx| idx != self.last_used)
+    }
+
     /// Whether the device wants to be notified now (call after [`DriverQueue::add`]).
     pub fn should_notify(&self) -> Result<bool> {
         self.ring.device_wants_notification()
@@ -181,6 +187,14 @@ impl<'a> DeviceQueue<'a> {
         self.ring.publish_used_idx(self.used_idx)?;
         self.held.remove(id);
         Ok(())
+    }
+
+    /// Whether the driver offered a buffer we have not taken yet: one load, no validation
+    /// (that is [`DeviceQueue::pop_avail`]'s job), for a caller that polls.
+    pub fn avail_moved(&self) -> bool {
+        self.ring
+            .avail_idx()
+            .is_ok_and(|idx| idx != self.last_avail)
     }
 
     /// Whether the driver wants an interrupt now (call after [`DeviceQueue::push_used`]).
