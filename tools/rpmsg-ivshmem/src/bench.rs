@@ -1,6 +1,20 @@
 //! `rpmsg-ivshmem bench`: round-trip latency (p50/p99/max) and round trips per second for
 //! 1-, 64- and full-size payloads, and one-way streaming throughput with every buffer in
-//! flight, measured as the host against a quiet remote.
+//! flight, measured as the host against a quiet remote — each next to its physical limit,
+//! measured in the same run between the same two processes:
+//!
+//! * **eventfd ping-pong**: the bare doorbell path (ring the other side's eventfd, block in
+//!   poll(2) on our own, read it), over the very eventfds the server handed out: the floor
+//!   for a round trip that waits for a doorbell. Target: RPMsg round trip (full-size
+//!   payload, p50) ≤ [`RTT_TARGET`] × this.
+//! * **memcpy**: the C library's memcpy from private memory into the part of the shared
+//!   region that neither side uses: the ceiling for throughput. Target: streaming of
+//!   full-size payloads ≥ [`STREAM_TARGET`] × this.
+//!
+//! The measurements are interleaved in rounds of [`ROUND_TRIPS_PER_ROUND`] (an eventfd
+//! block, then a block of each payload size; a stream block, then a memcpy pass), so that
+//! load coming and going on the machine, and the scheduler moving the two processes between
+//! CPUs, affect a figure and its baseline alike.
 //!
 //! By default it starts what it needs: a private ivshmem-server (in this process, on a
 //! socket and shared-memory name of its own) and a remote (`rpmsg-ivshmem remote --quiet
@@ -15,26 +29,34 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ivshmem::{Server, ServerConfig, ShmBacking, StopHandle};
+use ivshmem::{Server, ServerConfig, ShmBacking, ShmMapping, StopHandle};
 use rpmsg_engine::Error as EngineError;
 
 use crate::cli::Common;
 use crate::error::{Error, Result};
 use crate::host::{HostNode, REPLY_TIMEOUT};
 use crate::node;
-use crate::remote::SINK_REPORT_LEN;
+use crate::remote::{RAW_PING_MAGIC, SINK_REPORT_LEN};
 
 /// How long the bench waits for the remote to attach.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Round trips before measuring (caches, page faults, CPU frequency).
+/// Round trips (and bare doorbells, and streamed messages) before measuring: caches, page
+/// faults, CPU frequency.
 pub const WARM_UP: u64 = 200;
 /// Streamed messages per measured round trip count.
 pub const STREAM_FACTOR: u64 = 10;
+/// Round trips per payload size (and bare doorbells) per round: the measurements are
+/// interleaved in `count / ROUND_TRIPS_PER_ROUND` rounds (at least one).
+pub const ROUND_TRIPS_PER_ROUND: u64 = 100;
+/// Target: full-size RPMsg round trip (p50) at most this many times the eventfd ping-pong.
+pub const RTT_TARGET: f64 = 1.3;
+/// Target: full-size streaming at least this fraction of the region's memcpy bandwidth.
+pub const STREAM_TARGET: f64 = 0.25;
 
 /// Latency of one payload size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RoundTrips {
-    /// Payload bytes per message.
+    /// Payload bytes per message (0 for the eventfd ping-pong).
     pub payload: usize,
     /// Round trips measured.
     pub count: u64,
@@ -44,7 +66,7 @@ pub struct RoundTrips {
     pub p99_ns: u64,
     /// Slowest, nanoseconds.
     pub max_ns: u64,
-    /// Round trips per second over the whole run.
+    /// Round trips per second over the measured blocks.
     pub per_second: f64,
 }
 
@@ -57,12 +79,25 @@ pub struct OneWayStream {
     pub messages: u64,
     /// Most messages in flight (the buffer count).
     pub in_flight: u16,
-    /// Seconds from the first send to the remote's report.
+    /// Seconds from the first send to the remote's report, summed over the rounds.
     pub seconds: f64,
     /// Payload megabytes (10^6 bytes) per second.
     pub mb_per_second: f64,
     /// Messages per second.
     pub messages_per_second: f64,
+}
+
+/// memcpy bandwidth into the shared region.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Memcpy {
+    /// Bytes per pass (the unused part of the region).
+    pub window: usize,
+    /// Passes measured.
+    pub passes: u64,
+    /// Seconds, summed over the passes.
+    pub seconds: f64,
+    /// Megabytes (10^6 bytes) per second.
+    pub mb_per_second: f64,
 }
 
 /// Everything `bench` measured.
@@ -76,17 +111,94 @@ pub struct Report {
     pub buf_size: u32,
     /// Buffers per direction.
     pub buf_count: u16,
-    /// One row per payload size.
+    /// Round trips per payload size (and bare doorbells), as asked for.
+    pub count: u64,
+    /// Rounds the measurements were interleaved in.
+    pub rounds: u64,
+    /// One row per payload size, smallest first.
     pub round_trips: Vec<RoundTrips>,
+    /// The eventfd ping-pong, if the remote takes part (it needs the sink endpoint).
+    pub eventfd: Option<RoundTrips>,
     /// The streaming row, if the remote offers the sink endpoint.
     pub stream: Option<OneWayStream>,
+    /// memcpy into the region.
+    pub memcpy: Memcpy,
+    /// Spin before blocking on the doorbell (both sides, when the remote is private).
+    pub spin: Duration,
+    /// CPUs the host and the remote were pinned to (`--cpus`).
+    pub cpus: Option<(usize, usize)>,
 }
 
 fn us(ns: u64) -> String {
     format!("{:.1} us", ns as f64 / 1000.0)
 }
 
+/// A finite number for JSON (`null` otherwise).
+fn num(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
+        _ => "null".to_string(),
+    }
+}
+
+fn int(v: Option<u64>) -> String {
+    v.map_or_else(|| "null".to_string(), |v| v.to_string())
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "n/a",
+    }
+}
+
 impl Report {
+    /// The full-size (largest payload) round-trip row: the one compared with the baseline.
+    pub fn full_size(&self) -> Option<&RoundTrips> {
+        self.round_trips.last()
+    }
+
+    /// Full-size RPMsg round trip (p50) over the eventfd ping-pong (p50).
+    pub fn rtt_ratio(&self) -> Option<f64> {
+        let rt = self.full_size()?;
+        let floor = self.eventfd?;
+        (floor.p50_ns > 0).then(|| rt.p50_ns as f64 / floor.p50_ns as f64)
+    }
+
+    /// Streaming over memcpy bandwidth.
+    pub fn stream_ratio(&self) -> Option<f64> {
+        let s = self.stream?;
+        (self.memcpy.mb_per_second > 0.0).then(|| s.mb_per_second / self.memcpy.mb_per_second)
+    }
+
+    /// Whether the round-trip target is met.
+    pub fn rtt_target_met(&self) -> Option<bool> {
+        self.rtt_ratio().map(|r| r <= RTT_TARGET)
+    }
+
+    /// Whether the streaming target is met.
+    pub fn stream_target_met(&self) -> Option<bool> {
+        self.stream_ratio().map(|r| r >= STREAM_TARGET)
+    }
+
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut t = String::new();
@@ -102,40 +214,67 @@ impl Report {
             self.buf_count,
             self.buf_size
         );
-        if let Some(first) = self.round_trips.first() {
-            let _ = writeln!(
-                t,
-                "round trips (send one message, wait for its echo), {} per payload size:",
-                first.count
-            );
-        }
         let _ = writeln!(
             t,
-            "{:>8}  {:>11}  {:>11}  {:>11}  {:>14}",
+            "spin before blocking: {} us{}; {}",
+            self.spin.as_micros(),
+            if self.private { "" } else { " (this side)" },
+            match self.cpus {
+                Some((h, r)) if h == r => format!("host and remote pinned to CPU {h}"),
+                Some((h, r)) => format!("host pinned to CPU {h}, remote to CPU {r}"),
+                None => "CPUs as the scheduler places them".to_string(),
+            }
+        );
+        let _ = writeln!(
+            t,
+            "round trips (send one message, wait for its echo), {} per payload size, in {} \
+             rounds interleaved with the eventfd ping-pong:",
+            self.count, self.rounds
+        );
+        let _ = writeln!(
+            t,
+            "{:>17}  {:>11}  {:>11}  {:>11}  {:>14}",
             "payload", "RTT p50", "RTT p99", "RTT max", "round trips/s"
         );
-        for r in &self.round_trips {
+        let row = |t: &mut String, name: &str, r: &RoundTrips| {
             let _ = writeln!(
                 t,
-                "{:>6} B  {:>11}  {:>11}  {:>11}  {:>14.0}",
-                r.payload,
+                "{:>17}  {:>11}  {:>11}  {:>11}  {:>14.0}",
+                name,
                 us(r.p50_ns),
                 us(r.p99_ns),
                 us(r.max_ns),
                 r.per_second
             );
+        };
+        for r in &self.round_trips {
+            row(&mut t, &format!("{} B", r.payload), r);
+        }
+        match &self.eventfd {
+            Some(e) => row(&mut t, "eventfd ping-pong", e),
+            None => {
+                let _ = writeln!(
+                    t,
+                    "{:>17}  skipped (the remote takes part through its \"{}\" endpoint; run \
+                     it with --sink)",
+                    "eventfd ping-pong",
+                    crate::SINK_ENDPOINT
+                );
+            }
         }
         match &self.stream {
             Some(s) => {
                 let _ = writeln!(
                     t,
-                    "one-way stream to the remote's sink, {}-byte payloads, up to {} in flight:\n\
-                     {:>8} messages in {:.3} s: {:.1} MB/s, {:.0} messages/s",
+                    "one-way stream to the remote's sink, {}-byte payloads, up to {} in flight, \
+                     interleaved with memcpy passes:\n\
+                     {:>17}  {:>10.1} MB/s  ({} messages in {:.3} s, {:.0} messages/s)",
                     s.payload,
                     s.in_flight,
+                    "stream",
+                    s.mb_per_second,
                     s.messages,
                     s.seconds,
-                    s.mb_per_second,
                     s.messages_per_second
                 );
             }
@@ -148,7 +287,112 @@ impl Report {
                 );
             }
         }
+        let _ = writeln!(
+            t,
+            "{:>17}  {:>10.1} MB/s  ({} passes of {} bytes into the unused part of the region)",
+            "memcpy", self.memcpy.mb_per_second, self.memcpy.passes, self.memcpy.window
+        );
+        let _ = writeln!(t, "against the limits:");
+        if let (Some(rt), Some(e), Some(ratio)) = (self.full_size(), self.eventfd, self.rtt_ratio())
+        {
+            let _ = writeln!(
+                t,
+                "  round trip ({} B, p50): {} vs eventfd ping-pong {}: {:.2} x (target <= {:.1} x: {})",
+                rt.payload,
+                us(rt.p50_ns),
+                us(e.p50_ns),
+                ratio,
+                RTT_TARGET,
+                verdict(self.rtt_target_met())
+            );
+        }
+        if let (Some(s), Some(ratio)) = (self.stream, self.stream_ratio()) {
+            let _ = writeln!(
+                t,
+                "  stream ({} B): {:.1} MB/s vs memcpy {:.1} MB/s: {:.1} % (target >= {:.0} %: {})",
+                s.payload,
+                s.mb_per_second,
+                self.memcpy.mb_per_second,
+                ratio * 100.0,
+                STREAM_TARGET * 100.0,
+                verdict(self.stream_target_met())
+            );
+        }
         t
+    }
+
+    /// One JSON object (one line) with the headline figures, their baselines and ratios,
+    /// and every row.
+    pub fn json(&self) -> String {
+        let rt = self.full_size();
+        let e = self.eventfd;
+        let s = self.stream;
+        let rows: Vec<String> = self
+            .round_trips
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"payload\":{},\"count\":{},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\
+                     \"per_s\":{}}}",
+                    r.payload,
+                    r.count,
+                    r.p50_ns,
+                    r.p99_ns,
+                    r.max_ns,
+                    num(Some(r.per_second), 1)
+                )
+            })
+            .collect();
+        let fields: Vec<(&str, String)> = vec![
+            ("rtt_payload", int(rt.map(|r| r.payload as u64))),
+            ("rtt_p50_ns", int(rt.map(|r| r.p50_ns))),
+            ("rtt_p99_ns", int(rt.map(|r| r.p99_ns))),
+            ("rtt_max_ns", int(rt.map(|r| r.max_ns))),
+            ("roundtrips_per_s", num(rt.map(|r| r.per_second), 1)),
+            ("eventfd_rtt_p50_ns", int(e.map(|r| r.p50_ns))),
+            ("eventfd_rtt_p99_ns", int(e.map(|r| r.p99_ns))),
+            ("eventfd_rtt_max_ns", int(e.map(|r| r.max_ns))),
+            ("eventfd_roundtrips_per_s", num(e.map(|r| r.per_second), 1)),
+            ("rtt_ratio", num(self.rtt_ratio(), 3)),
+            ("rtt_target_max_ratio", num(Some(RTT_TARGET), 2)),
+            (
+                "rtt_target_met",
+                self.rtt_target_met()
+                    .map_or("null".to_string(), |m| m.to_string()),
+            ),
+            ("stream_payload", int(s.map(|s| s.payload as u64))),
+            ("stream_in_flight", int(s.map(|s| u64::from(s.in_flight)))),
+            ("stream_messages", int(s.map(|s| s.messages))),
+            ("stream_mb_s", num(s.map(|s| s.mb_per_second), 1)),
+            (
+                "stream_msgs_per_s",
+                num(s.map(|s| s.messages_per_second), 1),
+            ),
+            ("memcpy_mb_s", num(Some(self.memcpy.mb_per_second), 1)),
+            ("memcpy_bytes", self.memcpy.window.to_string()),
+            ("stream_ratio", num(self.stream_ratio(), 4)),
+            ("stream_target_min_ratio", num(Some(STREAM_TARGET), 2)),
+            (
+                "stream_target_met",
+                self.stream_target_met()
+                    .map_or("null".to_string(), |m| m.to_string()),
+            ),
+            ("count", self.count.to_string()),
+            ("rounds", self.rounds.to_string()),
+            ("buf_size", self.buf_size.to_string()),
+            ("buf_count", self.buf_count.to_string()),
+            ("private", self.private.to_string()),
+            ("spin_us", self.spin.as_micros().to_string()),
+            ("host_cpu", int(self.cpus.map(|c| c.0 as u64))),
+            ("remote_cpu", int(self.cpus.map(|c| c.1 as u64))),
+            ("socket", json_string(&self.socket.to_string_lossy())),
+            ("round_trips", format!("[{}]", rows.join(","))),
+        ];
+        let body: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!("{{{}}}\n", body.join(","))
     }
 }
 
@@ -160,8 +404,38 @@ struct Private {
     remote_stderr: Option<JoinHandle<String>>,
 }
 
+/// Pins the calling thread to `cpu` (`sched_setaffinity`); returns the previous mask.
+fn pin_to(cpu: usize) -> Result<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; an all-zero value is a valid empty set.
+    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `old` is a live cpu_set_t of the size passed.
+    unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) };
+    set_affinity(cpu)?;
+    Ok(old)
+}
+
+fn set_affinity(cpu: usize) -> Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(Error::runtime(format!("--cpus: there is no CPU {cpu}")));
+    }
+    // SAFETY: as in `pin_to`; CPU_SET writes inside the set (cpu < CPU_SETSIZE).
+    let ok = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::runtime(format!(
+            "--cpus: cannot run on CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        )))
+    }
+}
+
 impl Private {
-    fn start(common: &mut Common) -> Result<Self> {
+    fn start(common: &mut Common, remote_cpu: Option<usize>) -> Result<Self> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
@@ -190,11 +464,20 @@ impl Private {
             Error::runtime(format!("cannot find this program to start a remote: {e}"))
         })?;
         let mut command = Command::new(exe);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent; it makes
-        // the kernel kill the remote if this process dies without reaping it.
+        // SAFETY: prctl and sched_setaffinity are async-signal-safe and touch no memory of
+        // the parent; the first makes the kernel kill the remote if this process dies
+        // without reaping it, the second pins the remote (CPU_SET writes inside `set`).
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(cpu) = remote_cpu.filter(|c| *c < libc::CPU_SETSIZE as usize) {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -208,6 +491,8 @@ impl Private {
             .arg(common.buf_size.to_string())
             .arg("--buf-count")
             .arg(common.buf_count.to_string())
+            .arg("--spin-us")
+            .arg(common.spin.as_micros().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -248,16 +533,39 @@ impl Drop for Private {
 }
 
 /// Runs the benchmark.
-pub fn run(common: &Common, count: u64, attach: bool) -> Result<Report> {
+///
+/// `cpus` pins this thread (the host) and the private remote to the two CPUs given.
+pub fn run(
+    common: &Common,
+    count: u64,
+    attach: bool,
+    cpus: Option<(usize, usize)>,
+) -> Result<Report> {
     let mut common = common.clone();
+    let old_mask = match cpus {
+        Some((host, _)) => Some(pin_to(host)?),
+        None => None,
+    };
     let mut private = if attach {
         None
     } else {
-        Some(Private::start(&mut common)?)
+        Some(
+            Private::start(&mut common, cpus.map(|c| c.1)).map_err(|e| match cpus {
+                Some((_, r)) => Error::runtime(format!("{e} (on CPU {r}?)")),
+                None => e,
+            })?,
+        )
     };
     crate::console::set_diagnostics(false);
-    let result = measure(&common, count, !attach);
+    let result = measure(&common, count, !attach).map(|mut r| {
+        r.cpus = cpus;
+        r
+    });
     crate::console::set_diagnostics(true);
+    if let Some(mask) = old_mask {
+        // SAFETY: `mask` is the live cpu_set_t read by `pin_to`.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mask) };
+    }
     if let Some(p) = private.as_mut() {
         let remote_log = p.finish();
         if result.is_err() && !remote_log.is_empty() {
@@ -267,11 +575,17 @@ pub fn run(common: &Common, count: u64, attach: bool) -> Result<Report> {
     result
 }
 
+/// `total` split into `rounds` nearly equal parts (the first ones one larger).
+fn share(total: u64, rounds: u64, round: u64) -> u64 {
+    total / rounds + u64::from(round < total % rounds)
+}
+
 fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
     let attached = node::attach(common)?;
     let region = node::region(&attached.mapping)?;
     let config = node::config(common, &attached.ivshmem)?;
     let mut host = HostNode::start(region, config, attached.ivshmem, common.board.clone(), None)?;
+    host.set_spin(common.spin);
     if !host.wait_ready(ATTACH_TIMEOUT) {
         return Err(Error::runtime(format!(
             "no remote attached within {} s{}",
@@ -286,14 +600,6 @@ fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
     let ept = host
         .echo_endpoint()
         .ok_or_else(|| Error::runtime("the link went down"))?;
-    let max = host.engine().max_payload();
-    let mut sizes = vec![1, 64, max];
-    sizes.retain(|s| *s <= max);
-    sizes.dedup();
-    let mut round_trips = Vec::new();
-    for size in sizes {
-        round_trips.push(round_trip_row(&mut host, ept, size, count)?);
-    }
     // The sink is announced right after "k"; give it a moment in case it is still on its way.
     let until = Instant::now() + Duration::from_millis(200);
     while host.sink_endpoint().is_none() && Instant::now() < until {
@@ -302,25 +608,179 @@ fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
         }
         host.wait(Duration::from_millis(10), None);
     }
-    let stream = match host.sink_endpoint() {
-        Some(sink) => Some(stream_row(
+    let sink = host.sink_endpoint();
+    let max = host.engine().max_payload();
+    let mut sizes = vec![1, 64, max];
+    sizes.retain(|s| *s <= max);
+    sizes.dedup();
+    let rounds = count.div_ceil(ROUND_TRIPS_PER_ROUND);
+
+    // Round trips, interleaved with the eventfd ping-pong round by round, so that both see
+    // the same machine (other load comes and goes).
+    let mut eventfd = sink.map(|_| Samples::new(count));
+    if let (Some(sink), Some(samples)) = (sink, eventfd.as_mut()) {
+        raw_ping_pong(&mut host, sink, WARM_UP.min(count), &mut Samples::new(0))?;
+        if !raw_ping_pong(&mut host, sink, share(count, rounds, 0), samples)? {
+            eventfd = None;
+        }
+    }
+    let mut rows: Vec<Samples> = Vec::new();
+    for &size in &sizes {
+        let mut row = Samples::new(count);
+        round_trips(
             &mut host,
-            sink,
-            max,
-            count.saturating_mul(STREAM_FACTOR),
-            common.buf_count,
-        )?),
-        None => None,
-    };
+            ept,
+            size,
+            WARM_UP.min(count),
+            &mut Samples::new(0),
+        )?;
+        round_trips(&mut host, ept, size, share(count, rounds, 0), &mut row)?;
+        rows.push(row);
+    }
+    for round in 1..rounds {
+        if let (Some(sink), Some(samples)) = (sink, eventfd.as_mut()) {
+            raw_ping_pong(&mut host, sink, share(count, rounds, round), samples)?;
+        }
+        for (&size, row) in sizes.iter().zip(rows.iter_mut()) {
+            round_trips(&mut host, ept, size, share(count, rounds, round), row)?;
+        }
+    }
+    let round_trips: Vec<RoundTrips> = sizes
+        .iter()
+        .zip(rows.iter_mut())
+        .map(|(&size, row)| row.summary(size))
+        .collect();
+    let eventfd = eventfd.as_mut().map(|s| s.summary(0));
+
+    // Streaming, interleaved with memcpy passes over the unused part of the region.
+    let window = memcpy_window(&mut host, attached.mapping.len());
+    let mut source = vec![0xA5u8; window.len()];
+    let mut copy = Throughput::default();
+    let mut stream = Throughput::default();
+    let messages = count.saturating_mul(STREAM_FACTOR);
+    if let Some(sink) = sink {
+        // Binds the sink to us, zeroes its counters, and warms up.
+        sink_report(&mut host, sink)?;
+        stream_block(&mut host, sink, max, WARM_UP.min(messages))?;
+    }
+    memcpy_pass(&attached.mapping, &window, &mut source);
+    for round in 0..rounds {
+        if let Some(sink) = sink {
+            let n = share(messages, rounds, round);
+            let seconds = stream_block(&mut host, sink, max, n)?;
+            stream.add(n * max as u64, n, seconds);
+        }
+        let t = Instant::now();
+        memcpy_pass(&attached.mapping, &window, &mut source);
+        copy.add(window.len() as u64, 1, t.elapsed().as_secs_f64());
+    }
     host.shutdown();
     Ok(Report {
         socket: common.socket.clone(),
         private,
         buf_size: common.buf_size,
         buf_count: common.buf_count,
+        count,
+        rounds,
         round_trips,
-        stream,
+        eventfd,
+        stream: sink.map(|_| OneWayStream {
+            payload: max,
+            messages: stream.items,
+            in_flight: common.buf_count,
+            seconds: stream.seconds,
+            mb_per_second: stream.mb_per_second(),
+            messages_per_second: stream.items as f64 / stream.seconds.max(1e-9),
+        }),
+        memcpy: Memcpy {
+            window: window.len(),
+            passes: copy.items,
+            seconds: copy.seconds,
+            mb_per_second: copy.mb_per_second(),
+        },
+        spin: common.spin,
+        cpus: None,
     })
+}
+
+/// Round-trip times of one row, in nanoseconds.
+struct Samples {
+    ns: Vec<u64>,
+    seconds: f64,
+}
+
+impl Samples {
+    fn new(capacity: u64) -> Self {
+        Self {
+            ns: Vec::with_capacity(usize::try_from(capacity).unwrap_or(0)),
+            seconds: 0.0,
+        }
+    }
+
+    fn summary(&mut self, payload: usize) -> RoundTrips {
+        self.ns.sort_unstable();
+        let at = |q: f64| -> u64 {
+            let i = ((self.ns.len() as f64 - 1.0) * q).round() as usize;
+            self.ns.get(i).copied().unwrap_or(0)
+        };
+        RoundTrips {
+            payload,
+            count: self.ns.len() as u64,
+            p50_ns: at(0.5),
+            p99_ns: at(0.99),
+            max_ns: self.ns.last().copied().unwrap_or(0),
+            per_second: self.ns.len() as f64 / self.seconds.max(1e-9),
+        }
+    }
+}
+
+/// Bytes (or messages) moved and the time it took, summed over rounds.
+#[derive(Default)]
+struct Throughput {
+    bytes: u64,
+    items: u64,
+    seconds: f64,
+}
+
+impl Throughput {
+    fn add(&mut self, bytes: u64, items: u64, seconds: f64) {
+        self.bytes += bytes;
+        self.items += items;
+        self.seconds += seconds;
+    }
+
+    fn mb_per_second(&self) -> f64 {
+        self.bytes as f64 / self.seconds.max(1e-9) / 1e6
+    }
+}
+
+/// The bytes of the region that neither side uses: after the last buffer, before the
+/// rings (cache-line aligned).
+fn memcpy_window(host: &mut HostNode<'_>, region_len: usize) -> std::ops::Range<usize> {
+    let layout = *host.engine().layout();
+    let n = 2 * usize::from(layout.config().queue_size);
+    let start = layout.buffer_offset(n).next_multiple_of(64);
+    let end = (layout.pool_end() & !63).min(region_len);
+    start..end.max(start)
+}
+
+/// One plain memcpy (the C library's) of `source` into `window` of the mapping.
+fn memcpy_pass(mapping: &ShmMapping, window: &std::ops::Range<usize>, source: &mut [u8]) {
+    // Touch the source so the copy cannot be hoisted or elided between passes.
+    if let Some(b) = source.first_mut() {
+        *b = b.wrapping_add(1);
+    }
+    let len = window
+        .len()
+        .min(source.len())
+        .min(mapping.len().saturating_sub(window.start));
+    // SAFETY: `window` lies inside the live mapping (checked above). Neither this process's
+    // engine nor the peer accesses these bytes: they are outside every buffer and ring of
+    // the layout both sides use, so this plain (non-atomic) copy races with nothing.
+    unsafe {
+        std::ptr::copy_nonoverlapping(source.as_ptr(), mapping.as_ptr().add(window.start), len);
+    }
+    std::hint::black_box(mapping.as_ptr());
 }
 
 /// Sends `data` from `ept`, waiting for a free buffer (bounded by the reply timeout).
@@ -374,48 +834,75 @@ fn receive(host: &mut HostNode<'_>, ept: u32, out: &mut [u8]) -> Result<usize> {
     }
 }
 
-fn round_trip_row(
+/// `count` round trips of `size`-byte payloads on `ept`, timed into `row`.
+fn round_trips(
     host: &mut HostNode<'_>,
     ept: u32,
     size: usize,
     count: u64,
-) -> Result<RoundTrips> {
+    row: &mut Samples,
+) -> Result<()> {
     let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let mut echo = vec![0u8; host.engine().max_payload()];
-    let mut one = |host: &mut HostNode<'_>| -> Result<()> {
+    let start = Instant::now();
+    for _ in 0..count {
+        let t = Instant::now();
         send_blocking(host, ept, &data)?;
         let n = receive(host, ept, &mut echo)?;
+        row.ns
+            .push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
         if echo[..n] != data[..] {
             return Err(Error::runtime(format!(
                 "the echo of a {size}-byte message came back as {n} different bytes"
             )));
         }
-        Ok(())
-    };
-    for _ in 0..WARM_UP.min(count) {
-        one(host)?;
     }
-    let mut samples: Vec<u64> = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    row.seconds += start.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// `count` bare eventfd round trips with the remote (see [`RAW_PING_MAGIC`]), timed into
+/// `row`. False if the remote does not take part (it answered something else).
+fn raw_ping_pong(
+    host: &mut HostNode<'_>,
+    sink: u32,
+    count: u64,
+    row: &mut Samples,
+) -> Result<bool> {
+    let mut request = [0u8; SINK_REPORT_LEN];
+    request[..8].copy_from_slice(&RAW_PING_MAGIC);
+    request[8..].copy_from_slice(&count.to_le_bytes());
+    send_blocking(host, sink, &request)?;
+    let mut answer = [0u8; SINK_REPORT_LEN];
+    let n = receive(host, sink, &mut answer)?;
+    if answer[..n] != request[..] {
+        return Ok(false);
+    }
+    let peer = host
+        .engine()
+        .peer_id()
+        .ok_or_else(|| Error::runtime("the remote published no ivshmem id"))?;
+    let doorbell = host.engine().doorbell();
+    doorbell.clear_interrupt();
+    let raw = doorbell
+        .raw_doorbell(peer)
+        .ok_or_else(|| Error::runtime("the server gave us no eventfd of the remote"))?;
     let start = Instant::now();
     for _ in 0..count {
         let t = Instant::now();
-        one(host)?;
-        samples.push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        if !raw.ring() {
+            return Err(Error::runtime("cannot ring the remote's eventfd"));
+        }
+        if !raw.wait(REPLY_TIMEOUT) {
+            return Err(Error::runtime(
+                "the remote did not answer a bare doorbell within 5 s",
+            ));
+        }
+        row.ns
+            .push(u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
-    let total = start.elapsed().as_secs_f64();
-    samples.sort_unstable();
-    let at = |q: f64| -> u64 {
-        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
-        samples.get(i).copied().unwrap_or(0)
-    };
-    Ok(RoundTrips {
-        payload: size,
-        count,
-        p50_ns: at(0.5),
-        p99_ns: at(0.99),
-        max_ns: samples.last().copied().unwrap_or(0),
-        per_second: count as f64 / total.max(1e-9),
-    })
+    row.seconds += start.elapsed().as_secs_f64();
+    Ok(true)
 }
 
 fn sink_report(host: &mut HostNode<'_>, sink: u32) -> Result<(u64, u64)> {
@@ -434,15 +921,9 @@ fn sink_report(host: &mut HostNode<'_>, sink: u32) -> Result<(u64, u64)> {
     Ok((messages, u64::from_le_bytes(word)))
 }
 
-fn stream_row(
-    host: &mut HostNode<'_>,
-    sink: u32,
-    size: usize,
-    messages: u64,
-    in_flight: u16,
-) -> Result<OneWayStream> {
-    // Binds the sink to us and zeroes its counters.
-    sink_report(host, sink)?;
+/// Streams `messages` full-size messages to the sink and waits for its report; returns
+/// the seconds from the first send to the report.
+fn stream_block(host: &mut HostNode<'_>, sink: u32, size: usize, messages: u64) -> Result<f64> {
     let data = vec![0x5Au8; size];
     let start = Instant::now();
     for _ in 0..messages {
@@ -455,12 +936,5 @@ fn stream_row(
             "the sink counted {got} messages ({bytes} bytes), {messages} were sent"
         )));
     }
-    Ok(OneWayStream {
-        payload: size,
-        messages,
-        in_flight,
-        seconds,
-        mb_per_second: bytes as f64 / seconds / 1e6,
-        messages_per_second: messages as f64 / seconds,
-    })
+    Ok(seconds)
 }

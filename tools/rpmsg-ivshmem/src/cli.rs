@@ -21,6 +21,8 @@ pub const DEFAULT_WAIT_LINK: Duration = Duration::from_secs(10);
 pub const DEFAULT_BENCH_COUNT: u64 = 10_000;
 /// Most round trips per payload size in `bench`.
 pub const MAX_BENCH_COUNT: u64 = 10_000_000;
+/// Longest `--spin-us`.
+pub const MAX_SPIN_US: u64 = 1_000_000;
 
 /// The usage text.
 pub fn usage() -> String {
@@ -38,7 +40,8 @@ Commands:
                              rpmsg_ivshmem send <string> <number of messages>
                              status
   host send <string> <n>   send <string> n times, waiting for each echo (as the host's shell)
-  bench                    round-trip latency and one-way throughput; prints a table
+  bench                    round-trip latency and one-way throughput next to their limits
+                           (eventfd ping-pong, memcpy); prints a table
   status                   show the link as the shared control area describes it
   help                     this text
 
@@ -48,6 +51,8 @@ Options:
       --buf-count N        buffers per direction = descriptors per virtqueue, a power of
                            two (default 16); both sides must use the same two values
       --board NAME         name in the \"Hello <NAME> - ... Side\" banner (default {board})
+      --spin-us N          how long to look at the rings (yielding the CPU) before blocking
+                           on the doorbell, in microseconds (default {spin}; 0: block at once)
   -q, --quiet              remote, host send: nothing per message, a summary at the end
       --seq                host send: number the messages (\"<i>:<string>\") and check that
                            every echo comes back once, complete and in order
@@ -59,6 +64,9 @@ Options:
                            (bench uses it for one-way throughput)
       --attach             bench: use the server at -S and a remote already running there
                            (default: start a private server and remote)
+      --json               bench: print one JSON object instead of the table
+      --cpus H,R           bench: pin itself (the host) to CPU H and its remote to CPU R
+                           (H = R: both share one CPU; default: the scheduler decides)
   -h, --help               this text
   -V, --version            the version
 
@@ -68,6 +76,7 @@ Exit status: 0 success, 1 failure (server absent, link not ready, timeout), 2 us
         wait = DEFAULT_WAIT_LINK.as_secs(),
         bench = DEFAULT_BENCH_COUNT,
         sink = crate::SINK_ENDPOINT,
+        spin = crate::platform::DEFAULT_SPIN.as_micros(),
     )
 }
 
@@ -87,6 +96,8 @@ pub struct Common {
     pub buf_count: u16,
     /// Name in the banner.
     pub board: String,
+    /// How long to spin before blocking on the doorbell.
+    pub spin: Duration,
 }
 
 impl Common {
@@ -157,6 +168,10 @@ pub enum Command {
         count: u64,
         /// Use a running server and remote.
         attach: bool,
+        /// Print JSON instead of the table.
+        json: bool,
+        /// CPUs to pin the host (this process) and the private remote to.
+        cpus: Option<(usize, usize)>,
     },
     /// `status`.
     Status,
@@ -181,6 +196,7 @@ struct Raw {
     buf_size: Option<String>,
     buf_count: Option<String>,
     board: Option<String>,
+    spin: Option<String>,
     quiet: bool,
     seq: bool,
     window: Option<String>,
@@ -188,6 +204,8 @@ struct Raw {
     count: Option<String>,
     sink: bool,
     attach: bool,
+    json: bool,
+    cpus: Option<String>,
     help: bool,
     version: bool,
     words: Vec<OsString>,
@@ -256,6 +274,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli> {
             "--buf-size" => raw.buf_size = Some(text(value(&name)?, &name)?),
             "--buf-count" => raw.buf_count = Some(text(value(&name)?, &name)?),
             "--board" => raw.board = Some(text(value(&name)?, &name)?),
+            "--spin-us" => raw.spin = Some(text(value(&name)?, &name)?),
             "--window" => raw.window = Some(text(value(&name)?, &name)?),
             "--wait" => raw.wait = Some(text(value(&name)?, &name)?),
             "--count" => raw.count = Some(text(value(&name)?, &name)?),
@@ -263,6 +282,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli> {
             "--seq" => raw.seq = true,
             "--sink" => raw.sink = true,
             "--attach" => raw.attach = true,
+            "--json" => raw.json = true,
+            "--cpus" => raw.cpus = Some(text(value(&name)?, &name)?),
             "-h" | "--help" => raw.help = true,
             "-V" | "--version" => raw.version = true,
             _ => {
@@ -294,6 +315,18 @@ fn build(raw: Raw) -> Result<Cli> {
             None => 16,
         },
         board: raw.board.clone().unwrap_or_else(default_board),
+        spin: match &raw.spin {
+            Some(v) => {
+                let us: u64 = number(v, "--spin-us", "a number of microseconds")?;
+                if us > MAX_SPIN_US {
+                    return Err(Error::usage(format!(
+                        "--spin-us: at most {MAX_SPIN_US} (a second of busy CPU per wait)"
+                    )));
+                }
+                Duration::from_micros(us)
+            }
+            None => crate::platform::DEFAULT_SPIN,
+        },
     };
     if raw.board.as_deref().is_some_and(|b| b.contains('\n')) {
         return Err(Error::usage("--board: the name must be one line"));
@@ -394,6 +427,21 @@ fn build(raw: Raw) -> Result<Cli> {
                 None => DEFAULT_BENCH_COUNT,
             },
             attach: raw.attach,
+            json: raw.json,
+            cpus: match &raw.cpus {
+                Some(v) => {
+                    let cpu = |s: &str| number::<usize>(s, "--cpus", "").ok();
+                    let pair = v
+                        .split_once(',')
+                        .and_then(|(h, r)| Some((cpu(h)?, cpu(r)?)));
+                    Some(pair.ok_or_else(|| {
+                        Error::usage(format!(
+                            "--cpus: invalid value \"{v}\": expected two CPU numbers, HOST,REMOTE"
+                        ))
+                    })?)
+                }
+                None => None,
+            },
         },
         [b"status"] => Command::Status,
         [first, rest @ ..] => {
@@ -410,6 +458,11 @@ fn build(raw: Raw) -> Result<Cli> {
         }
     };
     check_applicable(&raw, &command)?;
+    if raw.attach && raw.cpus.is_some() {
+        return Err(Error::usage(
+            "--cpus pins the remote that bench starts itself: not with --attach",
+        ));
+    }
     Ok(Cli { common, command })
 }
 
@@ -427,7 +480,7 @@ fn check_applicable(raw: &Raw, command: &Command) -> Result<()> {
         Command::Remote { .. } => ("remote", &["--quiet", "--count", "--sink"]),
         Command::HostSend { .. } => ("host send", &["--quiet", "--seq", "--window", "--wait"]),
         Command::HostShell => ("host", &[]),
-        Command::Bench { .. } => ("bench", &["--count", "--attach"]),
+        Command::Bench { .. } => ("bench", &["--count", "--attach", "--json", "--cpus"]),
         Command::Status => ("status", &[]),
         Command::Help | Command::Version => return Ok(()),
     };
@@ -439,6 +492,8 @@ fn check_applicable(raw: &Raw, command: &Command) -> Result<()> {
         ("--count", raw.count.is_some()),
         ("--sink", raw.sink),
         ("--attach", raw.attach),
+        ("--json", raw.json),
+        ("--cpus", raw.cpus.is_some()),
     ];
     for (option, set) in given {
         if set && !allowed.contains(&option) {
@@ -566,11 +621,39 @@ mod tests {
         assert!(cli(&["frobnicate"]).is_err());
         assert!(cli(&["bench", "--count", "10000001"]).is_err());
         assert!(cli(&["bench", "--count", "0"]).is_err());
+        assert!(cli(&["remote", "--json"]).is_err());
+        assert_eq!(
+            cli(&["bench", "--json", "--count", "5"]).unwrap().command,
+            Command::Bench {
+                count: 5,
+                attach: false,
+                json: true,
+                cpus: None
+            }
+        );
+        assert!(matches!(
+            cli(&["bench", "--cpus", "0,1"]).unwrap().command,
+            Command::Bench {
+                cpus: Some((0, 1)),
+                ..
+            }
+        ));
+        assert!(cli(&["bench", "--cpus", "0"]).is_err());
+        assert!(cli(&["bench", "--cpus", "a,1"]).is_err());
+        assert!(cli(&["remote", "--cpus", "0,1"]).is_err());
+        assert!(cli(&["bench", "--cpus", "0,1", "--attach"]).is_err());
         assert!(cli(&["remote", "extra"]).is_err());
         assert_eq!(cli(&["remote", "-h"]).unwrap().command, Command::Help);
         assert_eq!(cli(&["-V"]).unwrap().command, Command::Version);
         let c = cli(&["remote", "--buf-size", "1024", "--buf-count", "64"]).unwrap();
         assert_eq!((c.common.buf_size, c.common.buf_count), (1024, 64));
         assert_eq!(c.common.max_payload(), 1008);
+        assert_eq!(c.common.spin, crate::platform::DEFAULT_SPIN);
+        let c = cli(&["remote", "--spin-us", "0"]).unwrap();
+        assert_eq!(c.common.spin, Duration::ZERO);
+        let c = cli(&["--spin-us=250", "bench"]).unwrap();
+        assert_eq!(c.common.spin, Duration::from_micros(250));
+        assert!(cli(&["remote", "--spin-us", "-1"]).is_err());
+        assert!(cli(&["remote", "--spin-us", "1000001"]).is_err());
     }
 }

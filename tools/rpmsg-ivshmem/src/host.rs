@@ -18,7 +18,7 @@ use crate::console::{Console, Stream};
 use crate::diag;
 use crate::error::{Error, Result};
 use crate::node::{self, ECHO_ENDPOINT};
-use crate::platform::{Ivshmem, Wake};
+use crate::platform::{self, Ivshmem, Wake};
 use crate::shell::{self, Command};
 use crate::validate;
 use crate::SINK_ENDPOINT;
@@ -64,6 +64,7 @@ pub struct HostNode<'a> {
     console: Console,
     logged: Vec<EngineError>,
     stray: u64,
+    spin: Duration,
 }
 
 impl<'a> HostNode<'a> {
@@ -101,6 +102,7 @@ impl<'a> HostNode<'a> {
             console: Console::new(),
             logged: Vec::new(),
             stray: 0,
+            spin: platform::DEFAULT_SPIN,
         })
     }
 
@@ -238,9 +240,16 @@ impl<'a> HostNode<'a> {
         self.ready = now;
     }
 
-    /// Blocks until something happens or `timeout` passes (see [`Ivshmem::wait`]).
+    /// Blocks until something happens or `timeout` passes, spinning first (see
+    /// [`platform::wait_for_peer`]).
     pub fn wait(&mut self, timeout: Duration, extra: Option<std::os::fd::BorrowedFd<'_>>) -> Wake {
-        self.engine.doorbell().wait(timeout, extra)
+        platform::wait_for_peer(&mut self.engine, self.spin, timeout, extra)
+    }
+
+    /// How long to spin before blocking on the doorbell (default [`platform::DEFAULT_SPIN`];
+    /// zero: block at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// Returns a message nobody waits for to the remote.

@@ -41,9 +41,14 @@ fn run(cli: Cli) -> Result<()> {
             print!("{}", status::run(common)?);
             Ok(())
         }
-        Command::Bench { count, attach } => {
-            let report = bench::run(common, count, attach)?;
-            print!("{}", report.table());
+        Command::Bench {
+            count,
+            attach,
+            json,
+            cpus,
+        } => {
+            let report = bench::run(common, count, attach, cpus)?;
+            print!("{}", if json { report.json() } else { report.table() });
             Ok(())
         }
         Command::Remote { quiet, count, sink } => {
@@ -58,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
                 common.board.clone(),
                 options,
             )?;
+            remote.set_spin(common.spin);
             remote.run()
         }
         Command::HostShell => {
@@ -71,6 +77,7 @@ fn run(cli: Cli) -> Result<()> {
                 common.board.clone(),
                 Some(Stream::Stdout),
             )?;
+            host.set_spin(common.spin);
             let result = host.run_shell();
             host.shutdown();
             result
@@ -92,6 +99,7 @@ fn run(cli: Cli) -> Result<()> {
                 common.board.clone(),
                 Some(Stream::Stderr),
             )?;
+            host.set_spin(common.spin);
             let outcome = if host.wait_ready(wait) {
                 host.send(&text, count, options)
             } else {

@@ -9,12 +9,13 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ivshmem::{PeerConnection, PeerEvent, ShmMapping};
-use rpmsg_engine::Doorbell;
+use rpmsg_engine::rpmsg::{LinkProtocol, Transport};
+use rpmsg_engine::{Doorbell, Rpmsg};
 
 use crate::error::Error;
 
@@ -23,6 +24,75 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The interrupt vector used in both directions (as the reference does).
 pub const VECTOR: u16 = 0;
+
+/// How long a node spins (looking at the rings, yielding the CPU between looks) before it
+/// blocks on the doorbell, by default.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+/// Waits for the peer as cheaply as the moment allows, and returns what woke us.
+///
+/// 0. Ring the peer if it wants to hear about what we sent or returned since we last woke
+///    up ([`Rpmsg::flush_doorbell`]: one check, one doorbell at most, for the whole batch).
+/// 1. Spin for up to `spin`: look at the rings ([`Rpmsg::has_pending`]); between looks,
+///    give the CPU to whoever else wants it (`sched_yield`, which returns at once when
+///    nobody does: on a machine where both peers share a CPU, the peer needs it to answer).
+///    Meanwhile the peer does not ring us ([`Rpmsg::busy_poll`]): no system call on either
+///    side while a conversation is going on.
+/// 2. Ask to be rung again and look once more ([`Rpmsg::prepare_to_wait`]), then block on the
+///    doorbell ([`Ivshmem::wait`]) for up to `timeout`.
+/// 3. Awake again: tell the peer not to ring while we work, and hold our own doorbells back
+///    until the next wait ([`Rpmsg::defer_doorbells`]).
+///
+/// `spin` zero skips step 1: every wake-up is then a doorbell, the path the bench compares
+/// with its eventfd ping-pong.
+pub fn wait_for_peer<'a, T>(
+    engine: &mut Rpmsg<'a, T, Ivshmem>,
+    spin: Duration,
+    timeout: Duration,
+    extra: Option<BorrowedFd<'_>>,
+) -> Wake
+where
+    T: Transport<'a>,
+    Rpmsg<'a, T, Ivshmem>: LinkProtocol,
+{
+    let _ = engine.flush_doorbell();
+    let woken = |engine: &mut Rpmsg<'a, T, Ivshmem>| {
+        let _ = engine.busy_poll();
+        engine.defer_doorbells();
+    };
+    if !spin.is_zero() && spin_until(|| engine.has_pending(), spin.min(timeout)) {
+        woken(engine);
+        return Wake::default();
+    }
+    if engine.prepare_to_wait().unwrap_or(false) {
+        woken(engine);
+        return Wake::default();
+    }
+    let wake = engine.doorbell().wait(timeout, extra);
+    woken(engine);
+    wake
+}
+
+/// Calls `ready` until it says true (then returns true) or `budget` has passed, yielding
+/// the CPU between calls.
+fn spin_until(mut ready: impl FnMut() -> bool, budget: Duration) -> bool {
+    let start = Instant::now();
+    loop {
+        for _ in 0..SPINS_PER_CLOCK_READ {
+            if ready() {
+                return true;
+            }
+            // SAFETY: sched_yield has no preconditions.
+            unsafe { libc::sched_yield() };
+        }
+        if start.elapsed() >= budget {
+            return ready();
+        }
+    }
+}
+
+/// Looks at the rings this many times between two reads of the clock.
+const SPINS_PER_CLOCK_READ: u32 = 4;
 
 /// What woke [`Ivshmem::wait`] up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -174,6 +244,21 @@ impl Ivshmem {
         n > 0
     }
 
+    /// The bare doorbell path to `peer` (see [`RawDoorbell`]), if the server told us its
+    /// eventfd.
+    pub fn raw_doorbell(&mut self, peer: u16) -> Option<RawDoorbell<'_>> {
+        if self.conn.peer_vectors(peer).is_none() {
+            self.absorb_server_messages();
+        }
+        let own = self.conn.own_vectors().first()?.as_fd();
+        let peer = self
+            .conn
+            .peer_vectors(peer)?
+            .get(usize::from(VECTOR))?
+            .as_fd();
+        Some(RawDoorbell { own, peer })
+    }
+
     /// Waits up to `timeout` for the server's messages only (e.g. to see whether a peer
     /// that looks alive is in fact leaving); interrupts are left pending.
     pub fn wait_server(&mut self, timeout: Duration) {
@@ -236,6 +321,42 @@ impl Ivshmem {
         }
         wake.extra = fds[2].fd >= 0 && fds[2].revents != 0;
         wake
+    }
+}
+
+/// The bare doorbell path between two peers, without the engine: `bench` measures its round
+/// trip (an eventfd ping-pong) as the floor for an RPMsg round trip. Each side blocks in
+/// poll(2) on its own vector 0 eventfd, reads it, and writes the other side's: the same
+/// three system calls per wake-up that [`Ivshmem::wait`] and [`Doorbell::ring`] make.
+#[derive(Debug, Clone, Copy)]
+pub struct RawDoorbell<'a> {
+    own: BorrowedFd<'a>,
+    peer: BorrowedFd<'a>,
+}
+
+impl RawDoorbell<'_> {
+    /// Writes 1 to the peer's eventfd.
+    pub fn ring(&self) -> bool {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writing 8 bytes from a live 8-byte buffer.
+        let n = unsafe { libc::write(self.peer.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        n == 8
+    }
+
+    /// Blocks in poll(2) until our eventfd is readable (or `timeout` passes), then reads it.
+    /// True if the peer rang.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let mut fd = [pollfd(self.own.as_raw_fd())];
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(fd.as_mut_ptr(), 1, ms) };
+        if r <= 0 {
+            return false;
+        }
+        let mut count = [0u8; 8];
+        // SAFETY: reading 8 bytes into a live 8-byte buffer.
+        let n = unsafe { libc::read(self.own.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+        n == 8
     }
 }
 

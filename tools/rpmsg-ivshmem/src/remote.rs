@@ -11,7 +11,7 @@ use crate::console::{Console, Stream};
 use crate::diag;
 use crate::error::{Error, Result};
 use crate::node::{self, ECHO_ENDPOINT};
-use crate::platform::Ivshmem;
+use crate::platform::{self, Ivshmem};
 use crate::validate;
 use crate::SINK_ENDPOINT;
 
@@ -34,6 +34,15 @@ pub struct RemoteOptions {
 /// consumed since the previous report, as two little-endian u64.
 pub const SINK_REPORT_LEN: usize = 16;
 
+/// A sink message of [`SINK_REPORT_LEN`] bytes that starts with these 8 bytes (followed by a
+/// little-endian u64 `n`) asks for the bench's raw doorbell baseline: the remote answers
+/// with the same 16 bytes, then echoes `n` bare doorbells ([`crate::platform::RawDoorbell`])
+/// before it goes back to RPMsg (or earlier, after [`RAW_PING_IDLE`] without one).
+pub const RAW_PING_MAGIC: [u8; 8] = *b"\0rawping";
+
+/// How long the remote waits for the next bare doorbell before it gives the baseline up.
+pub const RAW_PING_IDLE: Duration = Duration::from_millis(500);
+
 /// A remote node over an ivshmem connection.
 #[derive(Debug)]
 pub struct RemoteNode<'a> {
@@ -53,6 +62,7 @@ pub struct RemoteNode<'a> {
     stale_reported: Option<u32>,
     logged: Vec<EngineError>,
     echoed: u64,
+    spin: Duration,
 }
 
 impl<'a> RemoteNode<'a> {
@@ -96,7 +106,20 @@ impl<'a> RemoteNode<'a> {
             stale_reported: None,
             logged: Vec::new(),
             echoed: 0,
+            spin: platform::DEFAULT_SPIN,
         })
+    }
+
+    /// How long to spin before blocking on the doorbell (default [`platform::DEFAULT_SPIN`];
+    /// zero: block at once).
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
+    }
+
+    /// Blocks until the host rings or `timeout` passes, spinning first (see
+    /// [`platform::wait_for_peer`]).
+    fn wait(&mut self, timeout: Duration) {
+        platform::wait_for_peer(&mut self.engine, self.spin, timeout, None);
     }
 
     /// Messages echoed so far.
@@ -156,7 +179,7 @@ impl<'a> RemoteNode<'a> {
                 None => {
                     self.on_peer_events();
                     self.update_greeting();
-                    self.engine.doorbell().wait(IDLE_POLL, None);
+                    self.wait(IDLE_POLL);
                 }
             }
         }
@@ -172,7 +195,7 @@ impl<'a> RemoteNode<'a> {
                     break;
                 }
                 Err(EngineError::NoTxBuffer) if self.engine.link_state() == LinkState::Up => {
-                    self.engine.doorbell().wait(IDLE_POLL, None);
+                    self.wait(IDLE_POLL);
                     if let Err(e) = self.engine.poll() {
                         self.log_once(e);
                     }
@@ -197,6 +220,11 @@ impl<'a> RemoteNode<'a> {
     /// Counts a message for the sink; an empty one asks for the report.
     fn consume(&mut self, payload: &[u8]) {
         let Some(sink) = self.sink else { return };
+        if payload.len() == SINK_REPORT_LEN && payload[..8] == RAW_PING_MAGIC {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&payload[8..]);
+            return self.raw_ping_pong(sink, payload, u64::from_le_bytes(n));
+        }
         if !payload.is_empty() {
             self.sink_messages += 1;
             self.sink_bytes += payload.len() as u64;
@@ -210,12 +238,41 @@ impl<'a> RemoteNode<'a> {
         loop {
             match self.engine.try_send(sink, &report) {
                 Err(EngineError::NoTxBuffer) if self.engine.link_state() == LinkState::Up => {
-                    self.engine.doorbell().wait(IDLE_POLL, None);
+                    self.wait(IDLE_POLL);
                     let _ = self.engine.poll();
                 }
                 Err(e) => return self.log_once(e),
                 Ok(()) => return,
             }
+        }
+    }
+
+    /// The bench's eventfd ping-pong baseline (see [`RAW_PING_MAGIC`]).
+    fn raw_ping_pong(&mut self, sink: u32, request: &[u8], count: u64) {
+        let Some(host) = self.engine.peer_id() else {
+            return;
+        };
+        // A doorbell still pending from the request would answer the first ping early.
+        self.engine.doorbell().clear_interrupt();
+        loop {
+            match self.engine.try_send(sink, request) {
+                Ok(()) => break,
+                Err(EngineError::NoTxBuffer) if self.engine.link_state() == LinkState::Up => {
+                    self.wait(IDLE_POLL);
+                    let _ = self.engine.poll();
+                }
+                Err(e) => return self.log_once(e),
+            }
+        }
+        let _ = self.engine.flush_doorbell();
+        let Some(raw) = self.engine.doorbell().raw_doorbell(host) else {
+            return;
+        };
+        for _ in 0..count {
+            if !raw.wait(RAW_PING_IDLE) {
+                break;
+            }
+            raw.ring();
         }
     }
 
