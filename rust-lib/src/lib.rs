@@ -60,7 +60,7 @@
 //! | `0x050` | 8 | region size `S` | host |
 //! | `0x058` | 8 | descriptor address of byte 0 (default `0xafa00000`, the guests' mapping) | host |
 //! | `0x060` | 4 | host ivshmem id (`0xFFFFFFFF` = none) | host |
-//! | `0x064` | 4 | host session number (+1 at every host (re)initialisation) | host |
+//! | `0x064` | 4 | host session number (+1 at every host (re)initialisation; never repeats) | host |
 //! | `0x068` | 4 | remote ivshmem id (`0xFFFFFFFF` = none) | remote |
 //! | `0x06C` | 4 | session the remote attached to; 0 with an id = "give me a fresh session" | remote |
 //! | `0x070` | 0x390 | unused, zero | — |
@@ -82,12 +82,17 @@
 //!
 //! ## Link protocol (sessions and restarts)
 //!
-//! * **Host start** ([`Host::start`]): status ← 0; rings and control area zeroed; all
-//!   receive buffers posted; control block published with session `s + 1`; status ←
-//!   `0x0F`. Nothing from an earlier session survives, so no stale message is delivered.
-//! * **Remote attach** ([`Rpmsg::poll`]): once `DRIVER_OK` is set it checks the published
-//!   layout ([`Error::LayoutMismatch`] if it differs), writes `(own id, s)` as one 64-bit
-//!   store, announces its endpoints and rings the host's published id (never "own id ± 1").
+//! * **Host start** ([`Host::start`]): status ← 0; the new session number `s + 1` stored
+//!   (where a block is present) before the rest of the control area and the rings are
+//!   zeroed, so a host killed half-way leaves it behind and session numbers never repeat;
+//!   all receive buffers posted; control block published; status ← `0x0F`. Nothing from
+//!   an earlier session survives, so no stale message is delivered.
+//! * **Remote attach** ([`Rpmsg::poll`]): once `DRIVER_OK` is set it reads the published
+//!   block, then the status and session number again (a host that restarted meanwhile
+//!   makes it look again at the next poll), checks the layout ([`Error::LayoutMismatch`]
+//!   if it differs), writes `(own id, s)` as one 64-bit store, announces its endpoints and
+//!   rings the host's published id (never "own id ± 1"). The host takes the id from the
+//!   control area even when the announcement overtook its look at the acknowledgement.
 //! * **Remote restart**: a new remote that finds `(id, s)` already acknowledged by a
 //!   predecessor writes `(own id, 0)` and rings the host; the host starts session `s + 1`
 //!   and rings it back.

@@ -596,13 +596,17 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
     /// `DRIVER_OK`. Buffers handed out before become stale; endpoint bindings learned from
     /// the previous remote are forgotten.
     pub fn start(&mut self) -> Result<()> {
+        if self.session != 0 {
+            // Not our first session: this is a reset of the link, whoever asked for it.
+            self.stats.resets += 1;
+        }
         self.control.set_status(0)?;
         let previous = self.control.host_session()?;
         self.session = match previous.wrapping_add(1) {
             0 => 1,
             s => s,
         };
-        self.control.clear()?;
+        self.control.begin_session(self.session)?;
         let t = &mut self.transport;
         t.rx.reset()?;
         t.tx.reset()?;
@@ -629,7 +633,6 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
     /// Starts a new session because the remote went away or asked for one, and rings the
     /// remote that asked (if any) so it attaches at once.
     fn restart_session(&mut self, requester: Option<u16>) -> Result<()> {
-        self.stats.resets += 1;
         self.start()?;
         if let Some(id) = requester {
             self.ring_id(id);
@@ -653,12 +656,28 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
         if (id.is_some() && session == 0) || self.link == LinkState::Broken {
             return self.restart_session(id);
         }
-        if self.link == LinkState::Waiting && session == self.session {
-            self.link = LinkState::Up;
-            self.peer_id = id.or(self.layout.config().fallback_peer_id);
-            self.announce_pending();
+        if session == self.session {
+            // The remote attached to our session. Its first message may have brought the
+            // link up already (see `on_valid_message`), before its acknowledgement was
+            // visible here: take its id now in any case.
+            self.adopt_remote(id);
         }
         Ok(())
+    }
+
+    /// The remote acknowledged our session (`id` from the control area): the link is up
+    /// and the doorbell goes to that id.
+    fn adopt_remote(&mut self, id: Option<u16>) {
+        let peer = id.or(self.layout.config().fallback_peer_id);
+        match self.link {
+            LinkState::Waiting => {
+                self.link = LinkState::Up;
+                self.peer_id = peer;
+                self.announce_pending();
+            }
+            LinkState::Up => self.peer_id = peer,
+            LinkState::Down | LinkState::Broken => {}
+        }
     }
 }
 
@@ -738,6 +757,17 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
         }
         let cfg = *self.layout.config();
         let published = self.control.published()?;
+        let (_, attached) = self.control.remote()?;
+        // What we read is one host's one session only if the status and the session number
+        // did not change meanwhile (the host sets the status to 0 before it touches
+        // anything, and session numbers never repeat); otherwise look again at the next poll.
+        let still_ready = self.control.status()? & STATUS_DRIVER_OK != 0;
+        if !still_ready
+            || self.control.host_session()? != session
+            || published.is_some_and(|p| p.host_session != session)
+        {
+            return Ok(());
+        }
         let (addr_base, host_id) = match published {
             Some(p) => {
                 if p.queue_size != cfg.queue_size
@@ -753,13 +783,10 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
             None => (cfg.addr_base, None),
         };
         self.session = session;
-        if published.is_some() {
-            let (_, attached) = self.control.remote()?;
-            if attached == session {
-                // A previous remote attached to this session and its ring positions are
-                // lost with it: ask the host to start over.
-                return self.request_session(host_id);
-            }
+        if published.is_some() && attached == session {
+            // A previous remote attached to this session and its ring positions are lost
+            // with it: ask the host to start over.
+            return self.request_session(host_id);
         }
         let pool = Self::pool_window(&self.layout, addr_base);
         self.transport.rx.restart(pool);
@@ -807,10 +834,18 @@ impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, HostTransport<'a>, D> {
         matches!(self.link, LinkState::Up | LinkState::Waiting)
     }
     fn on_valid_message(&mut self) {
-        if self.link == LinkState::Waiting {
-            // A C OpenAMP remote never acknowledges in the control area: its first
-            // message brings the link up.
-            self.link = LinkState::Up;
+        if self.link != LinkState::Waiting {
+            return;
+        }
+        // Our remote acknowledges before it sends, so a message that overtook our last
+        // look at the control area finds the acknowledgement there now; a C OpenAMP
+        // remote never acknowledges, and its first message brings the link up.
+        // (Our endpoints are announced at the next poll.)
+        self.link = LinkState::Up;
+        if let Ok((id, session)) = self.control.remote() {
+            if session == self.session {
+                self.peer_id = id.or(self.layout.config().fallback_peer_id);
+            }
         }
     }
     fn session_current(&self) -> bool {

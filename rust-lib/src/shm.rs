@@ -668,9 +668,30 @@ impl<'a> ControlView<'a> {
             .store_u8(STATUS_OFFSET, status, Ordering::Release)
     }
 
-    /// Zeroes the control area except the status byte.
-    pub fn clear(&self) -> Result<()> {
-        self.region.zero(1, CONTROL_AREA_SIZE - 1)
+    /// Starts the host's (re)initialisation of the control area for `session`: the session
+    /// number is stored first (where a block is present), then everything except the status
+    /// byte, the magic and that number is zeroed (the ids set to none). A host that dies
+    /// half-way therefore leaves the new number behind, and its successor counts on from
+    /// it: session numbers never repeat, so a remote never mistakes a new session for the
+    /// one it attached to.
+    pub fn begin_session(&self, session: u32) -> Result<()> {
+        use core::mem::offset_of;
+        let magic = cb(offset_of!(ControlBlock, magic));
+        let number = cb(offset_of!(ControlBlock, host_session));
+        if self.region.load_u32(magic, Ordering::Acquire)? == CONTROL_MAGIC {
+            self.region.store_u32(number, session, Ordering::Release)?;
+        }
+        self.region.zero(1, magic - 1)?;
+        self.region.zero(magic + 4, number - magic - 4)?;
+        self.region
+            .zero(number + 4, CONTROL_AREA_SIZE - number - 4)?;
+        // Zero is a valid ivshmem id: say "none" where ids are kept.
+        let none = u64::from(NO_PEER_ID);
+        let rel = Ordering::Relaxed;
+        self.region
+            .store_u32(cb(offset_of!(ControlBlock, host_id)), NO_PEER_ID, rel)?;
+        self.region
+            .store_u64(cb(offset_of!(ControlBlock, remote_id)), none, rel)
     }
 
     /// Writes our control block (the host does this before setting the status).

@@ -631,3 +631,113 @@ fn a_remote_busy_across_a_host_process_restart_sends_nothing_stale() {
     assert_eq!(recv_payload(&mut h2).as_deref(), Some(&b"new"[..]));
     assert_eq!(h2.counters().peer_faults(), 0, "{:?}", h2.counters());
 }
+
+/// Every session after a host's first counts as a reset, whatever caused it: a remote's
+/// request, a broken ring, or the application calling `start()` again (as the native host
+/// does when its remote leaves the server). Before, only the first two were counted.
+#[test]
+fn every_host_session_after_the_first_is_a_reset() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    assert_eq!(h.stats().resets, 0);
+    h.start().unwrap();
+    assert_eq!(h.stats().resets, 1);
+    // A new remote asks for a fresh session.
+    let mut r = remote(&mem);
+    bring_up(&mut h, &mut r);
+    drop(r);
+    let mut r2 = remote_with(&mem, REMOTE_ID + 1);
+    bring_up(&mut h, &mut r2);
+    assert_eq!(h.stats().resets, 2);
+    assert_eq!(h.session(), 3);
+    // A second host object over the same region starts its first session: no reset.
+    let mut h2 = host(&mem);
+    h2.start().unwrap();
+    assert_eq!(h2.stats().resets, 0);
+    assert_eq!(h2.session(), 4);
+}
+
+/// The remote acknowledges the session, then announces. If the host's look at the control
+/// area comes just before the acknowledgement and its look at the ring just after the
+/// announcement (both inside one `recv`), the announcement brings the link up as for a C
+/// remote, which never acknowledges. The host must still learn the remote's id: before,
+/// it kept none for the whole session and never rang the remote again (a remote that
+/// waits for doorbells, as the firmware does, then never saw a message).
+#[test]
+fn an_announcement_overtaking_the_acknowledgement_still_gives_the_remote_id() {
+    use rpmsg_engine::shm::ControlView;
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    assert_eq!(r.poll(), Ok(true)); // acknowledged, then announced
+                                    // Model the race: the host's refresh does not see the acknowledgement yet.
+    let control = ControlView::new(mem.region()).unwrap();
+    let ack = control.remote().unwrap();
+    assert_eq!(ack, (Some(REMOTE_ID), h.session()));
+    control.set_remote(None, 0).unwrap();
+    let Some(Event::NameServiceCreate { name, addr }) = h.recv().unwrap() else {
+        panic!("no announcement")
+    };
+    assert_eq!(h.link_state(), LinkState::Up);
+    // ... and it becomes visible right after.
+    control.set_remote(ack.0, ack.1).unwrap();
+    let ept = h.bind(&name, addr).unwrap();
+    assert_eq!(h.recv().unwrap().map(|_| ()), None);
+    assert_eq!(h.peer_id(), Some(REMOTE_ID));
+    let before = h.doorbell().rung;
+    h.try_send(ept, b"ring").unwrap();
+    assert_eq!(h.doorbell().rung, before + 1);
+    assert_eq!(h.doorbell().last_peer_id, Some(REMOTE_ID));
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"ring"[..]));
+}
+
+/// A host killed in the middle of `start()` (status 0, control area half cleared) leaves
+/// its new session number behind: the next host counts on from it instead of starting
+/// again at 1. Before, `start()` zeroed the whole control area first, so a host killed
+/// there made its successor reuse session numbers, and a remote that slept through the
+/// interruption could take the successor's session for the one it was attached to and
+/// keep its old ring positions. (Found by the native `both_killed_and_restarted_in_reverse_order`.)
+#[test]
+fn a_host_killed_during_start_does_not_make_session_numbers_repeat() {
+    use rpmsg_engine::shm::ControlView;
+    let mem = HeapRegion::new(SIZE);
+    let mut r = remote(&mem);
+    {
+        let mut h = host(&mem);
+        h.start().unwrap();
+        h.start().unwrap();
+        assert_eq!(h.session(), 2);
+        bring_up(&mut h, &mut r);
+        assert_eq!(r.session(), 2);
+    }
+    // The next host gets as far as start() does before touching the rings, and dies.
+    let control = ControlView::new(mem.region()).unwrap();
+    control.set_status(0).unwrap();
+    control.begin_session(3).unwrap();
+    assert_eq!(control.host_session(), Ok(3));
+    assert_eq!(control.remote(), Ok((None, 0)));
+    // The remote did not look meanwhile; a third host starts.
+    let mut h = host(&mem);
+    h.start().unwrap();
+    assert_eq!(h.session(), 4);
+    let ept = bring_up(&mut h, &mut r);
+    assert_eq!(r.session(), 4);
+    assert_eq!(r.stats().resets, 1);
+    h.try_send(ept, b"after").unwrap();
+    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"after"[..]));
+    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"after"[..]));
+    assert_eq!(h.counters().peer_faults() + r.counters().peer_faults(), 0);
+}
+
+/// Without a block in the control area (a fresh region, or one a C host used) there is no
+/// number to count on from: sessions start at 1.
+#[test]
+fn sessions_start_at_one_without_a_control_block() {
+    let mem = HeapRegion::new(SIZE);
+    mem.region().store_u8(0, 0x0F, Relaxed).unwrap(); // a C host's status, no block
+    let mut h = host(&mem);
+    h.start().unwrap();
+    assert_eq!(h.session(), 1);
+}
