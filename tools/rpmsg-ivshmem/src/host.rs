@@ -59,6 +59,8 @@ pub struct HostNode<'a> {
     ept: Option<u32>,
     sink: Option<u32>,
     ready: bool,
+    /// The session `ready` was last computed in.
+    ready_session: u32,
     banner: Option<Stream>,
     board: String,
     console: Console,
@@ -97,6 +99,7 @@ impl<'a> HostNode<'a> {
             ept: None,
             sink: None,
             ready: false,
+            ready_session: 0,
             banner,
             board,
             console: Console::new(),
@@ -218,6 +221,13 @@ impl<'a> HostNode<'a> {
                 .and_then(|e| self.engine.endpoint(e))
                 .and_then(|e| e.dest())
                 .is_some();
+        // A new session is a new link, even when it came up again between two looks (a
+        // new remote asked for it, attached and announced "k" within one receive loop).
+        let session = self.engine.session();
+        if now && self.ready && self.ready_session != session {
+            self.ready = false;
+        }
+        self.ready_session = session;
         if now && !self.ready {
             let peer = self
                 .engine

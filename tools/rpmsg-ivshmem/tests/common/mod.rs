@@ -315,6 +315,24 @@ impl Proc {
         }
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) if it has not been reaped.
+    pub fn signal(&self, signal: libc::c_int) {
+        if self.status.is_none() {
+            // SAFETY: kill(2) on our own unreaped child's pid.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    /// Whether it is still running (not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_none()
+    }
+
     /// SIGKILLs it and reaps it.
     pub fn kill(&mut self) {
         if self.status.is_none() {
