@@ -10,6 +10,10 @@
 //! * **memcpy**: the C library's memcpy from private memory into the part of the shared
 //!   region that neither side uses: the ceiling for throughput. Target: streaming of
 //!   full-size payloads ≥ [`STREAM_TARGET`] × this.
+//! * **bare ring** (for context): the same payloads through a bare single-producer
+//!   single-consumer ring in that unused part ([`crate::baseline::BareRing`]), between the
+//!   same two processes: what handing data from one CPU to the other costs without any
+//!   protocol.
 //!
 //! The measurements are interleaved in rounds of [`ROUND_TRIPS_PER_ROUND`] (an eventfd
 //! block, then a block of each payload size; a stream block, then a memcpy pass), so that
@@ -32,11 +36,12 @@ use std::time::{Duration, Instant};
 use ivshmem::{Server, ServerConfig, ShmBacking, ShmMapping, StopHandle};
 use rpmsg_engine::Error as EngineError;
 
+use crate::baseline::{self, BareRing};
 use crate::cli::Common;
 use crate::error::{Error, Result};
 use crate::host::{HostNode, REPLY_TIMEOUT};
 use crate::node;
-use crate::remote::{RAW_PING_MAGIC, SINK_REPORT_LEN};
+use crate::remote::{RAW_PING_MAGIC, RAW_STREAM_MAGIC, SINK_REPORT_LEN};
 
 /// How long the bench waits for the remote to attach.
 pub const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,6 +126,8 @@ pub struct Report {
     pub eventfd: Option<RoundTrips>,
     /// The streaming row, if the remote offers the sink endpoint.
     pub stream: Option<OneWayStream>,
+    /// The bare ring's stream, if the remote takes part.
+    pub bare: Option<OneWayStream>,
     /// memcpy into the region.
     pub memcpy: Memcpy,
     /// Spin before blocking on the doorbell (both sides, when the remote is private).
@@ -181,6 +188,12 @@ impl Report {
         let rt = self.full_size()?;
         let floor = self.eventfd?;
         (floor.p50_ns > 0).then(|| rt.p50_ns as f64 / floor.p50_ns as f64)
+    }
+
+    /// Streaming over the bare ring's.
+    pub fn bare_ratio(&self) -> Option<f64> {
+        let (s, b) = (self.stream?, self.bare?);
+        (b.mb_per_second > 0.0).then(|| s.mb_per_second / b.mb_per_second)
     }
 
     /// Streaming over memcpy bandwidth.
@@ -287,6 +300,14 @@ impl Report {
                 );
             }
         }
+        if let Some(b) = &self.bare {
+            let _ = writeln!(
+                t,
+                "{:>17}  {:>10.1} MB/s  ({} messages in {:.3} s through a bare ring in the \
+                 unused part of the region)",
+                "bare ring", b.mb_per_second, b.messages, b.seconds
+            );
+        }
         let _ = writeln!(
             t,
             "{:>17}  {:>10.1} MB/s  ({} passes of {} bytes into the unused part of the region)",
@@ -316,6 +337,16 @@ impl Report {
                 ratio * 100.0,
                 STREAM_TARGET * 100.0,
                 verdict(self.stream_target_met())
+            );
+        }
+        if let (Some(b), Some(ratio)) = (self.bare, self.bare_ratio()) {
+            let _ = writeln!(
+                t,
+                "  (the bare ring moves {:.1} MB/s = {:.1} % of memcpy; the stream does {:.0} % \
+                 of that)",
+                b.mb_per_second,
+                b.mb_per_second / self.memcpy.mb_per_second.max(1e-9) * 100.0,
+                ratio * 100.0
             );
         }
         t
@@ -369,6 +400,8 @@ impl Report {
                 num(s.map(|s| s.messages_per_second), 1),
             ),
             ("memcpy_mb_s", num(Some(self.memcpy.mb_per_second), 1)),
+            ("bare_ring_mb_s", num(self.bare.map(|b| b.mb_per_second), 1)),
+            ("stream_vs_bare_ring", num(self.bare_ratio(), 4)),
             ("memcpy_bytes", self.memcpy.window.to_string()),
             ("stream_ratio", num(self.stream_ratio(), 4)),
             ("stream_target_min_ratio", num(Some(STREAM_TARGET), 2)),
@@ -653,15 +686,23 @@ fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
     let eventfd = eventfd.as_mut().map(|s| s.summary(0));
 
     // Streaming, interleaved with memcpy passes over the unused part of the region.
-    let window = memcpy_window(&mut host, attached.mapping.len());
+    let layout = *host.engine().layout();
+    let window = baseline::unused_window(&layout, attached.mapping.len());
     let mut source = vec![0xA5u8; window.len()];
     let mut copy = Throughput::default();
     let mut stream = Throughput::default();
+    let mut bare = Throughput::default();
+    let mut ring = BareRing::new(region, &window, layout.config().queue_size, max + 16);
     let messages = count.saturating_mul(STREAM_FACTOR);
     if let Some(sink) = sink {
         // Binds the sink to us, zeroes its counters, and warms up.
         sink_report(&mut host, sink)?;
         stream_block(&mut host, sink, max, WARM_UP.min(messages))?;
+        if let Some(r) = ring {
+            if bare_block(&mut host, sink, &r, max, WARM_UP.min(messages))?.is_none() {
+                ring = None;
+            }
+        }
     }
     memcpy_pass(&attached.mapping, &window, &mut source);
     for round in 0..rounds {
@@ -669,6 +710,11 @@ fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
             let n = share(messages, rounds, round);
             let seconds = stream_block(&mut host, sink, max, n)?;
             stream.add(n * max as u64, n, seconds);
+            if let Some(r) = ring {
+                if let Some(seconds) = bare_block(&mut host, sink, &r, max, n)? {
+                    bare.add(n * max as u64, n, seconds);
+                }
+            }
         }
         let t = Instant::now();
         memcpy_pass(&attached.mapping, &window, &mut source);
@@ -691,6 +737,14 @@ fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
             seconds: stream.seconds,
             mb_per_second: stream.mb_per_second(),
             messages_per_second: stream.items as f64 / stream.seconds.max(1e-9),
+        }),
+        bare: ring.filter(|_| sink.is_some()).map(|_| OneWayStream {
+            payload: max,
+            messages: bare.items,
+            in_flight: common.buf_count,
+            seconds: bare.seconds,
+            mb_per_second: bare.mb_per_second(),
+            messages_per_second: bare.items as f64 / bare.seconds.max(1e-9),
         }),
         memcpy: Memcpy {
             window: window.len(),
@@ -754,16 +808,6 @@ impl Throughput {
     }
 }
 
-/// The bytes of the region that neither side uses: after the last buffer, before the
-/// rings (cache-line aligned).
-fn memcpy_window(host: &mut HostNode<'_>, region_len: usize) -> std::ops::Range<usize> {
-    let layout = *host.engine().layout();
-    let n = 2 * usize::from(layout.config().queue_size);
-    let start = layout.buffer_offset(n).next_multiple_of(64);
-    let end = (layout.pool_end() & !63).min(region_len);
-    start..end.max(start)
-}
-
 /// One plain memcpy (the C library's) of `source` into `window` of the mapping.
 fn memcpy_pass(mapping: &ShmMapping, window: &std::ops::Range<usize>, source: &mut [u8]) {
     // Touch the source so the copy cannot be hoisted or elided between passes.
@@ -776,7 +820,9 @@ fn memcpy_pass(mapping: &ShmMapping, window: &std::ops::Range<usize>, source: &m
         .min(mapping.len().saturating_sub(window.start));
     // SAFETY: `window` lies inside the live mapping (checked above). Neither this process's
     // engine nor the peer accesses these bytes: they are outside every buffer and ring of
-    // the layout both sides use, so this plain (non-atomic) copy races with nothing.
+    // the layout both sides use, and the bare ring that uses them runs only between the
+    // memcpy passes (its last access, the remote's tail store, is what the host waited
+    // for), so this plain (non-atomic) copy races with nothing.
     unsafe {
         std::ptr::copy_nonoverlapping(source.as_ptr(), mapping.as_ptr().add(window.start), len);
     }
@@ -785,13 +831,15 @@ fn memcpy_pass(mapping: &ShmMapping, window: &std::ops::Range<usize>, source: &m
 
 /// Sends `data` from `ept`, waiting for a free buffer (bounded by the reply timeout).
 fn send_blocking(host: &mut HostNode<'_>, ept: u32, data: &[u8]) -> Result<()> {
-    let deadline = Instant::now() + REPLY_TIMEOUT;
+    // The clock is read only once a buffer is missing: most sends find one.
+    let mut deadline = None;
     loop {
         match host.engine().try_send(ept, data) {
             Ok(()) => return Ok(()),
             Err(EngineError::NoTxBuffer) => {}
             Err(e) => return Err(Error::runtime(format!("send failed: {e}"))),
         }
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + REPLY_TIMEOUT);
         // Buffers come back when the remote consumes; collect stray messages meanwhile.
         while let Some(rx) = host.next_message() {
             host.discard(rx);
@@ -919,6 +967,36 @@ fn sink_report(host: &mut HostNode<'_>, sink: u32) -> Result<(u64, u64)> {
     let messages = u64::from_le_bytes(word);
     word.copy_from_slice(&report[8..]);
     Ok((messages, u64::from_le_bytes(word)))
+}
+
+/// `messages` payloads through the bare ring (see [`RAW_STREAM_MAGIC`]); the seconds
+/// from the first copy to the remote's last tail update, or `None` if the remote does not
+/// take part.
+fn bare_block(
+    host: &mut HostNode<'_>,
+    sink: u32,
+    ring: &BareRing<'_>,
+    size: usize,
+    messages: u64,
+) -> Result<Option<f64>> {
+    ring.reset();
+    let mut request = [0u8; SINK_REPORT_LEN];
+    request[..8].copy_from_slice(&RAW_STREAM_MAGIC);
+    request[8..].copy_from_slice(&messages.to_le_bytes());
+    send_blocking(host, sink, &request)?;
+    let mut answer = [0u8; SINK_REPORT_LEN];
+    let n = receive(host, sink, &mut answer)?;
+    if answer[..n] != request[..] {
+        return Ok(None);
+    }
+    let data = vec![0x3Cu8; size];
+    let start = Instant::now();
+    if !ring.send(&data, messages, REPLY_TIMEOUT) {
+        return Err(Error::runtime(
+            "the remote stopped taking from the bare ring for 5 s",
+        ));
+    }
+    Ok(Some(start.elapsed().as_secs_f64().max(1e-9)))
 }
 
 /// Streams `messages` full-size messages to the sink and waits for its report; returns

@@ -23,6 +23,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod baseline;
 pub mod bench;
 pub mod cli;
 pub mod console;

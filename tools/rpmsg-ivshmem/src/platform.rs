@@ -73,26 +73,41 @@ where
     wake
 }
 
-/// Calls `ready` until it says true (then returns true) or `budget` has passed, yielding
-/// the CPU between calls.
-fn spin_until(mut ready: impl FnMut() -> bool, budget: Duration) -> bool {
+/// Calls `ready` until it says true (then returns true) or `budget` has passed.
+///
+/// Between looks it yields the CPU (`sched_yield`), in case the peer runs on this CPU and
+/// needs it to answer. A yield that comes back at once says that nobody else wanted the
+/// CPU: then it looks more often between yields (up to [`MAX_LOOKS_PER_YIELD`], with a
+/// pause instruction between looks), which saves the system calls when the peer runs on
+/// another CPU; a yield that took long starts over with one look per yield.
+pub fn spin_until(mut ready: impl FnMut() -> bool, budget: Duration) -> bool {
     let start = Instant::now();
+    let mut looks = 1;
     loop {
-        for _ in 0..SPINS_PER_CLOCK_READ {
+        for _ in 0..looks {
             if ready() {
                 return true;
             }
-            // SAFETY: sched_yield has no preconditions.
-            unsafe { libc::sched_yield() };
+            std::hint::spin_loop();
         }
-        if start.elapsed() >= budget {
+        let before = Instant::now();
+        if before.duration_since(start) >= budget {
             return ready();
         }
+        // SAFETY: sched_yield has no preconditions.
+        unsafe { libc::sched_yield() };
+        looks = if before.elapsed() < QUICK_YIELD {
+            (looks * 2).min(MAX_LOOKS_PER_YIELD)
+        } else {
+            1
+        };
     }
 }
 
-/// Looks at the rings this many times between two reads of the clock.
-const SPINS_PER_CLOCK_READ: u32 = 4;
+/// A yield that returns within this time ran nobody else.
+const QUICK_YIELD: Duration = Duration::from_micros(3);
+/// Most looks between two yields (a few microseconds of looking).
+const MAX_LOOKS_PER_YIELD: u32 = 256;
 
 /// What woke [`Ivshmem::wait`] up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ivshmem::PeerEvent;
 use rpmsg_engine::{Config, Error as EngineError, Event, LinkState, Remote, SharedRegion};
 
+use crate::baseline::{self, BareRing};
 use crate::console::{Console, Stream};
 use crate::diag;
 use crate::error::{Error, Result};
@@ -39,6 +40,11 @@ pub const SINK_REPORT_LEN: usize = 16;
 /// with the same 16 bytes, then echoes `n` bare doorbells ([`crate::platform::RawDoorbell`])
 /// before it goes back to RPMsg (or earlier, after [`RAW_PING_IDLE`] without one).
 pub const RAW_PING_MAGIC: [u8; 8] = *b"\0rawping";
+
+/// Like [`RAW_PING_MAGIC`], for the bench's bare shared-memory stream
+/// ([`crate::baseline::BareRing`]): the remote answers, then takes `n` full-size payloads
+/// from the bare ring.
+pub const RAW_STREAM_MAGIC: [u8; 8] = *b"\0rawstrm";
 
 /// How long the remote waits for the next bare doorbell before it gives the baseline up.
 pub const RAW_PING_IDLE: Duration = Duration::from_millis(500);
@@ -225,6 +231,11 @@ impl<'a> RemoteNode<'a> {
             n.copy_from_slice(&payload[8..]);
             return self.raw_ping_pong(sink, payload, u64::from_le_bytes(n));
         }
+        if payload.len() == SINK_REPORT_LEN && payload[..8] == RAW_STREAM_MAGIC {
+            let mut n = [0u8; 8];
+            n.copy_from_slice(&payload[8..]);
+            return self.raw_stream(sink, payload, u64::from_le_bytes(n));
+        }
         if !payload.is_empty() {
             self.sink_messages += 1;
             self.sink_bytes += payload.len() as u64;
@@ -247,13 +258,8 @@ impl<'a> RemoteNode<'a> {
         }
     }
 
-    /// The bench's eventfd ping-pong baseline (see [`RAW_PING_MAGIC`]).
-    fn raw_ping_pong(&mut self, sink: u32, request: &[u8], count: u64) {
-        let Some(host) = self.engine.peer_id() else {
-            return;
-        };
-        // A doorbell still pending from the request would answer the first ping early.
-        self.engine.doorbell().clear_interrupt();
+    /// Answers a baseline request on the sink (and flushes: the host waits for it).
+    fn answer(&mut self, sink: u32, request: &[u8]) -> bool {
         loop {
             match self.engine.try_send(sink, request) {
                 Ok(()) => break,
@@ -261,10 +267,47 @@ impl<'a> RemoteNode<'a> {
                     self.wait(IDLE_POLL);
                     let _ = self.engine.poll();
                 }
-                Err(e) => return self.log_once(e),
+                Err(e) => {
+                    self.log_once(e);
+                    return false;
+                }
             }
         }
         let _ = self.engine.flush_doorbell();
+        true
+    }
+
+    /// The bench's bare shared-memory stream (see [`RAW_STREAM_MAGIC`]).
+    fn raw_stream(&mut self, sink: u32, request: &[u8], count: u64) {
+        let layout = *self.engine.layout();
+        let window = baseline::unused_window(&layout, self.region.len());
+        let slot = layout.config().buf_size as usize;
+        let Some(ring) = BareRing::new(self.region, &window, layout.config().queue_size, slot)
+        else {
+            return;
+        };
+        if !self.answer(sink, request) {
+            return;
+        }
+        let mut scratch = vec![0u8; slot];
+        ring.receive(
+            count,
+            layout.payload_capacity(),
+            &mut scratch,
+            RAW_PING_IDLE,
+        );
+    }
+
+    /// The bench's eventfd ping-pong baseline (see [`RAW_PING_MAGIC`]).
+    fn raw_ping_pong(&mut self, sink: u32, request: &[u8], count: u64) {
+        let Some(host) = self.engine.peer_id() else {
+            return;
+        };
+        // A doorbell still pending from the request would answer the first ping early.
+        self.engine.doorbell().clear_interrupt();
+        if !self.answer(sink, request) {
+            return;
+        }
         let Some(raw) = self.engine.doorbell().raw_doorbell(host) else {
             return;
         };
@@ -277,6 +320,9 @@ impl<'a> RemoteNode<'a> {
     }
 
     fn on_peer_events(&mut self) {
+        if !self.engine.doorbell().has_events() {
+            return;
+        }
         for event in self.engine.doorbell().take_events() {
             match event {
                 PeerEvent::Disconnected { id } if self.engine.peer_id() == Some(id) => {

@@ -245,8 +245,10 @@ fn bench_json_has_the_figures_and_their_baselines() {
         "eventfd_roundtrips_per_s",
         "stream_mb_s",
         "memcpy_mb_s",
+        "bare_ring_mb_s",
         "rtt_ratio",
         "stream_ratio",
+        "stream_vs_bare_ring",
     ] {
         positive(&map, key);
     }

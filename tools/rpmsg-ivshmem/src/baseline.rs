@@ -1,0 +1,133 @@
+//! The bench's bare shared-memory stream: the least a one-way stream through the region
+//! can cost between the same two processes. A single-producer single-consumer ring of
+//! `slots` slots of `slot` bytes in the part of the region that neither RPMsg side uses (no
+//! descriptors, no validation, no headers): the host copies a payload into the next slot
+//! and publishes a head counter; the remote copies it out and publishes a tail counter.
+//! Both copy with the engine's word copies and wait as the nodes do (look, yield the CPU,
+//! look again), so the difference to the RPMsg stream is the protocol's cost.
+//!
+//! Layout at the window's start: head (u64) at +0, tail (u64) at +64, slots from +128.
+
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rpmsg_engine::{Layout, SharedRegion};
+
+const HEAD: usize = 0;
+const TAIL: usize = 64;
+const SLOTS: usize = 128;
+
+/// The bytes of the region that neither side uses: after the last buffer, before the
+/// rings (cache-line aligned).
+pub fn unused_window(layout: &Layout, region_len: usize) -> Range<usize> {
+    let n = 2 * usize::from(layout.config().queue_size);
+    let start = layout.buffer_offset(n).next_multiple_of(64);
+    let end = (layout.pool_end() & !63).min(region_len);
+    start..end.max(start)
+}
+
+/// A bare ring in `window` of `region`.
+#[derive(Debug, Clone, Copy)]
+pub struct BareRing<'a> {
+    region: SharedRegion<'a>,
+    base: usize,
+    slots: u64,
+    slot: usize,
+}
+
+impl<'a> BareRing<'a> {
+    /// A ring of `slots` slots of `slot` bytes, if it fits `window`.
+    pub fn new(
+        region: SharedRegion<'a>,
+        window: &Range<usize>,
+        slots: u16,
+        slot: usize,
+    ) -> Option<Self> {
+        let slot = slot.next_multiple_of(64);
+        let need = SLOTS + usize::from(slots) * slot;
+        (slots > 0 && window.len() >= need).then_some(Self {
+            region,
+            base: window.start,
+            slots: u64::from(slots),
+            slot,
+        })
+    }
+
+    fn load(&self, at: usize) -> u64 {
+        self.region
+            .load_u64(self.base + at, Ordering::Acquire)
+            .unwrap_or(0)
+    }
+
+    fn store(&self, at: usize, v: u64) {
+        let _ = self.region.store_u64(self.base + at, v, Ordering::Release);
+    }
+
+    fn slot_at(&self, i: u64) -> usize {
+        self.base + SLOTS + (i % self.slots) as usize * self.slot
+    }
+
+    /// Head and tail to zero (the host, before it asks the remote to take part).
+    pub fn reset(&self) {
+        self.store(HEAD, 0);
+        self.store(TAIL, 0);
+    }
+
+    /// Host: sends `count` copies of `payload`, waits until the remote took the last one;
+    /// false if it stops taking them for `idle`.
+    pub fn send(&self, payload: &[u8], count: u64, idle: Duration) -> bool {
+        let payload = &payload[..payload.len().min(self.slot)];
+        let mut tail = self.load(TAIL);
+        for i in 0..count {
+            if i - tail >= self.slots {
+                match wait_for(
+                    || Some(self.load(TAIL)).filter(|t| i - t < self.slots),
+                    idle,
+                ) {
+                    Some(t) => tail = t,
+                    None => return false,
+                }
+            }
+            let _ = self.region.write_bytes(self.slot_at(i), payload);
+            self.store(HEAD, i + 1);
+        }
+        wait_for(|| (self.load(TAIL) == count).then_some(()), idle).is_some()
+    }
+
+    /// Remote: takes `count` payloads of `len` bytes into `scratch`; returns how many it
+    /// took before the host stopped sending for `idle`.
+    pub fn receive(&self, count: u64, len: usize, scratch: &mut [u8], idle: Duration) -> u64 {
+        let n = len.min(self.slot).min(scratch.len());
+        let mut head = 0;
+        let mut taken = 0;
+        while taken < count {
+            if taken == head {
+                match wait_for(|| Some(self.load(HEAD)).filter(|h| *h > taken), idle) {
+                    Some(h) => head = h.min(count),
+                    None => break,
+                }
+            }
+            let _ = self
+                .region
+                .read_bytes(self.slot_at(taken), &mut scratch[..n]);
+            taken += 1;
+            self.store(TAIL, taken);
+        }
+        taken
+    }
+}
+
+/// Looks at `ready` until it gives a value, as the nodes do while they spin
+/// ([`crate::platform::spin_until`]); `None` after `idle`.
+fn wait_for<T>(mut ready: impl FnMut() -> Option<T>, idle: Duration) -> Option<T> {
+    let mut found = None;
+    crate::platform::spin_until(
+        || {
+            found = ready();
+            found.is_some()
+        },
+        idle,
+    );
+    found
+}
