@@ -54,7 +54,8 @@ pub struct Config {
     pub addr_base: u64,
     /// Send and handle name-service messages (`VIRTIO_RPMSG_F_NS`, default on).
     pub name_service: bool,
-    /// Peer id to notify when the peer published none (a C OpenAMP peer).
+    /// Peer id to notify when the peer published none (a C OpenAMP peer). May change while
+    /// a node runs: [`crate::Rpmsg::set_fallback_peer_id`].
     pub fallback_peer_id: Option<u16>,
 }
 
@@ -185,6 +186,12 @@ impl Layout {
     /// The configuration this layout was made from.
     pub const fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Changes only the peer to ring when none is published: it plays no part in the
+    /// layout, and may change while a node runs ([`crate::Rpmsg::set_fallback_peer_id`]).
+    pub(crate) fn set_fallback_peer_id(&mut self, id: Option<u16>) {
+        self.config.fallback_peer_id = id;
     }
 
     /// The vring of `queue`.

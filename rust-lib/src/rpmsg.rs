@@ -546,7 +546,9 @@ pub struct Rpmsg<'a, T: Transport<'a>, D: Doorbell> {
     counters: ErrorCounters,
     stats: Stats,
     own_id: Option<u16>,
-    peer_id: Option<u16>,
+    /// The peer's id as published in the control area (None: not published, e.g. a C
+    /// OpenAMP peer); [`Rpmsg::peer_id`] falls back to [`Config::fallback_peer_id`].
+    published_peer: Option<u16>,
     link: LinkState,
     session: u32,
     epoch: u32,
@@ -625,7 +627,7 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
         self.control.set_status(STATUS_READY)?;
         self.epoch = self.epoch.wrapping_add(1);
         self.endpoints.reset_peer_state();
-        self.peer_id = self.layout.config().fallback_peer_id;
+        self.published_peer = None;
         self.link = LinkState::Waiting;
         Ok(())
     }
@@ -668,14 +670,13 @@ impl<'a, D: Doorbell> Rpmsg<'a, HostTransport<'a>, D> {
     /// The remote acknowledged our session (`id` from the control area): the link is up
     /// and the doorbell goes to that id.
     fn adopt_remote(&mut self, id: Option<u16>) {
-        let peer = id.or(self.layout.config().fallback_peer_id);
         match self.link {
             LinkState::Waiting => {
                 self.link = LinkState::Up;
-                self.peer_id = peer;
+                self.published_peer = id;
                 self.announce_pending();
             }
-            LinkState::Up => self.peer_id = peer,
+            LinkState::Up => self.published_peer = id,
             LinkState::Down | LinkState::Broken => {}
         }
     }
@@ -738,7 +739,7 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
         match self.link {
             LinkState::Up if ready && session == self.session => return Ok(()),
             LinkState::Broken if ready && session == self.session => {
-                let host = self.peer_id;
+                let host = self.published_peer;
                 return self.request_session(host);
             }
             LinkState::Waiting if ready && session == self.session => return Ok(()),
@@ -794,14 +795,14 @@ impl<'a, D: Doorbell> Rpmsg<'a, RemoteTransport<'a>, D> {
         self.transport.spare.clear();
         self.transport.start_session()?;
         self.epoch = self.epoch.wrapping_add(1);
-        self.peer_id = host_id.or(cfg.fallback_peer_id);
+        self.published_peer = host_id;
         self.endpoints.reset_peer_state();
         if published.is_some() {
             self.control.set_remote(self.own_id, session)?;
         }
         self.link = LinkState::Up;
         self.announce_pending();
-        if let Some(id) = self.peer_id {
+        if let Some(id) = self.peer_id() {
             // Tell the host we are here: it reads our id from the control area.
             self.ring_id(id);
         }
@@ -844,7 +845,7 @@ impl<'a, D: Doorbell> LinkProtocol for Rpmsg<'a, HostTransport<'a>, D> {
         self.link = LinkState::Up;
         if let Ok((id, session)) = self.control.remote() {
             if session == self.session {
-                self.peer_id = id.or(self.layout.config().fallback_peer_id);
+                self.published_peer = id;
             }
         }
     }
@@ -891,7 +892,7 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
             counters: ErrorCounters::default(),
             stats: Stats::default(),
             own_id,
-            peer_id: layout.config().fallback_peer_id,
+            published_peer: None,
             link: LinkState::Down,
             session: 0,
             epoch: 0,
@@ -918,9 +919,20 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
         self.own_id
     }
 
-    /// The peer's ivshmem id, as published in the control area (or the fallback).
-    pub const fn peer_id(&self) -> Option<u16> {
-        self.peer_id
+    /// The peer's ivshmem id: as published in the control area, else
+    /// [`Config::fallback_peer_id`] (a C OpenAMP peer publishes none). The doorbell goes here.
+    pub fn peer_id(&self) -> Option<u16> {
+        self.published_peer
+            .or(self.layout.config().fallback_peer_id)
+    }
+
+    /// Replaces [`Config::fallback_peer_id`], the peer rung while the other side has
+    /// published no id (a C OpenAMP peer). It may change while the node runs — e.g. from the
+    /// ivshmem-server's peer list, when a C peer connects after this node started or comes
+    /// back with a new id — and takes effect at the next doorbell. A published id still
+    /// takes precedence.
+    pub fn set_fallback_peer_id(&mut self, id: Option<u16>) {
+        self.layout.set_fallback_peer_id(id);
     }
 
     /// Errors recorded so far, by kind.
@@ -949,7 +961,7 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     }
 
     fn ring_peer(&mut self) {
-        if let Some(id) = self.peer_id {
+        if let Some(id) = self.peer_id() {
             self.ring_id(id);
         }
     }

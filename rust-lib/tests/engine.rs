@@ -741,3 +741,95 @@ fn sessions_start_at_one_without_a_control_block() {
     h.start().unwrap();
     assert_eq!(h.session(), 1);
 }
+
+/// Erases the remote's acknowledgement (id, session) from the control area: a C OpenAMP
+/// remote never writes one.
+fn erase_remote_ack(mem: &HeapRegion) {
+    let region = mem.region();
+    region
+        .store_u32(CONTROL_BLOCK_OFFSET + 0x28, u32::MAX, Relaxed)
+        .unwrap();
+    region
+        .store_u32(CONTROL_BLOCK_OFFSET + 0x2C, 0, Relaxed)
+        .unwrap();
+}
+
+#[test]
+fn a_c_remote_that_joins_after_the_host_is_rung_once_its_id_is_known() {
+    // Interop with the OpenAMP sample: the host starts first (the C remote rings "own id
+    // - 1", so it must connect second) and sees no other peer, so it has no fallback id.
+    // The C remote then announces "k" without publishing an id; the native host learns
+    // the id from the server's peer list only now and must ring it from then on.
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let _ = r.poll();
+    erase_remote_ack(&mem);
+    let ept = match h.recv().unwrap() {
+        Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
+        other => panic!("expected the announcement, got {other:?}"),
+    };
+    assert_eq!(h.link_state(), LinkState::Up);
+    assert_eq!(h.peer_id(), None);
+    h.set_fallback_peer_id(Some(REMOTE_ID));
+    assert_eq!(h.peer_id(), Some(REMOTE_ID));
+    let rung = h.doorbell().rung;
+    h.try_send(ept, b"RPMsg over IVSHMEM\0").unwrap();
+    assert_eq!(h.doorbell().rung, rung + 1);
+    assert_eq!(h.doorbell().last_peer_id, Some(REMOTE_ID));
+    assert_eq!(
+        echo_one(&mut r).as_deref(),
+        Some(&b"RPMsg over IVSHMEM\0"[..])
+    );
+    assert_eq!(
+        recv_payload(&mut h).as_deref(),
+        Some(&b"RPMsg over IVSHMEM\0"[..])
+    );
+    // The C remote leaves the server: nobody to ring any more.
+    h.set_fallback_peer_id(None);
+    assert_eq!(h.peer_id(), None);
+}
+
+#[test]
+fn a_published_id_wins_over_a_changed_fallback() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let ept = bring_up(&mut h, &mut r);
+    h.set_fallback_peer_id(Some(REMOTE_ID + 7));
+    r.set_fallback_peer_id(Some(HOST_ID + 7));
+    assert_eq!(h.peer_id(), Some(REMOTE_ID));
+    assert_eq!(r.peer_id(), Some(HOST_ID));
+    h.try_send(ept, b"x").unwrap();
+    assert_eq!(h.doorbell().last_peer_id, Some(REMOTE_ID));
+}
+
+#[test]
+fn a_remote_of_a_c_host_follows_a_changed_fallback() {
+    // A C host publishes nothing; when it comes back under a new ivshmem id, the native
+    // remote updates its fallback and rings the new id.
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    mem.region().zero(CONTROL_BLOCK_OFFSET, 48).unwrap();
+    let cfg = Config {
+        fallback_peer_id: Some(HOST_ID),
+        ..Config::new(SIZE)
+    };
+    let mut r = Remote::new_remote(
+        mem.region(),
+        cfg,
+        Some(REMOTE_ID),
+        BellDoorbell::new(Bell::new()),
+    )
+    .unwrap();
+    let k = r.create_endpoint("k", Some(1024), Some(1024)).unwrap();
+    assert_eq!(r.poll(), Ok(true));
+    assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
+    r.set_fallback_peer_id(Some(HOST_ID + 1));
+    assert_eq!(r.peer_id(), Some(HOST_ID + 1));
+    r.try_send(k, b"x").unwrap();
+    assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID + 1));
+}

@@ -198,6 +198,9 @@ impl<'a> HostNode<'a> {
                 _ => {}
             }
         }
+        // A C OpenAMP remote publishes no id: ring the peer that is there now.
+        let fallback = node::fallback_peer_id(&self.engine.doorbell().peer_ids());
+        self.engine.set_fallback_peer_id(fallback);
     }
 
     /// Starts a new session: everything from the previous remote is discarded.

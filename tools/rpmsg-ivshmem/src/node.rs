@@ -41,19 +41,26 @@ pub fn region(mapping: &ShmMapping) -> Result<SharedRegion<'_>> {
         .map_err(|e| Error::runtime(format!("cannot use the shared memory: {e}")))
 }
 
+/// The peer to ring when the other side publishes no id (a C OpenAMP peer): the only other
+/// peer on the server, if there is exactly one. Computed again whenever peers join or leave
+/// ([`rpmsg_engine::Rpmsg::set_fallback_peer_id`]): with the OpenAMP sample the C remote
+/// must connect after our host (it rings "own id - 1"), so the host sees nobody at start.
+pub fn fallback_peer_id(peers: &[u16]) -> Option<u16> {
+    match peers {
+        [only] => Some(*only),
+        _ => None,
+    }
+}
+
 /// The engine configuration for this region, after checking that the layout fits.
 ///
-/// `fallback_peer_id` is set from the server's peer list when exactly one other peer is
-/// connected: it is used only with a C OpenAMP peer, which publishes no id.
+/// `fallback_peer_id` is set from the server's peer list ([`fallback_peer_id`]): it is used
+/// only with a C OpenAMP peer, which publishes no id.
 pub fn config(common: &Common, ivshmem: &Ivshmem) -> Result<Config> {
     let size = usize::try_from(ivshmem.shm_size())
         .map_err(|_| Error::runtime("the shared memory is too large to map"))?;
-    let peers = ivshmem.peer_ids();
     let config = Config {
-        fallback_peer_id: match peers.as_slice() {
-            [only] => Some(*only),
-            _ => None,
-        },
+        fallback_peer_id: fallback_peer_id(&ivshmem.peer_ids()),
         ..common.config(size)
     };
     match Layout::new(&config) {
