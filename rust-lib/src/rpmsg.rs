@@ -331,8 +331,13 @@ impl<'a> Transport<'a> for RemoteTransport<'a> {
         Ok(found)
     }
 
-    fn submit_tx(&mut self, id: u16, _buf: BufferRef, len: u32) -> Result<bool> {
-        self.tx.push_used(id, len)?;
+    fn submit_tx(&mut self, id: u16, buf: BufferRef, _len: u32) -> Result<bool> {
+        // The used length is the descriptor's whole length, not the message's (the RPMsg
+        // header carries that), as OpenAMP's remote reports it. OpenAMP hosts up to
+        // v2023.10 (Zephyr 3.6's) post a received buffer again with the used length as its
+        // descriptor length: with exact lengths every receive buffer would shrink to the
+        // shortest message so far, and a longer one would no longer fit.
+        self.tx.push_used(id, buf.len)?;
         check_or_hold(self, true, self.tx.size())
     }
 

@@ -259,13 +259,14 @@ fn a_host_without_control_block_is_served_like_openamp() {
     assert_eq!(r.peer_id(), Some(HOST_ID));
     assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
     // The announcement went out on vring 0 as an OpenAMP host expects it: one used
-    // element, 16 + 40 bytes, from 1024 to 53. (Our Host is not asked: it would see its
-    // own erased block.)
+    // element whose length is the whole buffer (as OpenAMP's remote reports it), a
+    // 16 + 40-byte message from 1024 to 53. (Our Host is not asked: it would see its own
+    // erased block.)
     let ring = h.layout().ring(QueueId::RemoteToHost);
     let region = mem.region();
     assert_eq!(region.load_u16(ring.used + 2, Relaxed), Ok(1));
     let id = region.load_u32(ring.used + 4, Relaxed).unwrap() as usize;
-    assert_eq!(region.load_u32(ring.used + 8, Relaxed), Ok(56));
+    assert_eq!(region.load_u32(ring.used + 8, Relaxed), Ok(512));
     let addr = region.load_u64(ring.desc + 16 * id, Relaxed).unwrap();
     let off = (addr - 0xafa0_0000) as usize;
     assert_eq!(region.load_u32(off, Relaxed), Ok(1024), "src");
@@ -832,4 +833,77 @@ fn a_remote_of_a_c_host_follows_a_changed_fallback() {
     assert_eq!(r.peer_id(), Some(HOST_ID + 1));
     r.try_send(k, b"x").unwrap();
     assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID + 1));
+}
+
+/// An OpenAMP host up to v2023.10 (the one Zephyr 3.6 carries) posts a received buffer
+/// again with the used length as its descriptor length (`rpmsg_virtio_rx_callback` ->
+/// `rpmsg_virtio_return_buffer(rvdev, rp_hdr, len, idx)`). Emulates that host over vring 0.
+fn openamp_2023_host_reposts_with_used_len(mem: &HeapRegion, h: &H<'_>) -> usize {
+    let ring = h.layout().ring(QueueId::RemoteToHost);
+    let region = mem.region();
+    let used_idx = region.load_u16(ring.used + 2, Relaxed).unwrap();
+    let mut avail_idx = region.load_u16(ring.avail + 2, Relaxed).unwrap();
+    let n = usize::from(ring.size);
+    let mut reposted = 0;
+    // Consume every used element (the test host side keeps its own index at 0 because
+    // it never looks: start from the oldest entry still in the ring).
+    for i in 0..used_idx {
+        let slot = usize::from(i) % n;
+        let id = region.load_u32(ring.used + 4 + 8 * slot, Relaxed).unwrap() as usize;
+        let len = region.load_u32(ring.used + 8 + 8 * slot, Relaxed).unwrap();
+        region
+            .store_u32(ring.desc + 16 * id + 8, len, Relaxed)
+            .unwrap();
+        region
+            .store_u16(
+                ring.avail + 4 + 2 * (usize::from(avail_idx) % n),
+                id as u16,
+                Relaxed,
+            )
+            .unwrap();
+        avail_idx = avail_idx.wrapping_add(1);
+        reposted += 1;
+    }
+    region
+        .store_u16(ring.avail + 2, avail_idx, Relaxed)
+        .unwrap();
+    reposted
+}
+
+#[test]
+fn a_remote_keeps_the_buffers_of_an_openamp_2023_host_whole() {
+    // A C host publishes no block; our remote sends short messages, the OpenAMP host
+    // re-posts each buffer with the used length; a long message must still fit.
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    mem.region().zero(CONTROL_BLOCK_OFFSET, 48).unwrap();
+    let mut r = Remote::new_remote(
+        mem.region(),
+        Config {
+            fallback_peer_id: Some(HOST_ID),
+            ..Config::new(SIZE)
+        },
+        Some(REMOTE_ID),
+        BellDoorbell::new(Bell::new()),
+    )
+    .unwrap();
+    let k = r.create_endpoint("k", Some(1024), Some(1024)).unwrap();
+    assert_eq!(r.poll(), Ok(true));
+    // Fill every buffer once with a 2-byte message (a bound "k" is not announced), the
+    // host re-posting each.
+    for _ in 0..16 {
+        r.try_send(k, b"x\0").unwrap();
+    }
+    assert_eq!(openamp_2023_host_reposts_with_used_len(&mem, &h), 16);
+    let ring = h.layout().ring(QueueId::RemoteToHost);
+    for id in 0..16 {
+        let len = mem
+            .region()
+            .load_u32(ring.desc + 16 * id + 8, Relaxed)
+            .unwrap();
+        assert_eq!(len, 512, "descriptor {id} shrank");
+    }
+    let long = [b'L'; 496];
+    assert_eq!(r.try_send(k, &long), Ok(()));
 }
