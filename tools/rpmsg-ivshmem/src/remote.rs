@@ -336,6 +336,12 @@ impl<'a> RemoteNode<'a> {
                 _ => {}
             }
         }
+        // A C OpenAMP host publishes no id: ring the peer that is there now (a remote started
+        // before the C host saw nobody). A host that left stays the fallback, so that its
+        // stale session is reported as such instead of being trusted.
+        if let Some(id) = node::fallback_peer_id(&self.engine.doorbell().peer_ids()) {
+            self.engine.set_fallback_peer_id(Some(id));
+        }
     }
 
     /// Prints the banner once per session, when the link is up with a host that is alive.

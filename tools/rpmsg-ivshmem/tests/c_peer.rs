@@ -1,8 +1,8 @@
-//! The native host with a remote that behaves like the OpenAMP C sample
-//! (`openamp-system-reference/examples/zephyr/dual_qemu_ivshmem`, remote image): it publishes
-//! no ivshmem id in the control area, rings "own id - 1", and looks at its rings only when
-//! its doorbell rings. The sample needs the host to connect to the server first, so the
-//! host sees no other peer when it starts and must learn the remote's id later.
+//! The native peer with a peer that behaves like the OpenAMP C sample
+//! (`openamp-system-reference/examples/zephyr/dual_qemu_ivshmem`): it publishes no ivshmem id
+//! in the control area, rings "own id - 1" (remote) or "own id + 1" (host), and looks at its
+//! rings only when its doorbell rings. Whichever native side connects first sees no other
+//! peer when it starts and must learn the C peer's id from the server later.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ivshmem::PeerConnection;
 use rpmsg_engine::wire::CONTROL_BLOCK_OFFSET;
-use rpmsg_engine::{Config, Doorbell, Event, LinkState, Remote, SharedRegion};
+use rpmsg_engine::{Config, Doorbell, Event, Host, LinkState, Remote, SharedRegion};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -21,6 +21,15 @@ struct MinusOne<'c>(&'c PeerConnection);
 impl Doorbell for MinusOne<'_> {
     fn ring(&mut self, _peer_id: u16) {
         let _ = self.0.notify(self.0.id().wrapping_sub(1), 0);
+    }
+}
+
+/// The C sample host's doorbell: always "own id + 1".
+struct PlusOne<'c>(&'c PeerConnection);
+
+impl Doorbell for PlusOne<'_> {
+    fn ring(&mut self, _peer_id: u16) {
+        let _ = self.0.notify(self.0.id().wrapping_add(1), 0);
     }
 }
 
@@ -104,4 +113,72 @@ fn a_c_remote_that_connects_after_the_host_is_rung() {
     assert!(status.success(), "{status}\n{}", host.describe());
     assert_eq!(echoed, 10);
     assert_eq!(host.out.text(), host_blocks("RPMsg over IVSHMEM", 10));
+}
+
+/// Waits (doorbell-driven, as the C sample) for the next event the host engine reports.
+fn next_event<'a>(
+    h: &mut Host<'a, PlusOne<'_>>,
+    conn: &PeerConnection,
+    idle: Duration,
+) -> Option<Event<'a>> {
+    let deadline = Instant::now() + idle;
+    loop {
+        if let Ok(Some(event)) = h.recv() {
+            return Some(event);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || conn.wait_interrupt(Some(left)).unwrap_or(0) == 0 {
+            return None;
+        }
+    }
+}
+
+#[test]
+fn a_remote_started_before_a_c_host_rings_it() {
+    // Our remote connects first (id 0) and sees nobody; the C-like host connects second
+    // (id 1), publishes no id and rings "own id + 1" = 2, which is nobody: our remote finds
+    // its messages by looking at the rings when idle, but the host hears only doorbells.
+    let server = TestServer::start();
+    let remote = start_remote(&server, &[]);
+    assert!(
+        remote.err.wait_for("waiting for a host", T),
+        "{}",
+        remote.describe()
+    );
+    let conn = PeerConnection::connect(&server.socket, 1, Duration::from_secs(5)).expect("connect");
+    let map = conn.map_shm().expect("map");
+    // SAFETY: a live MAP_SHARED mapping of `len()` bytes that outlives the region; only
+    // the engine touches it in this process.
+    let region = unsafe { SharedRegion::new(map.as_ptr(), map.len()) }.expect("region");
+    // No own id: the control area names no host, as with the C sample.
+    let mut h = Host::new_host(region, Config::new(map.len()), None, PlusOne(&conn)).expect("host");
+    h.start().expect("start");
+    let idle = Duration::from_secs(8);
+    let ept = match next_event(&mut h, &conn, idle) {
+        Some(Event::NameServiceCreate { name, addr }) if name.as_str() == "k" => {
+            h.bind(&name, addr).expect("bind")
+        }
+        other => panic!(
+            "no announcement of \"k\" rang the host: {:?}\n{}",
+            other.map(|_| ()),
+            remote.describe()
+        ),
+    };
+    for i in 0..3 {
+        let text = format!("C host message {i}\0");
+        h.try_send(ept, text.as_bytes()).expect("send");
+        match next_event(&mut h, &conn, idle) {
+            Some(Event::Message(rx)) => {
+                let mut buf = vec![0u8; rx.len()];
+                rx.read(0, &mut buf).unwrap();
+                h.release_rx(rx).unwrap();
+                assert_eq!(buf, text.as_bytes());
+            }
+            other => panic!(
+                "no echo {i}: {:?}\n{}",
+                other.map(|_| ()),
+                remote.describe()
+            ),
+        }
+    }
 }
