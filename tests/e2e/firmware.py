@@ -33,6 +33,11 @@ USAGE = [
     "send - Usage: rpmsg_ivshmem send <string> <number of messages>",
 ]
 NOT_READY = "RPMsg over IVSHMEM backend is not ready yet!"
+# `rpmsg_ivshmem bench` result lines (full lines, after normalize()).
+BENCH_RT = (r"bench: \d+ round trips of \d+ bytes: \d+ round trips/s, "
+            r"RTT p50 \d+ us, p99 \d+ us, max \d+ us")
+BENCH_STREAM = (r"bench: \d+ messages of \d+ bytes streamed, \d+ in flight: "
+                r"\d+ messages/s, \d+ KB/s echoed")
 TIMED_OUT = "Remote side response timed out!"
 
 BUILD_TIMEOUT = 1200  # a clean build compiles core/alloc: ~1.5 min per image on 2 cores
@@ -101,7 +106,9 @@ class Guest:
     from a cursor, like pexpect, without needing pexpect.
     """
 
-    def __init__(self, name, build_dir, socket, logdir, echo=None):
+    def __init__(self, name, build_dir, socket, logdir, echo=None, cmd=None):
+        """`cmd`: run this QEMU command line directly instead of `west build -t run`
+        (then the console starts at once, and QEMU is the process itself)."""
         self.name = name
         self.build_dir = build_dir
         self.raw = bytearray()
@@ -112,18 +119,19 @@ class Guest:
         self.cond = threading.Condition()
         self.log_path = os.path.join(logdir, name + ".console.log")
         self.log_file = open(self.log_path, "wb")
-        pidfile = os.path.join(build_dir, "qemu.pid")
-        if os.path.exists(pidfile):
-            os.unlink(pidfile)
+        if cmd is None:
+            pidfile = os.path.join(build_dir, "qemu.pid")
+            if os.path.exists(pidfile):
+                os.unlink(pidfile)
         env = dict(os.environ, IVSHMEM_SOCKET=socket)
         master, slave = pty.openpty()
         self.proc = subprocess.Popen(
-            ["west", "build", "-d", build_dir, "-t", "run"],
+            cmd or ["west", "build", "-d", build_dir, "-t", "run"],
             stdin=slave, stdout=slave, stderr=slave, env=env,
             start_new_session=True, close_fds=True)
         os.close(slave)
         self.master = master
-        self.qemu_pid = None
+        self.qemu_pid = self.proc.pid if cmd else None
         self.start = 0
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -446,9 +454,34 @@ def scenario_main(rig, host_dir, remote_dir):
     check(status_value(sl, "link") == "up", "status: link up")
     check(status_value(sl, "peer id") not in (None, "none"), "status: peer id %s" % status_value(sl, "peer id"))
     check(status_value(sl, "endpoint") == "k 1024 -> 1024", "status: endpoint k bound")
+    check(status_value(sl, "bench endpoint") == "bench 1025 -> 1025", "status: endpoint bench bound")
     check(status_value(sl, "tx messages") == "11", "status: 11 messages sent (none for the refused commands)")
-    check(status_value(sl, "rx messages") == "12", "status: 12 received (11 echoes + the announcement)")
+    check(status_value(sl, "rx messages") == "13", "status: 13 received (11 echoes + 2 announcements)")
     check(status_value(sl, "errors") == "0", "status: no errors")
+
+    # bench: a short smoke run (the benchmark proper is tests/e2e/bench), its argument
+    # checks, and nothing printed on the remote for bench traffic.
+    rm = remote.mark()
+    m = run_command(host, "rpmsg_ivshmem bench 16 50", BENCH_STREAM, 60, "bench results")
+    hl = host.lines(m)
+    rt = [l for l in hl if re.fullmatch(BENCH_RT, l)]
+    st = [l for l in hl if re.fullmatch(BENCH_STREAM, l)]
+    check(len(rt) == 1 and rt[0].startswith("bench: 50 round trips of 16 bytes: "),
+          "bench 16 50: %s" % (rt[0] if rt else hl))
+    check(len(st) == 1 and st[0].startswith("bench: 50 messages of 16 bytes streamed, 8 in flight: "),
+          "bench 16 50: %s" % (st[0] if st else hl))
+    check(not [l for l in hl if l.startswith("bench:") and l not in rt + st], "bench: no other output")
+    remote.pump(0.3)
+    check("Host side sent a string:" not in remote.lines(rm), "bench: the remote printed nothing")
+    for args, want in [
+            ("497", 'bench: invalid payload size "497": expected a whole number from 0 to 496'),
+            ("16 0", 'bench: invalid number of round trips "0": expected a whole number from 1 to 2000'),
+            ("x 5", 'bench: invalid payload size "x": expected a whole number from 0 to 496')]:
+        m = run_command(host, "rpmsg_ivshmem bench %s" % args, re.escape("bench: invalid"), 10,
+                        "bench argument error")
+        check(want in host.lines(m), "bench %s refused: %s" % (args, want))
+    m = run_command(host, "rpmsg_ivshmem bench 1 2 3", re.escape("bench - Usage:"), 10, "usage text")
+    check("bench: wrong parameter count" in host.lines(m), "bench with 3 arguments prints the usage")
 
     # Kill the remote: the next send times out (and a 14-digit count is accepted).
     log("killing the remote QEMU")

@@ -10,8 +10,9 @@
  * - Console text without log prefixes (shell when active, printk otherwise).
  * - The `rpmsg_ivshmem send <string> <number of messages>` shell command, with
  *   mandatory arguments so Zephyr's shell itself prints the usage on a wrong
- *   count, and `rpmsg_ivshmem status`. Their handlers are Rust
- *   (rpmsg_glue_shell_send / rpmsg_glue_shell_status in the glue crate).
+ *   count, `rpmsg_ivshmem bench [payload] [count]` and `rpmsg_ivshmem status`.
+ *   Their handlers are Rust (rpmsg_glue_shell_send / _bench / _status in the
+ *   glue crate).
  * - A receive thread defined here (K_THREAD_DEFINE, not started) whose entry is
  *   Rust; Rust starts it with rpmsg_glue_rx_thread_start().
  *
@@ -156,6 +157,28 @@ uint64_t rpmsg_glue_uptime_us(void)
 	return k_ticks_to_us_floor64((uint64_t)k_uptime_ticks());
 }
 
+/* The hardware cycle counter (the ARM generic timer: 62.5 MHz on QEMU virt), for
+ * measurements and short spins; the tick clock above has CONFIG_SYS_CLOCK_TICKS_PER_SEC
+ * resolution (10 ms on qemu_cortex_a53).
+ */
+uint64_t rpmsg_glue_cycles(void)
+{
+	return k_cycle_get_64();
+}
+
+uint32_t rpmsg_glue_cycles_per_sec(void)
+{
+	return (uint32_t)sys_clock_hw_cycles_per_sec();
+}
+
+/* CONFIG_RPMSG_IVSHMEM_SPIN_US (from C: zephyr-lang-rust's kconfig module leaves out
+ * integer options whose value is 0).
+ */
+uint32_t rpmsg_glue_spin_us(void)
+{
+	return CONFIG_RPMSG_IVSHMEM_SPIN_US;
+}
+
 /* ---- event: "something changed", from one thread to a waiting one -------------- */
 
 /* E.g. the receive thread (the only doorbell waiter) tells a shell command that
@@ -241,6 +264,7 @@ void rpmsg_glue_log(uint32_t level, const char *msg)
 /* Rust: zephyr_glue::shell (call the handlers the application registered). */
 extern int rpmsg_glue_shell_send(const struct shell *sh, size_t argc, char **argv);
 extern int rpmsg_glue_shell_status(const struct shell *sh, size_t argc, char **argv);
+extern int rpmsg_glue_shell_bench(const struct shell *sh, size_t argc, char **argv);
 
 /* mandatory = 3 ("send", <string>, <count>), optional = 0: on any other count
  * the shell prints "send: wrong parameter count" and then this help as
@@ -250,6 +274,11 @@ SHELL_STATIC_SUBCMD_SET_CREATE(rpmsg_ivshmem_cmds,
 	SHELL_CMD_ARG(send, NULL,
 		      "Usage: rpmsg_ivshmem send <string> <number of messages>",
 		      rpmsg_glue_shell_send, 3, 0),
+	/* mandatory = 1 ("bench"), optional = 2 (payload, count). */
+	SHELL_CMD_ARG(bench, NULL,
+		      "Usage: rpmsg_ivshmem bench [payload bytes 0-496, default 496] "
+		      "[round trips 1-2000, default 1000]",
+		      rpmsg_glue_shell_bench, 1, 2),
 	SHELL_CMD_ARG(status, NULL,
 		      "Usage: rpmsg_ivshmem status (peer ids, link, session, counters)",
 		      rpmsg_glue_shell_status, 1, 0),

@@ -82,11 +82,17 @@ impl<const N: usize> FixedBuf<N> {
 
     /// Appends raw bytes (not necessarily UTF-8), truncating like `write_str`.
     #[allow(dead_code)]
+    #[inline]
     pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
-        let room = N.saturating_sub(1).saturating_sub(self.len);
-        let n = bytes.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&bytes[..n]);
-        self.len += n;
+        push_into(&mut self.buf, &mut self.len, bytes);
+    }
+
+    /// Appends `v` in decimal (no `core::fmt`: a small loop into a stack buffer).
+    #[allow(dead_code)]
+    #[inline]
+    pub(crate) fn push_u64(&mut self, v: u64) {
+        let mut digits = [0u8; 20];
+        self.push_bytes(decimal(v, &mut digits));
     }
 
     /// NUL-terminate (truncating the last byte if full) and return a C string pointer.
@@ -94,6 +100,30 @@ impl<const N: usize> FixedBuf<N> {
         let end = if self.len < N { self.len } else { N - 1 };
         self.buf[end] = 0;
         self.buf.as_ptr().cast()
+    }
+}
+
+/// The body of [`FixedBuf::push_bytes`], not generic over the capacity (one copy in the
+/// image instead of one per buffer size).
+#[inline(never)]
+fn push_into(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
+    let room = buf.len().saturating_sub(1).saturating_sub(*len);
+    let n = bytes.len().min(room);
+    buf[*len..*len + n].copy_from_slice(&bytes[..n]);
+    *len += n;
+}
+
+/// `v` in decimal, written to the end of `buf`; returns the digits.
+#[inline(never)]
+pub(crate) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            return &buf[i..];
+        }
     }
 }
 

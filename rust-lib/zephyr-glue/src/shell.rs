@@ -1,5 +1,5 @@
-//! The `rpmsg_ivshmem` shell commands: `send <string> <number of messages>` and
-//! `status`.
+//! The `rpmsg_ivshmem` shell commands: `send <string> <number of messages>`,
+//! `bench [payload] [count]` and `status`.
 //!
 //! Registered in C (`SHELL_CMD_ARG(send, ..., 3, 0)`, `SHELL_CMD_ARG(status, ...,
 //! 1, 0)`, with CONFIG_RPMSG_IVSHMEM_SHELL=y) so Zephyr's shell checks the
@@ -11,8 +11,9 @@
 //! ```
 //!
 //! With the right count it calls the handler the application set with
-//! [`set_send_handler`], with the two arguments as raw bytes. `status` calls the
-//! one set with [`set_status_handler`]. Without a handler both print
+//! [`set_send_handler`], with the two arguments as raw bytes. `bench` (0 to 2
+//! arguments) calls the one set with [`set_bench_handler`], `status` the one set with
+//! [`set_status_handler`]. Without a handler they print
 //! `RPMsg over IVSHMEM backend is not ready yet!`.
 
 use crate::ffi;
@@ -56,14 +57,23 @@ pub type SendHandler = fn(sh: &Shell, text: &[u8], count: &[u8]) -> i32;
 /// Handler of `rpmsg_ivshmem status`. Returns the command's result.
 pub type StatusHandler = fn(sh: &Shell) -> i32;
 
+/// Handler of `rpmsg_ivshmem bench [payload] [count]`: the optional arguments as given.
+pub type BenchHandler = fn(sh: &Shell, payload: Option<&[u8]>, count: Option<&[u8]>) -> i32;
+
 static SEND: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 static STATUS: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+static BENCH: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
 const NOT_READY: &[u8] = b"RPMsg over IVSHMEM backend is not ready yet!\n";
 
 /// Set (or replace) the handler of `rpmsg_ivshmem send`.
 pub fn set_send_handler(handler: SendHandler) {
     SEND.store(handler as *mut (), Ordering::Release);
+}
+
+/// Set (or replace) the handler of `rpmsg_ivshmem bench`.
+pub fn set_bench_handler(handler: BenchHandler) {
+    BENCH.store(handler as *mut (), Ordering::Release);
 }
 
 /// Set (or replace) the handler of `rpmsg_ivshmem status`.
@@ -117,4 +127,26 @@ extern "C" fn rpmsg_glue_shell_send(
     // SAFETY: SEND only ever holds a `SendHandler` stored by set_send_handler.
     let handler: SendHandler = unsafe { core::mem::transmute::<*mut (), SendHandler>(p) };
     handler(&shell, text, count)
+}
+
+/// Called by Zephyr's shell (registered in c/rpmsg_glue.c).
+#[no_mangle]
+extern "C" fn rpmsg_glue_shell_bench(
+    sh: *const c_void,
+    argc: usize,
+    argv: *const *const c_char,
+) -> c_int {
+    let shell = Shell { raw: sh };
+    // SAFETY: the shell passes argc valid NUL-terminated strings (it enforces 1..=3).
+    let arg = |i: usize| {
+        (i < argc && !argv.is_null()).then(|| unsafe { CStr::from_ptr(*argv.add(i)).to_bytes() })
+    };
+    let p = BENCH.load(Ordering::Acquire);
+    if p.is_null() {
+        shell.write_bytes(NOT_READY);
+        return -11; // EAGAIN
+    }
+    // SAFETY: BENCH only ever holds a `BenchHandler` stored by set_bench_handler.
+    let handler: BenchHandler = unsafe { core::mem::transmute::<*mut (), BenchHandler>(p) };
+    handler(&shell, arg(1), arg(2))
 }

@@ -14,6 +14,37 @@ pub fn uptime_us() -> u64 {
     unsafe { ffi::rpmsg_glue_uptime_us() }
 }
 
+/// The hardware cycle counter (64 bits, never wraps in practice): for measurements and
+/// short spins. [`uptime_us`] only has tick resolution (10 ms on qemu_cortex_a53).
+#[inline]
+pub fn cycles() -> u64 {
+    // SAFETY: plain call into the C shim.
+    unsafe { ffi::rpmsg_glue_cycles() }
+}
+
+/// Frequency of [`cycles`] in Hz.
+pub fn cycles_per_sec() -> u32 {
+    // SAFETY: plain call into the C shim.
+    unsafe { ffi::rpmsg_glue_cycles_per_sec() }
+}
+
+/// `us` microseconds in [`cycles`] (at least 1 for a non-zero `us`).
+pub fn us_to_cycles(us: u64) -> u64 {
+    let c = us.saturating_mul(u64::from(cycles_per_sec())) / 1_000_000;
+    if us > 0 {
+        c.max(1)
+    } else {
+        0
+    }
+}
+
+/// `cycles` in microseconds (rounded down).
+pub fn cycles_to_us(cycles: u64) -> u64 {
+    let hz = u64::from(cycles_per_sec()).max(1);
+    // Split to avoid overflowing u64 for long spans.
+    cycles / hz * 1_000_000 + cycles % hz * 1_000_000 / hz
+}
+
 /// Sleep the calling thread for `ms` milliseconds.
 pub fn sleep_ms(ms: u32) {
     // SAFETY: plain call into the C shim.

@@ -17,6 +17,10 @@ use rpmsg_engine::{Config, SharedRegion};
 /// The name of the remote's echo endpoint (as in the reference).
 pub const ECHO_ENDPOINT: &str = "k";
 
+/// The name of the remote's silent echo endpoint for `rpmsg_ivshmem bench`: it echoes every
+/// message unchanged and prints nothing.
+pub const BENCH_ENDPOINT: &str = "bench";
+
 /// Payload bytes per message with the default 512-byte buffers (header: 16 bytes).
 pub const MAX_PAYLOAD: usize = 496;
 
@@ -26,6 +30,14 @@ pub const MAX_TEXT: usize = MAX_PAYLOAD - 1;
 /// How long the receive thread sleeps on the doorbell before it looks at the link
 /// anyway (a peer that restarted may not ring).
 pub const RX_POLL_MS: u32 = 20;
+
+/// How long a thread that just had traffic keeps looking at the rings itself (the peer
+/// need not ring it meanwhile) before it asks for doorbells again and blocks:
+/// CONFIG_RPMSG_IVSHMEM_SPIN_US, in cycles of [`crate::time::cycles`].
+pub(crate) fn spin_cycles() -> u64 {
+    // SAFETY: plain call into the C shim.
+    crate::time::us_to_cycles(u64::from(unsafe { crate::ffi::rpmsg_glue_spin_us() }))
+}
 
 /// The shared region, opened and checked: doorbell vector 0 enabled, a region the
 /// engine accepts, an id that fits the engine's 16 bits.
