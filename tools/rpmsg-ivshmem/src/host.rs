@@ -142,6 +142,7 @@ impl<'a> HostNode<'a> {
     /// on the way. Returns `None` when nothing is pending.
     pub fn next_message(&mut self) -> Option<RxBuffer<'a>> {
         loop {
+            self.learn_unpublished_peer();
             match self.engine.recv() {
                 Ok(Some(Event::Message(rx))) => return Some(rx),
                 Ok(Some(Event::NameServiceCreate { name, addr })) => {
@@ -177,6 +178,19 @@ impl<'a> HostNode<'a> {
         match self.engine.bind(name, addr) {
             Ok(local) => *slot = Some(local),
             Err(e) => diag!("host: cannot bind endpoint \"{name}\": {e}"),
+        }
+    }
+
+    /// While no peer id is known (a C OpenAMP remote publishes none), read the server's
+    /// messages now rather than after draining the rings: the C remote connected to the
+    /// server before it could attach, so its id is already on our socket, and the reply to
+    /// its announcement must ring it.
+    fn learn_unpublished_peer(&mut self) {
+        if self.engine.peer_id().is_none() {
+            let bell = self.engine.doorbell();
+            bell.absorb_server_messages();
+            let fallback = node::fallback_peer_id(&bell.peer_ids());
+            self.engine.set_fallback_peer_id(fallback);
         }
     }
 

@@ -152,6 +152,15 @@ impl<'a> RemoteNode<'a> {
                 }
                 return Ok(());
             }
+            if self.engine.peer_id().is_none() {
+                // A C OpenAMP host publishes no id: learn it from the server before the
+                // attach that announces "k" must ring it.
+                let bell = self.engine.doorbell();
+                bell.absorb_server_messages();
+                if let Some(id) = node::fallback_peer_id(&bell.peer_ids()) {
+                    self.engine.set_fallback_peer_id(Some(id));
+                }
+            }
             let event = match self.engine.recv() {
                 Ok(e) => e,
                 Err(EngineError::LayoutMismatch) => {
