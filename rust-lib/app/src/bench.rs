@@ -121,7 +121,7 @@ impl<'a, D: Doorbell + 'a, P: Port<HostApp<'a, D>>> Run<'_, 'a, D, P> {
                 }
                 self.port.wait(deadline);
             } else {
-                host::report(&step, out, &mut self.errors);
+                host::settle(self.port, step, out, &mut self.errors);
             }
         }
     }

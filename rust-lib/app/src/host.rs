@@ -66,6 +66,8 @@ pub enum Step<'a> {
     Idle,
     /// A message on "k" while a command runs: read it, then release it.
     Echo(RxBuffer<'a>),
+    /// A message for an endpoint of the platform's own: handle it, then release it.
+    Other(RxBuffer<'a>),
     /// An echo of the bench endpoint, counted and released.
     Counted,
     /// A message nobody waited for, released; `first`: the first one ever.
@@ -152,6 +154,8 @@ impl<'a, D: Doorbell> HostApp<'a, D> {
         let dst = Some(rx.dst());
         let step = if self.busy && dst == self.echo {
             return Step::Echo(rx);
+        } else if dst != self.echo && dst != self.bench_ept {
+            return Step::Other(rx);
         } else if self.bench.active && dst == self.bench_ept {
             self.bench.count(&rx);
             Step::Counted
@@ -191,12 +195,29 @@ impl<'a, D: Doorbell> HostApp<'a, D> {
 }
 
 /// Logs what a receive step found; true if it ends a drain (nothing more, or an error).
-pub fn report(step: &Step<'_>, out: &mut impl Console, errors: &mut ErrorOnce) -> bool {
+/// A message in it that nobody takes ([`Step::Echo`] after its command ended,
+/// [`Step::Other`]) is returned to the remote and counted as a stray.
+pub fn settle<'a, D, P>(
+    port: &mut P,
+    step: Step<'a>,
+    out: &mut impl Console,
+    errors: &mut ErrorOnce,
+) -> bool
+where
+    D: Doorbell + 'a,
+    P: Port<HostApp<'a, D>>,
+{
     match step {
         Step::Idle => return true,
-        Step::Echo(_) | Step::Counted => {}
+        Step::Counted => {}
+        Step::Echo(rx) | Step::Other(rx) => {
+            port.with(|a| {
+                a.stray += 1;
+                a.node.release_rx(rx)
+            });
+        }
         Step::Stray { src, dst, first } => {
-            if *first {
+            if first {
                 out.diag(format_args!(
                     "host: message from address {src} to {dst} while no command waits: dropped"
                 ));
@@ -211,33 +232,24 @@ pub fn report(step: &Step<'_>, out: &mut impl Console, errors: &mut ErrorOnce) -
             destroyed,
         } => out.diag(format_args!(
             "host: the remote {} endpoint \"{name}\" (address {addr}): not used",
-            if *destroyed { "destroyed" } else { "announced" },
+            if destroyed { "destroyed" } else { "announced" },
         )),
         Step::Failed(e) => {
-            errors.report(out, "host", "receive", *e);
+            errors.report(out, "host", "receive", e);
             return true;
         }
     }
     false
 }
 
-/// Receives everything pending that no command waits for (messages for a command are
-/// released as strays when none runs).
+/// Receives everything pending while no command runs (see [`settle`]).
 pub fn drain<'a, D, P>(port: &mut P, out: &mut impl Console, errors: &mut ErrorOnce)
 where
     D: Doorbell + 'a,
     P: Port<HostApp<'a, D>>,
 {
-    loop {
-        let Some(step) = port.with(|a| a.receive()) else {
-            return;
-        };
-        if let Step::Echo(rx) = step {
-            // Only with `busy` set, by a command that has ended meanwhile: a stray.
-            port.with(|a| a.node.release_rx(rx));
-            continue;
-        }
-        if report(&step, out, errors) {
+    while let Some(step) = port.with(|a| a.receive()) {
+        if settle(port, step, out, errors) {
             return;
         }
     }
@@ -445,14 +457,14 @@ impl Sending<'_> {
                     port.wait(self.deadline);
                 }
                 other => {
-                    report(&other, out, &mut self.errors);
+                    settle(port, other, out, &mut self.errors);
                 }
             }
         }
     }
 
     /// With `seq`: a duplicated last echo would come right after it.
-    fn linger<'a, D, P>(&mut self, port: &mut P) -> SendOutcome
+    fn linger<'a, D, P>(&mut self, port: &mut P, out: &mut impl Console) -> SendOutcome
     where
         D: Doorbell + 'a,
         P: Port<HostApp<'a, D>>,
@@ -465,7 +477,9 @@ impl Sending<'_> {
                     return SendOutcome::Failed;
                 }
                 Some(Step::Idle) => port.wait(until),
-                Some(_) => {}
+                Some(other) => {
+                    settle(port, other, out, &mut self.errors);
+                }
                 None => break,
             }
         }
@@ -515,7 +529,7 @@ where
     };
     let mut outcome = sending.run(port, out);
     if outcome == SendOutcome::Done && options.seq {
-        outcome = sending.linger(port);
+        outcome = sending.linger(port, out);
         if outcome == SendOutcome::Failed {
             out.diag(format_args!("host: an extra echo came after the last one"));
         }

@@ -169,9 +169,10 @@ pub fn retryable(e: Error) -> bool {
     )
 }
 
-/// Sends `parts` from `ept`, waiting until `deadline` (ticks) for a transmit buffer and
-/// for the link: the one blocking send of the application. `send` is the node's
-/// [`Sender`] (or a closure around it).
+/// Sends with `send` (a closure around the node's [`Sender`]), waiting until `deadline`
+/// (ticks) for a transmit buffer: the one blocking send of the application. Only a missing
+/// buffer is waited for: a link that went down fails at once, so that nothing taken in one
+/// session is sent into the next.
 pub fn send_blocking<N, P: Port<N>>(
     port: &mut P,
     send: impl Fn(&mut N) -> Result<(), Error>,
@@ -180,7 +181,7 @@ pub fn send_blocking<N, P: Port<N>>(
     loop {
         match port.with(&send) {
             None => return Err(Error::NotReady),
-            Some(Err(e)) if retryable(e) => {}
+            Some(Err(Error::NoTxBuffer)) => {}
             Some(other) => return other,
         }
         if port.now() >= deadline {

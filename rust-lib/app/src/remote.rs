@@ -12,8 +12,8 @@ pub struct RemoteApp<'a, D: Doorbell> {
     pub node: Remote<'a, D>,
     /// Endpoint "k".
     pub echo: u32,
-    /// Endpoint "bench".
-    pub bench: u32,
+    /// Endpoint "bench", if offered.
+    pub bench: Option<u32>,
     /// Print nothing per message (the native `--quiet`).
     pub quiet: bool,
     /// Messages echoed on "k" (bench traffic not included).
@@ -36,11 +36,16 @@ pub enum Received<'a> {
 }
 
 impl<'a, D: Doorbell> RemoteApp<'a, D> {
-    /// Creates "k" and then "bench" on `node` ("k" first: it is announced first, so a host
-    /// binds it first, to address 1024).
-    pub fn new(mut node: Remote<'a, D>) -> Result<Self, Error> {
+    /// Creates "k" and then, with `bench`, "bench" on `node` ("k" first: it is announced
+    /// first, so a host binds it first, to address 1024). Without "bench" the remote
+    /// announces only what the OpenAMP sample's does (its C host binds every announcement
+    /// to the same endpoint).
+    pub fn new(mut node: Remote<'a, D>, bench: bool) -> Result<Self, Error> {
         let echo = node.create_endpoint(ECHO_ENDPOINT, None, None)?;
-        let bench = node.create_endpoint(BENCH_ENDPOINT, None, None)?;
+        let bench = match bench {
+            true => Some(node.create_endpoint(BENCH_ENDPOINT, None, None)?),
+            false => None,
+        };
         Ok(Self {
             node,
             echo,
@@ -132,7 +137,7 @@ where
         return Received::Idle;
     };
     let dst = rx.dst();
-    if dst != echo && dst != bench {
+    if dst != echo && Some(dst) != bench {
         return Received::Other(rx);
     }
     // Echo exactly what came (for "k": the string and its NUL).

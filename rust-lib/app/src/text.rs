@@ -14,6 +14,10 @@ pub const TIMED_OUT: &str = "Remote side response timed out!";
 pub const SEND_WRONG_COUNT: &str = "send: wrong parameter count";
 /// The usage line of `send`, as Zephyr's shell prints it.
 pub const SEND_USAGE: &str = "send - Usage: rpmsg_ivshmem send <string> <number of messages>";
+/// Zephyr's shell's answer to `rpmsg_ivshmem bench` with more than two arguments.
+pub const BENCH_WRONG_COUNT: &str = "bench: wrong parameter count";
+/// The usage line of `bench`, as Zephyr's shell prints it.
+pub const BENCH_USAGE: &str = "bench - Usage: rpmsg_ivshmem bench [payload] [count]";
 /// The help text of the command group (the native host's stdin shell).
 pub const HELP: &str = "\
 rpmsg_ivshmem - RPMsg over IVSHMEM commands

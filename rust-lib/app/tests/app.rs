@@ -132,7 +132,7 @@ fn pair(mem: &HeapRegion) -> Pair<'_> {
     Pair {
         host: HostApp::new(node),
         remote: RemoteSide {
-            app: RemoteApp::new(remote).unwrap(),
+            app: RemoteApp::new(remote, true).unwrap(),
             out: Out::default(),
             errors: ErrorOnce::new(),
             now: 0,
