@@ -248,6 +248,8 @@ where
     };
     port.with(|a| {
         a.bench.bad = 0;
+        // This thread receives now; the remote need not ring it meanwhile.
+        a.busy = true;
         let _ = a.node.busy_poll();
     });
     let timeout = port.ms(crate::REPLY_TIMEOUT_MS);
@@ -263,6 +265,7 @@ where
     run.phase(false);
     let bad = port
         .with(|a| {
+            a.busy = false;
             let _ = a.node.prepare_to_wait();
             a.bench.bad
         })

@@ -49,7 +49,8 @@ pub struct HostApp<'a, D: Doorbell> {
     pub echo: Option<u32>,
     /// Our endpoint bound to the remote's "bench".
     pub bench_ept: Option<u32>,
-    /// A command runs and receives in its own thread: messages for "k" are its echoes.
+    /// A command runs and receives in its own thread: messages for "k" are its echoes,
+    /// and a platform's background receiver leaves the node to it.
     pub busy: bool,
     /// `bench`'s echo count.
     pub bench: BenchCount,

@@ -1,101 +1,78 @@
-//! The remote application: the virtio device side. It creates the endpoints `"k"` and
-//! `"bench"`, prints the banner when it has attached to the host's session (again after
-//! each host restart), and echoes every message it receives: on `"k"` it then prints it
-//! (the reference's text), on `"bench"` it prints nothing.
+//! The remote image: `rpmsg-app`'s remote (endpoints `"k"` and `"bench"`, echo, banner)
+//! over the IVSHMEM device.
 //!
-//! One thread owns the node: it waits for doorbells with a [`RX_POLL_MS`] timeout (so
-//! a host that (re)initialised the region is noticed even without a doorbell). After
+//! One thread owns the node: it waits for doorbells with a [`RX_POLL_MS`] timeout (so a
+//! host that (re)initialised the region is noticed even without a doorbell). After
 //! traffic it keeps looking at the rings for up to [`spin_cycles`] before it blocks, and
-//! the host does not ring it meanwhile. An echo goes out before its message is printed,
-//! so the host goes on while the remote prints.
+//! the host does not ring it meanwhile.
 
-use super::text;
-use super::{spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS};
-use crate::engine::{DoorbellClock, IvshmemDoorbell};
-use crate::time::cycles;
-use crate::{console, logger, thread, FixedBuf};
+use super::{ms_left, spin_cycles, Console, BOARD, MAX_PAYLOAD, RX_POLL_MS};
+use crate::engine::IvshmemDoorbell;
+use crate::ivshmem::Ivshmem;
+use crate::time::{self, cycles};
+use crate::{logger, thread, FixedBuf};
 use core::cell::UnsafeCell;
-use rpmsg_engine::{Error, Event, LinkState, Remote};
+use rpmsg_app::remote::{self as app, Received, RemoteApp};
+use rpmsg_app::{ErrorOnce, Port};
+use rpmsg_engine::Remote;
 
-/// How long an echo may wait for a transmit buffer.
-const ECHO_TIMEOUT_US: u64 = 5_000_000;
-
-type Node = Remote<'static, IvshmemDoorbell>;
+type App = RemoteApp<'static, IvshmemDoorbell>;
 
 /// Entry of the remote image (`rust_main`): starts the receive thread.
 pub fn main() {
     logger::init(log::LevelFilter::Info);
-    thread::start_rx_thread(rx_main);
+    thread::start_rx_thread();
 }
 
-/// Echoes `data` from `ept` to whoever it is bound to; waits for a buffer if none is free.
-fn echo(node: &mut Node, ept: u32, data: &[u8], clock: &mut DoorbellClock, errors: &mut ErrorOnce) {
-    let result = match node.try_send(ept, data) {
-        Err(Error::NoTxBuffer) => {
-            // Wait with doorbells on: the host rings when it hands buffers back.
-            let _ = node.flush_doorbell();
-            let _ = node.prepare_to_wait();
-            node.send(ept, data, clock, ECHO_TIMEOUT_US)
+/// The node, owned by the receive thread, and how it waits.
+struct NodePort {
+    app: App,
+    shm: Ivshmem,
+}
+
+impl Port<App> for NodePort {
+    fn with<R>(&mut self, f: impl FnOnce(&mut App) -> R) -> Option<R> {
+        Some(f(&mut self.app))
+    }
+
+    fn now(&self) -> u64 {
+        cycles()
+    }
+
+    fn ticks_per_sec(&self) -> u64 {
+        u64::from(time::cycles_per_sec())
+    }
+
+    /// Waits for a doorbell (a transmit buffer coming back, with doorbells asked for).
+    fn wait(&mut self, deadline: u64) {
+        let _ = self.app.node.flush_doorbell();
+        if self.app.node.prepare_to_wait().unwrap_or(true) {
+            return;
         }
-        other => other,
-    };
-    if let Err(e) = result {
-        errors.report("remote", "echo", e);
+        let _ = self
+            .shm
+            .wait_doorbell(Some(ms_left(deadline).min(RX_POLL_MS)));
     }
 }
 
-#[inline(never)]
-fn create(node: &mut Node, name: &str) -> Option<u32> {
-    match node.create_endpoint(name, None, None) {
-        Ok(addr) => {
-            log::info!("remote: endpoint \"{}\" at address {}", name, addr);
-            Some(addr)
-        }
-        Err(e) => {
-            log::error!("remote: cannot create endpoint \"{}\": {}", name, e);
-            None
-        }
-    }
-}
-
-/// The console line of [`print_received`]: static, so the receive thread's stack (which
-/// holds the 4 KiB node) does not need room for it.
+/// The console line: static, so the receive thread's stack (which holds the 4 KiB node)
+/// does not need room for it.
 struct Line(UnsafeCell<FixedBuf<640>>);
-// SAFETY: only the remote's receive thread uses it (in `print_received`).
+// SAFETY: only the remote's receive thread uses it, through the one reference `rx_main`
+// takes once.
 unsafe impl Sync for Line {}
 static LINE: Line = Line(UnsafeCell::new(FixedBuf::new()));
 
-/// Prints the block for a received string, in one console write. Only for the receive
-/// thread.
-#[inline(never)]
-fn print_received(payload: &[u8]) {
-    // SAFETY: the receive thread is the only caller, and this does not recurse.
-    let line = unsafe { &mut *LINE.0.get() };
-    line.clear();
-    text::received(line, payload);
-    console::write_bytes(line.as_bytes());
-}
-
-#[inline(never)]
-fn print_banner() {
-    let mut banner = FixedBuf::<128>::new();
-    text::banner(&mut banner, "Remote");
-    console::write_bytes(banner.as_bytes());
-}
-
-fn rx_main() {
+/// The receive loop (the entry of the receive thread; see `remote/src/lib.rs`).
+pub fn rx_main() {
     // The node (4 KiB: the transport's table of spare buffers) lives in this frame for
     // good; building it here, not in a helper, avoids copying it on the stack.
     let Some(opened) = super::open("remote") else {
         return;
     };
     let shm = opened.shm;
-    let mut node = match Remote::new_remote(
-        opened.region,
-        opened.config,
-        Some(opened.id),
-        IvshmemDoorbell::new(shm),
-    ) {
+    let doorbell = IvshmemDoorbell::new(shm);
+    let node = match Remote::new_remote(opened.region, opened.config, Some(opened.id), doorbell) {
         Ok(n) => n,
         Err(e) => {
             log::error!("remote: engine: {}", e);
@@ -103,96 +80,61 @@ fn rx_main() {
         }
     };
     debug_assert_eq!(node.max_payload(), MAX_PAYLOAD);
-    // "k" first: it is announced first, so a host binds it first (address 1024).
-    let Some(k) = create(&mut node, ECHO_ENDPOINT) else {
-        return;
+    let app = match RemoteApp::new(node, true) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!("remote: cannot create the endpoints: {}", e);
+            return;
+        }
     };
-    // The silent echo endpoint for the host's `bench` (echoed like "k", never printed).
-    let _bench = create(&mut node, BENCH_ENDPOINT);
-    log::info!("remote: waiting for the host");
-    let mut clock = DoorbellClock::new(shm);
+    log::info!("remote: endpoints \"k\" and \"bench\", waiting for the host");
+    // SAFETY: the only reference to LINE, taken once by the one receive thread.
+    let line = unsafe { &mut *LINE.0.get() };
+    let out = Console { line, shell: None };
+    serve(&mut NodePort { app, shm }, out);
+}
+
+/// Receives, echoes and greets, forever.
+fn serve(port: &mut NodePort, mut out: Console<'_, 640>) {
     let spin = spin_cycles();
-    let mut payload = [0u8; MAX_PAYLOAD];
-    let mut attached: Option<u32> = None;
     let mut errors = ErrorOnce::new();
     let mut last_traffic: Option<u64> = None;
     loop {
         // Everything pending; doorbells to the host are checked once at the end.
-        node.defer_doorbells();
-        let mut traffic = false;
+        port.app.node.defer_doorbells();
         loop {
-            match node.recv() {
-                Ok(Some(Event::Message(rx))) => {
-                    traffic = true;
-                    let dst = rx.dst();
-                    let n = rx.read(0, &mut payload).unwrap_or(0);
-                    let _ = node.release_rx(rx);
-                    // Echo exactly what came (for "k": the string and its NUL); then, for
-                    // "k" only, print it (the engine drops messages for other addresses).
-                    echo(&mut node, dst, &payload[..n], &mut clock, &mut errors);
-                    if dst == k {
-                        // The host hears about the echo before we spend time printing.
-                        let _ = node.flush_doorbell();
-                        print_received(&payload[..n]);
-                        node.defer_doorbells();
-                    }
+            match app::receive(port, &mut out, BOARD, &mut errors) {
+                Received::Handled => last_traffic = Some(cycles()),
+                Received::Other(rx) => {
+                    let _ = port.app.node.release_rx(rx);
                 }
-                Ok(Some(Event::NameServiceCreate { name, addr })) => log::info!(
-                    "remote: the host announced endpoint \"{}\" ({}): not used",
-                    name,
-                    addr
-                ),
-                Ok(Some(Event::NameServiceDestroy { .. })) => {}
-                Ok(None) => break,
-                Err(e) => {
-                    errors.report("remote", "receive", e);
-                    break;
-                }
+                Received::Idle | Received::Failed(_) => break,
             }
         }
-        let _ = node.flush_doorbell();
-        if traffic {
-            last_traffic = Some(cycles());
-        }
-        // Attached to a session we have not greeted yet? (A host restart is seen as a
-        // new session number, possibly without ever being observed down.)
-        let now = (node.link_state() == LinkState::Up).then(|| node.session());
-        if now != attached {
-            attached = now;
-            if let Some(session) = now {
-                errors.clear();
-                log::info!(
-                    "remote: attached to session {} of the host (ivshmem id {})",
-                    session,
-                    node.peer_id().map_or(-1, i32::from)
-                );
-                print_banner();
-            } else {
-                log::info!("remote: the host reset the link, waiting for it");
-            }
+        let _ = port.app.node.flush_doorbell();
+        if app::greet(port, &mut out, BOARD) {
+            errors.clear();
         }
         // After traffic, look at the rings for a while: the host need not ring us.
-        if let Some(t) = last_traffic {
+        if let Some(t) = last_traffic.take() {
             let until = t.saturating_add(spin);
-            let mut pending = false;
             if cycles() < until {
-                let _ = node.busy_poll();
+                let _ = port.app.node.busy_poll();
                 while cycles() < until {
-                    if node.has_pending() {
-                        pending = true;
+                    if port.app.node.has_pending() {
+                        last_traffic = Some(t);
                         break;
                     }
                 }
             }
-            if pending {
+            if last_traffic.is_some() {
                 continue;
             }
-            last_traffic = None;
         }
         // Doorbells again; block unless something came meanwhile.
-        if node.prepare_to_wait().unwrap_or(false) {
+        if port.app.node.prepare_to_wait().unwrap_or(false) {
             continue;
         }
-        let _ = shm.wait_doorbell(Some(RX_POLL_MS));
+        let _ = port.shm.wait_doorbell(Some(RX_POLL_MS));
     }
 }
