@@ -831,25 +831,10 @@ fn memcpy_pass(mapping: &ShmMapping, window: &std::ops::Range<usize>, source: &m
 
 /// Sends `data` from `ept`, waiting for a free buffer (bounded by the reply timeout).
 fn send_blocking(host: &mut HostNode<'_>, ept: u32, data: &[u8]) -> Result<()> {
-    // The clock is read only once a buffer is missing: most sends find one.
-    let mut deadline = None;
-    loop {
-        match host.engine().try_send(ept, data) {
-            Ok(()) => return Ok(()),
-            Err(EngineError::NoTxBuffer) => {}
-            Err(e) => return Err(Error::runtime(format!("send failed: {e}"))),
-        }
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + REPLY_TIMEOUT);
-        // Buffers come back when the remote consumes; collect stray messages meanwhile.
-        while let Some(rx) = host.next_message() {
-            host.discard(rx);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::runtime("no transmit buffer came back within 5 s"));
-        }
-        host.wait((deadline - now).min(Duration::from_millis(100)), None);
-    }
+    host.send_blocking(ept, data).map_err(|e| match e {
+        EngineError::Timeout => Error::runtime("no transmit buffer came back within 5 s"),
+        e => Error::runtime(format!("send failed: {e}")),
+    })
 }
 
 /// Waits for the next message to `ept` and copies it into `out`; returns its length.
@@ -874,9 +859,10 @@ fn receive(host: &mut HostNode<'_>, ept: u32, out: &mut [u8]) -> Result<usize> {
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(Error::runtime(
-                "Remote side response timed out! (no reply within 5 s)",
-            ));
+            return Err(Error::runtime(format!(
+                "{} (no reply within 5 s)",
+                rpmsg_app::text::TIMED_OUT
+            )));
         }
         host.wait((deadline - now).min(Duration::from_millis(100)), None);
     }

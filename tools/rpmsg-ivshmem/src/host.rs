@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use ivshmem::PeerEvent;
 use rpmsg_app::host::{self as app, HostApp, Step};
-use rpmsg_app::{bench as app_bench, command, status, text, ErrorOnce, Port};
-use rpmsg_engine::{Config, Host, LinkState, RxBuffer, SharedRegion};
+use rpmsg_app::{bench as app_bench, command, status, text, ErrorOnce, Port, Sender};
+use rpmsg_engine::{Config, Error as EngineError, Host, LinkState, RxBuffer, SharedRegion};
 
 use crate::cli::SendOptions;
 use crate::console::{Console, Stream};
@@ -262,6 +262,14 @@ impl<'a> HostNode<'a> {
     /// zero: block at once).
     pub fn set_spin(&mut self, spin: Duration) {
         self.port.spin = spin;
+    }
+
+    /// Sends `data` from `ept`, waiting up to [`REPLY_TIMEOUT`] for a transmit buffer
+    /// ([`rpmsg_app::send_blocking`]).
+    pub fn send_blocking(&mut self, ept: u32, data: &[u8]) -> std::result::Result<(), EngineError> {
+        let deadline = self.port.now() + self.port.ms(rpmsg_app::REPLY_TIMEOUT_MS);
+        let send = |a: &mut HostApp<'a, Ivshmem>| a.node.try_send_parts(ept, &[data]);
+        rpmsg_app::send_blocking(&mut self.port, send, deadline)
     }
 
     /// Returns a message nobody waits for to the remote.
