@@ -2,7 +2,7 @@
 //! (virtio device), their endpoints, name service, zero-copy buffers and link handling.
 
 use crate::endpoint::{Endpoint, EndpointTable, NameService};
-use crate::error::{Error, ErrorCounters, Result};
+use crate::error::{Error, ErrorCounters, PeerFault, Result};
 use crate::layout::{Config, Layout, QueueId, STATUS_DRIVER_OK, STATUS_READY};
 use crate::platform::{Clock, Doorbell};
 use crate::shm::{
@@ -149,7 +149,9 @@ impl HostTransport<'_> {
                     self.tx_free.insert(elem.id);
                 }
                 Ok(None) => break,
-                Err(Error::UsedIndexOutOfRange) => return Err(Error::UsedIndexOutOfRange),
+                Err(Error::Peer(PeerFault::UsedIndexOutOfRange)) => {
+                    return Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
+                }
                 Err(e) => counters.record(e),
             }
         }
@@ -282,7 +284,9 @@ impl RemoteTransport<'_> {
         for _ in 0..=self.tx.size() {
             match self.tx.pop_avail() {
                 Ok(found) => return Ok(found),
-                Err(Error::AvailIndexOutOfRange) => return Err(Error::AvailIndexOutOfRange),
+                Err(Error::Peer(PeerFault::AvailIndexOutOfRange)) => {
+                    return Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
+                }
                 Err(e) => counters.record(e),
             }
         }
@@ -505,35 +509,6 @@ pub enum Event<'a> {
     NameServiceDestroy {
         /// Its name.
         name: heapless::String<31>,
-        /// Its address.
-        addr: u32,
-    },
-}
-
-/// What [`Rpmsg::process`] hands to its callback: like [`Event`], with the payload copied
-/// into the caller's scratch buffer.
-#[derive(Debug)]
-pub enum Incoming<'s> {
-    /// A message for endpoint `ept` from `src`.
-    Message {
-        /// Our endpoint's address.
-        ept: u32,
-        /// The sender's address.
-        src: u32,
-        /// The payload.
-        payload: &'s [u8],
-    },
-    /// The peer announced an endpoint.
-    NameServiceCreate {
-        /// Its name.
-        name: &'s str,
-        /// Its address.
-        addr: u32,
-    },
-    /// The peer destroyed an endpoint.
-    NameServiceDestroy {
-        /// Its name.
-        name: &'s str,
         /// Its address.
         addr: u32,
     },
@@ -973,7 +948,7 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
 
     fn fail(&mut self, e: Error) -> Error {
         self.counters.record(e);
-        if matches!(e, Error::AvailIndexOutOfRange | Error::UsedIndexOutOfRange) {
+        if e.peer_fault().is_some_and(PeerFault::breaks_link) {
             self.link = LinkState::Broken;
         }
         e
@@ -1002,21 +977,6 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
     /// does when the remote announces an endpoint. Returns the local address.
     pub fn bind(&mut self, name: &str, dest: u32) -> Result<u32> {
         self.endpoints.bind(name, dest)
-    }
-
-    /// Destroys an endpoint, announcing the destruction if it had been announced.
-    pub fn destroy_endpoint(&mut self, addr: u32) -> Result<()>
-    where
-        Self: LinkProtocol,
-    {
-        let ep = self.endpoints.remove(addr)?;
-        if self.layout.config().name_service && !ep.name().is_empty() && self.link == LinkState::Up
-        {
-            let msg = NameService::message(&ep, true).to_bytes();
-            // Best effort: the peer also forgets us when the session ends.
-            let _ = self.try_send_raw(ep.local(), RPMSG_NS_ADDR, &msg);
-        }
-        Ok(())
     }
 
     /// The endpoint with local address `addr`.
@@ -1248,9 +1208,10 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
             let (id, buf, written) = match self.transport.next_rx() {
                 Ok(Some(x)) => x,
                 Ok(None) => return Ok(None),
-                Err(e @ (Error::AvailIndexOutOfRange | Error::UsedIndexOutOfRange)) => {
-                    return Err(self.fail(e))
-                }
+                Err(
+                    e @ (Error::Peer(PeerFault::AvailIndexOutOfRange)
+                    | Error::Peer(PeerFault::UsedIndexOutOfRange)),
+                ) => return Err(self.fail(e)),
                 Err(e) => {
                     self.stats.dropped += 1;
                     self.counters.record(e);
@@ -1292,7 +1253,7 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
                 }
             }
             if self.endpoints.get(header.dst).is_none() {
-                self.drop_rx(id, buf, Error::UnknownDestination)?;
+                self.drop_rx(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
                 continue;
             }
             self.endpoints.learn(header.dst, header.src);
@@ -1336,56 +1297,6 @@ impl<'a, T: Transport<'a>, D: Doorbell> Rpmsg<'a, T, D> {
         }
         let release = self.transport.release_rx(buf.id, buf.buf);
         self.after_release(release)
-    }
-
-    /// Receives everything pending, calling `handler` for each event with the payload
-    /// copied into `scratch` (which should hold [`Rpmsg::max_payload`] bytes; longer
-    /// payloads are dropped and counted as [`Error::PayloadTooLarge`]). The handler gets the
-    /// node back, so it can reply. Returns the number of events handled.
-    pub fn process<F>(&mut self, scratch: &mut [u8], mut handler: F) -> Result<usize>
-    where
-        Self: LinkProtocol,
-        F: FnMut(&mut Self, Incoming<'_>),
-    {
-        let mut handled = 0;
-        // Bounded: at most two queue-fulls of events per call, so a flooding peer cannot
-        // keep us here forever.
-        for _ in 0..2 * self.layout.config().queue_size as usize {
-            let Some(event) = self.recv()? else { break };
-            handled += 1;
-            match event {
-                Event::Message(rx) => {
-                    let (ept, src, len) = (rx.dst(), rx.src(), rx.len());
-                    let copied = if len <= scratch.len() {
-                        rx.read(0, &mut scratch[..len])
-                    } else {
-                        Err(Error::PayloadTooLarge)
-                    };
-                    self.release_rx(rx)?;
-                    match copied {
-                        Ok(n) => handler(
-                            self,
-                            Incoming::Message {
-                                ept,
-                                src,
-                                payload: &scratch[..n],
-                            },
-                        ),
-                        Err(e) => {
-                            self.stats.dropped += 1;
-                            self.counters.record(e);
-                        }
-                    }
-                }
-                Event::NameServiceCreate { name, addr } => {
-                    handler(self, Incoming::NameServiceCreate { name: &name, addr })
-                }
-                Event::NameServiceDestroy { name, addr } => {
-                    handler(self, Incoming::NameServiceDestroy { name: &name, addr })
-                }
-            }
-        }
-        Ok(handled)
     }
 }
 

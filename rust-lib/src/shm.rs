@@ -21,7 +21,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{fence, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PeerFault, Result};
 use crate::layout::{Layout, RingLayout, CONTROL_AREA_SIZE, STATUS_OFFSET};
 use crate::wire::{
     ControlBlock, NsMessage, RpmsgHeader, CONTROL_BLOCK_OFFSET, CONTROL_MAGIC, NO_PEER_ID,
@@ -398,7 +398,7 @@ impl<'a> RingView<'a> {
     /// Writes descriptor `id` (single buffer, no chaining).
     pub fn write_desc(&self, id: u16, addr: u64, len: u32, flags: u16) -> Result<()> {
         if id >= self.ring.size {
-            return Err(Error::DescriptorIndexOutOfRange);
+            return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
         let d = self.ring.desc + 16 * id as usize;
         self.region.store_u64(d, addr, Ordering::Relaxed)?;
@@ -433,7 +433,7 @@ impl<'a> RingView<'a> {
             .load_u16(self.ring.used + 2, Ordering::Acquire)?;
         let pending = idx.wrapping_sub(last_used);
         if u32::from(pending) > in_flight || pending > self.ring.size {
-            return Err(Error::UsedIndexOutOfRange);
+            return Err(Error::Peer(PeerFault::UsedIndexOutOfRange));
         }
         Ok(pending)
     }
@@ -445,14 +445,14 @@ impl<'a> RingView<'a> {
         let id = self.region.load_u32(off, Ordering::Relaxed)?;
         let len = self.region.load_u32(off + 4, Ordering::Relaxed)?;
         if id >= u32::from(self.ring.size) {
-            return Err(Error::DescriptorIndexOutOfRange);
+            return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
         let id = id as u16;
         if !in_flight.contains(id) {
-            return Err(Error::UsedIdNotInFlight);
+            return Err(Error::Peer(PeerFault::UsedIdNotInFlight));
         }
         if len > buf_len {
-            return Err(Error::UsedLengthTooLarge);
+            return Err(Error::Peer(PeerFault::UsedLengthTooLarge));
         }
         Ok(UsedElem { id, len })
     }
@@ -473,7 +473,7 @@ impl<'a> RingView<'a> {
             .load_u16(self.ring.avail + 2, Ordering::Acquire)?;
         let pending = idx.wrapping_sub(last_avail);
         if pending > self.ring.size {
-            return Err(Error::AvailIndexOutOfRange);
+            return Err(Error::Peer(PeerFault::AvailIndexOutOfRange));
         }
         Ok(pending)
     }
@@ -492,30 +492,30 @@ impl<'a> RingView<'a> {
         let off = self.ring.avail + 4 + 2 * self.slot(idx);
         let id = self.region.load_u16(off, Ordering::Relaxed)?;
         if id >= self.ring.size {
-            return Err(Error::DescriptorIndexOutOfRange);
+            return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
         if held.contains(id) {
-            return Err(Error::DuplicateDescriptor);
+            return Err(Error::Peer(PeerFault::DuplicateDescriptor));
         }
         let d = self.ring.desc + 16 * id as usize;
         let addr = self.region.load_u64(d, Ordering::Relaxed)?;
         let len = self.region.load_u32(d + 8, Ordering::Relaxed)?;
         let flags = self.region.load_u16(d + 12, Ordering::Relaxed)?;
         if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) != 0 {
-            return Err(Error::UnsupportedDescriptorFlags);
+            return Err(Error::Peer(PeerFault::UnsupportedDescriptorFlags));
         }
         let offset = addr
             .checked_sub(pool.addr_base)
             .and_then(|o| usize::try_from(o).ok())
-            .ok_or(Error::BufferOutOfBounds)?;
+            .ok_or(Error::Peer(PeerFault::BufferOutOfBounds))?;
         let end = offset
             .checked_add(len as usize)
-            .ok_or(Error::BufferOutOfBounds)?;
+            .ok_or(Error::Peer(PeerFault::BufferOutOfBounds))?;
         if offset < pool.start || end > pool.end {
-            return Err(Error::BufferOutOfBounds);
+            return Err(Error::Peer(PeerFault::BufferOutOfBounds));
         }
         if (len as usize) < RpmsgHeader::SIZE {
-            return Err(Error::BufferTooShort);
+            return Err(Error::Peer(PeerFault::BufferTooShort));
         }
         Ok((id, BufferRef { offset, len }))
     }
@@ -567,18 +567,18 @@ pub fn read_message_header(
 ) -> Result<MessageHeader> {
     let written = written.min(buf.len);
     if (written as usize) < RpmsgHeader::SIZE {
-        return Err(Error::BadMessageLength);
+        return Err(Error::Peer(PeerFault::BadMessageLength));
     }
     let mut raw = [0u8; RpmsgHeader::SIZE];
     region.read_bytes(buf.offset, &mut raw)?;
     let h = RpmsgHeader::from_bytes(&raw);
     let len = h.len.get();
     if RpmsgHeader::SIZE + len as usize > written as usize {
-        return Err(Error::BadMessageLength);
+        return Err(Error::Peer(PeerFault::BadMessageLength));
     }
     let (src, dst) = (h.src.get(), h.dst.get());
     if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
-        return Err(Error::BadMessageAddress);
+        return Err(Error::Peer(PeerFault::BadMessageAddress));
     }
     Ok(MessageHeader { src, dst, len })
 }
@@ -586,7 +586,7 @@ pub fn read_message_header(
 /// Reads and validates a name-service record from the payload of `buf` (`len` bytes).
 pub fn read_ns_record(region: &SharedRegion<'_>, buf: BufferRef, len: u16) -> Result<NsRecord> {
     if len as usize != NsMessage::SIZE {
-        return Err(Error::BadNameService);
+        return Err(Error::Peer(PeerFault::BadNameService));
     }
     let mut raw = [0u8; NsMessage::SIZE];
     region.read_bytes(buf.offset + RpmsgHeader::SIZE, &mut raw)?;
@@ -596,19 +596,21 @@ pub fn read_ns_record(region: &SharedRegion<'_>, buf: BufferRef, len: u16) -> Re
         .name
         .iter()
         .position(|b| *b == 0)
-        .ok_or(Error::BadNameService)?;
+        .ok_or(Error::Peer(PeerFault::BadNameService))?;
     debug_assert!(name_len < RPMSG_NAME_SIZE);
-    let text = core::str::from_utf8(&m.name[..name_len]).map_err(|_| Error::BadNameService)?;
+    let text = core::str::from_utf8(&m.name[..name_len])
+        .map_err(|_| Error::Peer(PeerFault::BadNameService))?;
     let mut name = heapless::String::new();
-    name.push_str(text).map_err(|_| Error::BadNameService)?;
+    name.push_str(text)
+        .map_err(|_| Error::Peer(PeerFault::BadNameService))?;
     let addr = m.addr.get();
     if addr == RPMSG_ADDR_ANY {
-        return Err(Error::BadNameService);
+        return Err(Error::Peer(PeerFault::BadNameService));
     }
     let destroy = match m.flags.get() {
         RPMSG_NS_CREATE => false,
         RPMSG_NS_DESTROY => true,
-        _ => return Err(Error::BadNameService),
+        _ => return Err(Error::Peer(PeerFault::BadNameService)),
     };
     Ok(NsRecord {
         name,
@@ -651,7 +653,7 @@ fn peer_id(raw: u32) -> Result<Option<u16>> {
         NO_PEER_ID => Ok(None),
         id => u16::try_from(id)
             .map(Some)
-            .map_err(|_| Error::BadControlValue),
+            .map_err(|_| Error::Peer(PeerFault::BadControlValue)),
     }
 }
 
@@ -758,6 +760,18 @@ impl<'a> ControlView<'a> {
             host_id: peer_id(r.load_u32(cb(offset_of!(ControlBlock, host_id)), rel)?)?,
             host_session: r.load_u32(cb(offset_of!(ControlBlock, host_session)), rel)?,
         }))
+    }
+
+    /// The layout version of the host's block, if one is present (whatever its version:
+    /// for telling the user which version the other side speaks).
+    pub fn layout_version(&self) -> Result<Option<u16>> {
+        use core::mem::offset_of;
+        let r = &self.region;
+        if r.load_u32(cb(offset_of!(ControlBlock, magic)), Ordering::Acquire)? != CONTROL_MAGIC {
+            return Ok(None);
+        }
+        r.load_u16(cb(offset_of!(ControlBlock, version)), Ordering::Relaxed)
+            .map(Some)
     }
 
     /// The host session number currently in the control block (0 if none).

@@ -129,7 +129,7 @@ pub trait Sender<'a> {
                 result.is_ok()
             });
             if at != rx.len() {
-                result = result.and(Err(Error::BufferOutOfBounds));
+                result = result.and(Err(Error::PayloadTooLarge));
             }
             result
         })

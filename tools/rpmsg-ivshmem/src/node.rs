@@ -169,12 +169,10 @@ pub fn layout_mismatch(region: SharedRegion<'_>, config: &Config) -> Error {
             p.queue_size, p.buf_size, p.align, p.shm_size
         )),
         None => {
-            let version = region
-                .load_u16(
-                    rpmsg_engine::wire::CONTROL_BLOCK_OFFSET
-                        + core::mem::offset_of!(rpmsg_engine::wire::ControlBlock, version),
-                    core::sync::atomic::Ordering::Acquire,
-                )
+            let version = ControlView::new(region)
+                .and_then(|c| c.layout_version())
+                .ok()
+                .flatten()
                 .unwrap_or(0);
             Error::runtime(format!(
                 "the host speaks another layout version ({version}; this remote speaks {}): \
