@@ -29,7 +29,7 @@ pub mod remote;
 pub mod status;
 pub mod text;
 
-use rpmsg_engine::rpmsg::{LinkProtocol, Transport};
+use rpmsg_engine::rpmsg::Role;
 use rpmsg_engine::{Doorbell, Error, Rpmsg, RxBuffer, TxBuffer};
 
 /// The name of the remote's echo endpoint (as in the OpenAMP sample).
@@ -136,12 +136,7 @@ pub trait Sender<'a> {
     }
 }
 
-impl<'a, T, D> Sender<'a> for Rpmsg<'a, T, D>
-where
-    T: Transport<'a>,
-    D: Doorbell,
-    Rpmsg<'a, T, D>: LinkProtocol,
-{
+impl<'a, R: Role<'a>, D: Doorbell> Sender<'a> for Rpmsg<'a, R, D> {
     fn try_send_with(
         &mut self,
         ept: u32,
