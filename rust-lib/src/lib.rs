@@ -121,6 +121,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod descset;
 pub mod endpoint;
 pub mod error;
 pub mod layout;

@@ -9,8 +9,9 @@
 //!
 //! Indices are free-running `u16`s compared with wrapping arithmetic, as virtio specifies.
 
+use crate::descset::DescSet;
 use crate::error::{Error, PeerFault, Result};
-use crate::shm::{BufferRef, DescSet, PoolWindow, RingView, UsedElem};
+use crate::shm::{BufferRef, PoolWindow, RingView, UsedElem};
 use crate::wire::{VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY};
 
 /// The driver side of a split virtqueue.

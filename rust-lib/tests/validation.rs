@@ -3,10 +3,10 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use rpmsg_engine::descset::DescSet;
 use rpmsg_engine::layout::{Layout, QueueId};
 use rpmsg_engine::shm::{
-    read_message_header, read_ns_record, BufferRef, ControlView, DescSet, PoolWindow, RingView,
-    SharedRegion,
+    read_message_header, read_ns_record, BufferRef, ControlView, PoolWindow, RingView, SharedRegion,
 };
 use rpmsg_engine::testing::HeapRegion;
 use rpmsg_engine::wire::{

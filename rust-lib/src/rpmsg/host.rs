@@ -4,10 +4,11 @@
 
 use super::batching::{check_or_hold, Deferral};
 use super::{check_region, Host, LinkState, Role, Rpmsg};
+use crate::descset::DescSet;
 use crate::error::{Error, ErrorCounters, PeerFault, Result};
 use crate::layout::{Config, Layout, QueueId, STATUS_READY};
 use crate::platform::Doorbell;
-use crate::shm::{BufferRef, DescSet, RingView, SharedRegion};
+use crate::shm::{BufferRef, RingView, SharedRegion};
 use crate::virtqueue::DriverQueue;
 
 /// The host's queues: it receives on vring 0 and sends on vring 1, and owns every buffer.
