@@ -41,8 +41,29 @@ pub enum PeerFault {
 }
 
 impl PeerFault {
+    /// Every kind, in order.
+    pub const ALL: [PeerFault; 14] = {
+        use PeerFault::*;
+        [
+            AvailIndexOutOfRange,
+            UsedIndexOutOfRange,
+            DescriptorIndexOutOfRange,
+            DuplicateDescriptor,
+            UnsupportedDescriptorFlags,
+            BufferOutOfBounds,
+            BufferTooShort,
+            UsedIdNotInFlight,
+            UsedLengthTooLarge,
+            BadMessageLength,
+            BadMessageAddress,
+            BadNameService,
+            BadControlValue,
+            UnknownDestination,
+        ]
+    };
+
     /// Number of kinds.
-    pub const KINDS: usize = PeerFault::UnknownDestination as usize + 1;
+    pub const KINDS: usize = PeerFault::ALL.len();
 
     /// A ring index moved impossibly far: the link is broken until a new session.
     pub const fn breaks_link(self) -> bool {
@@ -232,23 +253,10 @@ mod tests {
 
     #[test]
     fn kind_indices_are_dense_and_distinct() {
-        use PeerFault::*;
-        let peer = [
-            AvailIndexOutOfRange,
-            UsedIndexOutOfRange,
-            DescriptorIndexOutOfRange,
-            DuplicateDescriptor,
-            UnsupportedDescriptorFlags,
-            BufferOutOfBounds,
-            BufferTooShort,
-            UsedIdNotInFlight,
-            UsedLengthTooLarge,
-            BadMessageLength,
-            BadMessageAddress,
-            BadNameService,
-            BadControlValue,
-            UnknownDestination,
-        ];
+        let peer = PeerFault::ALL;
+        for (i, f) in peer.iter().enumerate() {
+            assert_eq!(*f as usize, i, "{f:?}");
+        }
         let local = [
             Error::InvalidConfig(""),
             Error::RegionTooSmall,

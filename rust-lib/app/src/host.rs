@@ -271,12 +271,8 @@ where
     });
     match change.flatten() {
         Some((Some(session), _, peer)) => {
-            out.diag(format_args!(
-                "host: link up with the remote (ivshmem id {}), session {session}",
-                peer.map_or(-1, i32::from)
-            ));
-            text::banner(out, board, "Host");
-            out.end();
+            let who = "host: link up with the remote";
+            crate::link_up(out, who, session, peer, board, "Host");
             true
         }
         Some((None, Some(session), _)) => {

@@ -213,6 +213,22 @@ impl ErrorOnce {
     }
 }
 
+/// The link came up in `session` with the peer `peer`: logs it (`who`: "host: link up
+/// with the remote", ...) and prints the banner of `side` on `board`.
+fn link_up(
+    out: &mut impl Console,
+    who: &str,
+    session: u32,
+    peer: Option<u16>,
+    board: &str,
+    side: &str,
+) {
+    let peer = peer.map_or(-1, i32::from);
+    out.diag(format_args!("{who} (ivshmem id {peer}), session {session}"));
+    text::banner(out, board, side);
+    out.end();
+}
+
 /// `v` in decimal, written to the end of `buf`; returns the digits.
 pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();

@@ -82,12 +82,14 @@ where
     else {
         return false;
     };
-    out.diag(format_args!(
-        "remote: attached to session {session} of the host (ivshmem id {})",
-        peer.map_or(-1, i32::from)
-    ));
-    text::banner(out, board, "Remote");
-    out.end();
+    crate::link_up(
+        out,
+        "remote: attached to the host",
+        session,
+        peer,
+        board,
+        "Remote",
+    );
     true
 }
 

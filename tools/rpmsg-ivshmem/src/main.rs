@@ -66,26 +66,24 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_remote(common: &Common, options: RemoteOptions) -> Result<()> {
-    let attached = node::attach(common)?;
-    let region = node::region(&attached.mapping)?;
-    let config = node::config(common, &attached.ivshmem)?;
-    let board = common.board.clone();
-    let mut remote = RemoteNode::new(region, config, attached.ivshmem, board, options)?;
-    remote.set_spin(common.spin);
-    remote.run()
+    node::with_attached(common, |region, config, ivshmem| {
+        let board = common.board.clone();
+        let mut remote = RemoteNode::new(region, config, ivshmem, board, options)?;
+        remote.set_spin(common.spin);
+        remote.run()
+    })
 }
 
 fn run_host_shell(common: &Common) -> Result<()> {
-    let attached = node::attach(common)?;
-    let region = node::region(&attached.mapping)?;
-    let config = node::config(common, &attached.ivshmem)?;
-    let board = common.board.clone();
-    let banner = Some(Stream::Stdout);
-    let mut host = HostNode::start(region, config, attached.ivshmem, board, banner)?;
-    host.set_spin(common.spin);
-    let result = host.run_shell();
-    host.shutdown();
-    result
+    node::with_attached(common, |region, config, ivshmem| {
+        let board = common.board.clone();
+        let banner = Some(Stream::Stdout);
+        let mut host = HostNode::start(region, config, ivshmem, board, banner)?;
+        host.set_spin(common.spin);
+        let result = host.run_shell();
+        host.shutdown();
+        result
+    })
 }
 
 fn run_host_send(
@@ -95,29 +93,28 @@ fn run_host_send(
     options: SendOptions,
     wait: Duration,
 ) -> Result<()> {
-    let attached = node::attach(common)?;
-    let region = node::region(&attached.mapping)?;
-    let config = node::config(common, &attached.ivshmem)?;
-    let board = common.board.clone();
-    // stdout carries only the echo blocks: the banner is a diagnostic here.
-    let banner = Some(Stream::Stderr);
-    let mut host = HostNode::start(region, config, attached.ivshmem, board, banner)?;
-    host.set_spin(common.spin);
-    let outcome = if host.wait_ready(wait) {
-        host.send(text, count, options)
-    } else {
-        Console::new().line(Stream::Stdout, NOT_READY);
-        eprintln!(
-            "rpmsg-ivshmem: no remote attached within {} s (start one with \
-             `rpmsg-ivshmem remote -S {}`, or wait longer with --wait)",
-            wait.as_secs(),
-            common.socket.display()
-        );
-        SendOutcome::NotReady
-    };
-    host.shutdown();
-    match outcome {
-        SendOutcome::Done => Ok(()),
-        _ => Err(Error::Reported),
-    }
+    node::with_attached(common, |region, config, ivshmem| {
+        let board = common.board.clone();
+        // stdout carries only the echo blocks: the banner is a diagnostic here.
+        let banner = Some(Stream::Stderr);
+        let mut host = HostNode::start(region, config, ivshmem, board, banner)?;
+        host.set_spin(common.spin);
+        let outcome = if host.wait_ready(wait) {
+            host.send(text, count, options)
+        } else {
+            Console::new().line(Stream::Stdout, NOT_READY);
+            eprintln!(
+                "rpmsg-ivshmem: no remote attached within {} s (start one with \
+                 `rpmsg-ivshmem remote -S {}`, or wait longer with --wait)",
+                wait.as_secs(),
+                common.socket.display()
+            );
+            SendOutcome::NotReady
+        };
+        host.shutdown();
+        match outcome {
+            SendOutcome::Done => Ok(()),
+            _ => Err(Error::Reported),
+        }
+    })
 }

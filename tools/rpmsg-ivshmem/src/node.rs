@@ -32,6 +32,18 @@ pub fn attach(common: &Common) -> Result<Attached> {
     Ok(Attached { ivshmem, mapping })
 }
 
+/// Connects to the server named in `common`, maps its shared memory, checks the layout,
+/// and runs `f` with the region, the engine configuration and the connection.
+pub fn with_attached<T>(
+    common: &Common,
+    f: impl FnOnce(SharedRegion<'_>, Config, Ivshmem) -> Result<T>,
+) -> Result<T> {
+    let Attached { ivshmem, mapping } = attach(common)?;
+    let region = region(&mapping)?;
+    let config = config(common, &ivshmem)?;
+    f(region, config, ivshmem)
+}
+
 /// The engine's view of a mapping.
 pub fn region(mapping: &ShmMapping) -> Result<SharedRegion<'_>> {
     // SAFETY: the mapping is a live MAP_SHARED mapping of `len()` bytes that stays mapped

@@ -160,6 +160,27 @@ fn command_port() -> CommandPort {
     }
 }
 
+/// Arguments 1 and 2 of a shell command (`None` where not given).
+///
+/// # Safety
+///
+/// `argv` must hold `argc` valid NUL-terminated strings that live for `'s`, as Zephyr's
+/// shell passes them to a handler for the duration of the call.
+unsafe fn two_args<'s>(
+    argc: usize,
+    argv: *const *const c_char,
+) -> (Option<&'s [u8]>, Option<&'s [u8]>) {
+    // SAFETY: forwarded from the caller.
+    unsafe { (shell::arg(argc, argv, 1), shell::arg(argc, argv, 2)) }
+}
+
+/// Prints a refused argument's error line; the command's result.
+fn refuse<const N: usize>(out: &mut Console<'_, N>, e: command::ArgError<'_>) -> c_int {
+    e.write_line(out);
+    rpmsg_app::Console::end_error(out);
+    EINVAL
+}
+
 /// `rpmsg_ivshmem send <string> <number of messages>` (registered in c/rpmsg_glue.c;
 /// Zephyr's shell checks that there are two arguments).
 #[no_mangle]
@@ -175,15 +196,11 @@ extern "C" fn rpmsg_glue_shell_send(
         shell: Some(&sh),
     };
     // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
-    let (text, count) = unsafe { (shell::arg(argc, argv, 1), shell::arg(argc, argv, 2)) };
+    let (text, count) = unsafe { two_args(argc, argv) };
     let args = command::send_args(text.unwrap_or(b""), count.unwrap_or(b""), MAX_PAYLOAD);
     let (text, count) = match args {
         Ok(args) => args,
-        Err(e) => {
-            e.write_line(&mut out);
-            rpmsg_app::Console::end_error(&mut out);
-            return EINVAL;
-        }
+        Err(e) => return refuse(&mut out, e),
     };
     let port = &mut command_port();
     match app::send(port, &mut out, text, count, SendOptions::default()) {
@@ -216,14 +233,10 @@ extern "C" fn rpmsg_glue_shell_bench(
         shell: Some(&sh),
     };
     // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
-    let (payload, count) = unsafe { (shell::arg(argc, argv, 1), shell::arg(argc, argv, 2)) };
+    let (payload, count) = unsafe { two_args(argc, argv) };
     let (size, n) = match command::bench_args(payload, count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
         Ok(args) => args,
-        Err(e) => {
-            e.write_line(&mut out);
-            rpmsg_app::Console::end_error(&mut out);
-            return EINVAL;
-        }
+        Err(e) => return refuse(&mut out, e),
     };
     if BENCH_BUSY.swap(true, Ordering::Acquire) {
         text::line(&mut out, text::BENCH_BUSY);
