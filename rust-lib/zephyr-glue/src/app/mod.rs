@@ -8,6 +8,8 @@
 //! counter), the shell and the console. Nothing on the per-message path allocates:
 //! console lines live in fixed buffers.
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_SHELL)]
+mod commands;
 pub mod host;
 pub mod remote;
 
