@@ -398,14 +398,20 @@ impl Sending<'_> {
         D: Doorbell + 'a,
         P: Port<HostApp<'a, D>>,
     {
+        if self.received == self.sent {
+            // A late echo of an earlier, timed-out send: not ours (with `seq`: a failure).
+            out.diag(format_args!(
+                "host: an echo arrived that no message in flight explains"
+            ));
+            port.with(|a| {
+                a.stray += 1;
+                a.node.release_rx(rx)
+            });
+            return self.options.seq.then_some(SendOutcome::Failed);
+        }
         self.received += 1;
         self.deadline = port.now().saturating_add(port.ms(crate::REPLY_TIMEOUT_MS));
-        if self.received > self.sent || !self.check(&rx, out) {
-            if self.received > self.sent {
-                out.diag(format_args!(
-                    "host: an echo arrived that no message in flight explains"
-                ));
-            }
+        if !self.check(&rx, out) {
             port.with(|a| a.node.release_rx(rx));
             return Some(SendOutcome::Failed);
         }
