@@ -51,6 +51,76 @@ impl Deferral {
     }
 }
 
+/// Which doorbells a node asks its peer for, per direction (the standard virtio
+/// suppression flags on its two rings), and why. The roles differ only in which flag they
+/// write (the driver's avail flags, the device's used flags): `suppress(rx, on)` writes it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Wakeups {
+    /// See [`Role::set_polling`].
+    pub(super) polling: bool,
+    /// The peer rings us for messages (our receive ring's flag clear).
+    rx: bool,
+    /// The peer rings us for transmit buffers (only while we have none).
+    tx: bool,
+    /// The last `acquire_tx` found no buffer.
+    pub(super) tx_starved: bool,
+}
+
+/// Writes the suppression flag of the receive (`true`) or transmit ring: suppressed or not.
+type Suppress<'r> = &'r dyn Fn(bool, bool) -> Result<()>;
+
+impl Wakeups {
+    /// Both flags clear (the rings' state after a reset), not polling.
+    pub(super) const fn new() -> Self {
+        Self {
+            polling: false,
+            rx: true,
+            tx: true,
+            tx_starved: false,
+        }
+    }
+
+    /// A new session: no doorbells for transmit buffers (they are taken when sending, and
+    /// asked for only while there are none); for messages unless polling. Both flags are
+    /// written: one set in the previous session may have landed after the rings were reset.
+    pub(super) fn start_session(&mut self, suppress: Suppress<'_>) -> Result<()> {
+        suppress(false, true)?;
+        self.tx = false;
+        self.tx_starved = false;
+        suppress(true, self.polling)?;
+        self.rx = !self.polling;
+        Ok(())
+    }
+
+    /// Asks for doorbells for transmit buffers (`on`: we have none) or stops asking.
+    pub(super) fn want_tx(&mut self, on: bool, suppress: Suppress<'_>) -> Result<()> {
+        if self.tx != on {
+            suppress(false, !on)?;
+            self.tx = on;
+        }
+        Ok(())
+    }
+
+    /// [`Role::set_polling`]: records `polling`; with `write`, writes the flags that change.
+    pub(super) fn set_polling(
+        &mut self,
+        polling: bool,
+        write: bool,
+        suppress: Suppress<'_>,
+    ) -> Result<()> {
+        self.polling = polling;
+        if !write {
+            return Ok(());
+        }
+        if self.rx == polling {
+            suppress(true, polling)?;
+            self.rx = !polling;
+        }
+        self.want_tx(!polling && self.tx_starved, suppress)
+    }
+}
+
 /// A submit or release: the doorbell check now, or held back while deferring.
 pub(super) fn check_or_hold<'a, R: Role<'a>>(t: &mut R, tx: bool, limit: u16) -> Result<bool> {
     if t.deferral().hold(tx, limit) {

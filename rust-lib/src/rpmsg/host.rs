@@ -2,7 +2,7 @@
 //! sends on vring 1, starts sessions and notices remotes attaching or asking for a fresh
 //! one.
 
-use super::batching::{check_or_hold, Deferral};
+use super::batching::{check_or_hold, Deferral, Wakeups};
 use super::{check_region, Host, LinkState, Role, Rpmsg};
 use crate::descset::DescSet;
 use crate::error::{Error, ErrorCounters, PeerFault, Result};
@@ -17,13 +17,8 @@ pub struct HostRole<'a> {
     rx: DriverQueue<'a>,
     tx: DriverQueue<'a>,
     tx_free: DescSet,
-    tx_interrupts: bool,
-    /// Whether the remote rings us for messages (vring 0 avail flags clear).
-    rx_interrupts: bool,
-    /// The last `acquire_tx` found no buffer.
-    tx_starved: bool,
-    /// See [`Role::set_polling`].
-    polling: bool,
+    /// The doorbells we ask the remote for (our avail rings' flags).
+    wake: Wakeups,
     deferral: Deferral,
     layout: Layout,
 }
@@ -38,11 +33,27 @@ impl HostRole<'_> {
     fn addr(&self, buf: BufferRef) -> u64 {
         self.layout.config().addr_base + buf.offset as u64
     }
+
+    /// Writes the receive (`rx`) or transmit ring's "no interrupt" flag.
+    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
+        match rx {
+            true => self.rx.suppress_interrupts(on),
+            false => self.tx.suppress_interrupts(on),
+        }
+    }
 }
 
 impl super::sealed::Sealed for HostRole<'_> {}
 
 impl HostRole<'_> {
+    /// Asks for interrupts for returned transmit buffers, or stops asking.
+    fn want_tx(&mut self, on: bool) -> Result<()> {
+        let mut wake = self.wake;
+        let result = wake.want_tx(on, &|rx, on| self.suppress(rx, on));
+        self.wake = wake;
+        result
+    }
+
     /// Moves every transmit buffer the remote consumed back to the free set (bounded by
     /// the queue size).
     fn reclaim(&mut self, counters: &mut ErrorCounters) -> Result<()> {
@@ -64,11 +75,9 @@ impl HostRole<'_> {
     /// Starts a session: interrupts for returned transmit buffers are off, because the host
     /// reclaims them lazily when it sends; they are turned on only while it has none.
     fn start_session(&mut self) -> Result<()> {
-        self.tx.suppress_interrupts(true)?;
-        self.tx_interrupts = false;
-        self.tx_starved = false;
-        self.rx.suppress_interrupts(self.polling)?;
-        self.rx_interrupts = !self.polling;
+        let mut wake = self.wake;
+        wake.start_session(&|rx, on| self.suppress(rx, on))?;
+        self.wake = wake;
         self.deferral.take(true);
         Ok(())
     }
@@ -77,25 +86,19 @@ impl HostRole<'_> {
 impl<'a> Role<'a> for HostRole<'a> {
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
         self.reclaim(counters)?;
-        if self.tx_free.is_empty() && !self.polling {
+        if self.tx_free.is_empty() && !self.wake.polling {
             // Out of buffers: ask to be interrupted when one comes back, then look again in
             // case it came back before the flag was visible. (A polling caller asks only
             // when it stops polling.)
-            if !self.tx_interrupts {
-                self.tx.suppress_interrupts(false)?;
-                self.tx_interrupts = true;
-            }
+            self.want_tx(true)?;
             self.reclaim(counters)?;
         }
         let Some(id) = self.tx_free.first() else {
-            self.tx_starved = true;
+            self.wake.tx_starved = true;
             return Ok(None);
         };
-        self.tx_starved = false;
-        if self.tx_interrupts {
-            self.tx.suppress_interrupts(true)?;
-            self.tx_interrupts = false;
-        }
+        self.wake.tx_starved = false;
+        self.want_tx(false)?;
         self.tx_free.remove(id);
         let n = self.layout.config().queue_size as usize;
         Ok(Some((id, self.buffer(n + id as usize))))
@@ -133,24 +136,14 @@ impl<'a> Role<'a> for HostRole<'a> {
     }
 
     fn set_polling(&mut self, polling: bool, write: bool) -> Result<()> {
-        self.polling = polling;
-        if !write {
-            return Ok(());
-        }
-        if self.rx_interrupts == polling {
-            self.rx.suppress_interrupts(polling)?;
-            self.rx_interrupts = !polling;
-        }
-        let tx = !polling && self.tx_starved;
-        if self.tx_interrupts != tx {
-            self.tx.suppress_interrupts(!tx)?;
-            self.tx_interrupts = tx;
-        }
-        Ok(())
+        let mut wake = self.wake;
+        let result = wake.set_polling(polling, write, &|rx, on| self.suppress(rx, on));
+        self.wake = wake;
+        result
     }
 
     fn peer_moved(&self) -> bool {
-        self.rx.used_moved() || (self.tx_starved && self.tx.used_moved())
+        self.rx.used_moved() || (self.wake.tx_starved && self.tx.used_moved())
     }
 
     fn refresh<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()> {
@@ -200,10 +193,7 @@ impl<'a, D: Doorbell> Host<'a, D> {
             rx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::RemoteToHost))?),
             tx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::HostToRemote))?),
             tx_free: DescSet::new(),
-            tx_interrupts: true,
-            rx_interrupts: true,
-            tx_starved: false,
-            polling: false,
+            wake: Wakeups::new(),
             deferral: Deferral::default(),
             layout,
         };

@@ -14,7 +14,7 @@ mod buffers;
 pub mod host;
 pub mod remote;
 
-pub use batching::Deferral;
+pub use batching::{Deferral, Wakeups};
 pub use buffers::{Event, RxBuffer, TxBuffer};
 pub use host::HostRole;
 pub use remote::RemoteRole;

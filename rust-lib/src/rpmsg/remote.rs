@@ -1,7 +1,7 @@
 //! The remote's role: the virtio device side. It waits for the host's session, receives
 //! on vring 1 and sends on vring 0 in buffers the host offers.
 
-use super::batching::{check_or_hold, Deferral};
+use super::batching::{check_or_hold, Deferral, Wakeups};
 use super::{check_region, LinkState, Remote, Role, Rpmsg};
 use crate::error::{Error, ErrorCounters, PeerFault, Result};
 use crate::layout::{Config, Layout, QueueId, STATUS_DRIVER_OK};
@@ -18,13 +18,8 @@ const MAX_SPARE: usize = crate::layout::MAX_QUEUE_SIZE as usize;
 pub struct RemoteRole<'a> {
     rx: DeviceQueue<'a>,
     tx: DeviceQueue<'a>,
-    tx_notifications: bool,
-    /// Whether the host rings us for messages (vring 1 used flags clear).
-    rx_notifications: bool,
-    /// The last `acquire_tx` found no buffer.
-    tx_starved: bool,
-    /// See [`Role::set_polling`].
-    polling: bool,
+    /// The doorbells we ask the host for (our used rings' flags).
+    wake: Wakeups,
     deferral: Deferral,
     spare: heapless::Vec<(u16, u32, u32), MAX_SPARE>,
 }
@@ -32,6 +27,22 @@ pub struct RemoteRole<'a> {
 impl super::sealed::Sealed for RemoteRole<'_> {}
 
 impl RemoteRole<'_> {
+    /// Writes the receive (`rx`) or transmit ring's "no notify" flag.
+    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
+        match rx {
+            true => self.rx.suppress_notifications(on),
+            false => self.tx.suppress_notifications(on),
+        }
+    }
+
+    /// Asks for notifications of offered transmit buffers, or stops asking.
+    fn want_tx(&mut self, on: bool) -> Result<()> {
+        let mut wake = self.wake;
+        let result = wake.want_tx(on, &|rx, on| self.suppress(rx, on));
+        self.wake = wake;
+        result
+    }
+
     /// Takes the next valid available buffer of vring 0, skipping (and counting) invalid
     /// entries; bounded by the queue size.
     fn pop_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
@@ -51,13 +62,9 @@ impl RemoteRole<'_> {
     /// vring 0 (we take them when we send); notifications are turned on only while we have
     /// none.
     fn start_session(&mut self) -> Result<()> {
-        self.tx.suppress_notifications(true)?;
-        self.tx_notifications = false;
-        self.tx_starved = false;
-        // Written even when not polling: a flag we set in the previous session may have
-        // landed after the host cleared the rings.
-        self.rx.suppress_notifications(self.polling)?;
-        self.rx_notifications = !self.polling;
+        let mut wake = self.wake;
+        wake.start_session(&|rx, on| self.suppress(rx, on))?;
+        self.wake = wake;
         self.deferral.take(true);
         Ok(())
     }
@@ -70,21 +77,17 @@ impl<'a> Role<'a> for RemoteRole<'a> {
                 offset: offset as usize,
                 len,
             };
-            self.tx_starved = false;
+            self.wake.tx_starved = false;
             return Ok(Some((id, buf)));
         }
         let mut found = self.pop_tx(counters)?;
-        if found.is_none() && !self.polling {
-            if !self.tx_notifications {
-                self.tx.suppress_notifications(false)?;
-                self.tx_notifications = true;
-            }
+        if found.is_none() && !self.wake.polling {
+            self.want_tx(true)?;
             found = self.pop_tx(counters)?;
         }
-        self.tx_starved = found.is_none();
-        if found.is_some() && self.tx_notifications {
-            self.tx.suppress_notifications(true)?;
-            self.tx_notifications = false;
+        self.wake.tx_starved = found.is_none();
+        if found.is_some() {
+            self.want_tx(false)?;
         }
         Ok(found)
     }
@@ -125,24 +128,14 @@ impl<'a> Role<'a> for RemoteRole<'a> {
     }
 
     fn set_polling(&mut self, polling: bool, write: bool) -> Result<()> {
-        self.polling = polling;
-        if !write {
-            return Ok(());
-        }
-        if self.rx_notifications == polling {
-            self.rx.suppress_notifications(polling)?;
-            self.rx_notifications = !polling;
-        }
-        let tx = !polling && self.tx_starved;
-        if self.tx_notifications != tx {
-            self.tx.suppress_notifications(!tx)?;
-            self.tx_notifications = tx;
-        }
-        Ok(())
+        let mut wake = self.wake;
+        let result = wake.set_polling(polling, write, &|rx, on| self.suppress(rx, on));
+        self.wake = wake;
+        result
     }
 
     fn peer_moved(&self) -> bool {
-        self.rx.avail_moved() || (self.tx_starved && self.tx.avail_moved())
+        self.rx.avail_moved() || (self.wake.tx_starved && self.tx.avail_moved())
     }
 
     fn refresh<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()> {
@@ -187,10 +180,7 @@ impl<'a, D: Doorbell> Remote<'a, D> {
                 RingView::new(region, layout.ring(QueueId::RemoteToHost))?,
                 pool,
             ),
-            tx_notifications: true,
-            rx_notifications: true,
-            tx_starved: false,
-            polling: false,
+            wake: Wakeups::new(),
             deferral: Deferral::default(),
             spare: heapless::Vec::new(),
         };
