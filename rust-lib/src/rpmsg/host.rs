@@ -33,27 +33,11 @@ impl HostRole<'_> {
     fn addr(&self, buf: BufferRef) -> u64 {
         self.layout.config().addr_base + buf.offset as u64
     }
-
-    /// Writes the receive (`rx`) or transmit ring's "no interrupt" flag.
-    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
-        match rx {
-            true => self.rx.suppress_interrupts(on),
-            false => self.tx.suppress_interrupts(on),
-        }
-    }
 }
 
 impl super::sealed::Sealed for HostRole<'_> {}
 
 impl HostRole<'_> {
-    /// Asks for interrupts for returned transmit buffers, or stops asking.
-    fn want_tx(&mut self, on: bool) -> Result<()> {
-        let mut wake = self.wake;
-        let result = wake.want_tx(on, &|rx, on| self.suppress(rx, on));
-        self.wake = wake;
-        result
-    }
-
     /// Moves every transmit buffer the remote consumed back to the free set (bounded by
     /// the queue size).
     fn reclaim(&mut self, counters: &mut ErrorCounters) -> Result<()> {
@@ -135,11 +119,15 @@ impl<'a> Role<'a> for HostRole<'a> {
         Ok((tx && self.tx.should_notify()?) || (rx && self.rx.should_notify()?))
     }
 
-    fn set_polling(&mut self, polling: bool, write: bool) -> Result<()> {
-        let mut wake = self.wake;
-        let result = wake.set_polling(polling, write, &|rx, on| self.suppress(rx, on));
-        self.wake = wake;
-        result
+    fn wakeups(&mut self) -> &mut Wakeups {
+        &mut self.wake
+    }
+
+    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
+        match rx {
+            true => self.rx.suppress_interrupts(on),
+            false => self.tx.suppress_interrupts(on),
+        }
     }
 
     fn peer_moved(&self) -> bool {

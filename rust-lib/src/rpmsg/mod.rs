@@ -54,7 +54,26 @@ pub trait Role<'a>: sealed::Sealed + Sized {
     /// message, and for transmit buffers while we have none. Writes a ring flag only when it
     /// changes. `write` false only records the mode (the rings are not ours right now).
     #[doc(hidden)]
-    fn set_polling(&mut self, polling: bool, write: bool) -> Result<()>;
+    fn set_polling(&mut self, polling: bool, write: bool) -> Result<()> {
+        let mut wake = *self.wakeups();
+        let result = wake.set_polling(polling, write, &|rx, on| self.suppress(rx, on));
+        *self.wakeups() = wake;
+        result
+    }
+    /// Asks the peer for doorbells for transmit buffers (`on`: we have none), or stops.
+    #[doc(hidden)]
+    fn want_tx(&mut self, on: bool) -> Result<()> {
+        let mut wake = *self.wakeups();
+        let result = wake.want_tx(on, &|rx, on| self.suppress(rx, on));
+        *self.wakeups() = wake;
+        result
+    }
+    /// The doorbells we ask the peer for.
+    #[doc(hidden)]
+    fn wakeups(&mut self) -> &mut Wakeups;
+    /// Writes our receive (`rx`) or transmit ring's suppression flag (`on`: no doorbells).
+    #[doc(hidden)]
+    fn suppress(&self, rx: bool, on: bool) -> Result<()>;
     /// Whether the peer published something we wait for (a message; a transmit buffer while
     /// we have none): a cheap look without validation.
     #[doc(hidden)]

@@ -27,22 +27,6 @@ pub struct RemoteRole<'a> {
 impl super::sealed::Sealed for RemoteRole<'_> {}
 
 impl RemoteRole<'_> {
-    /// Writes the receive (`rx`) or transmit ring's "no notify" flag.
-    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
-        match rx {
-            true => self.rx.suppress_notifications(on),
-            false => self.tx.suppress_notifications(on),
-        }
-    }
-
-    /// Asks for notifications of offered transmit buffers, or stops asking.
-    fn want_tx(&mut self, on: bool) -> Result<()> {
-        let mut wake = self.wake;
-        let result = wake.want_tx(on, &|rx, on| self.suppress(rx, on));
-        self.wake = wake;
-        result
-    }
-
     /// Takes the next valid available buffer of vring 0, skipping (and counting) invalid
     /// entries; bounded by the queue size.
     fn pop_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
@@ -127,11 +111,15 @@ impl<'a> Role<'a> for RemoteRole<'a> {
         Ok((tx && self.tx.should_notify()?) || (rx && self.rx.should_notify()?))
     }
 
-    fn set_polling(&mut self, polling: bool, write: bool) -> Result<()> {
-        let mut wake = self.wake;
-        let result = wake.set_polling(polling, write, &|rx, on| self.suppress(rx, on));
-        self.wake = wake;
-        result
+    fn wakeups(&mut self) -> &mut Wakeups {
+        &mut self.wake
+    }
+
+    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
+        match rx {
+            true => self.rx.suppress_notifications(on),
+            false => self.tx.suppress_notifications(on),
+        }
     }
 
     fn peer_moved(&self) -> bool {
