@@ -115,13 +115,14 @@ impl<'a, D: Doorbell + 'a, P: Port<HostApp<'a, D>>> Run<'_, 'a, D, P> {
             if self.port.with(|a| a.bench.received > n) == Some(true) {
                 return true;
             }
-            if let host::Step::Idle = step {
-                if self.port.now() >= deadline {
-                    return false;
-                }
+            let idle = matches!(step, host::Step::Idle);
+            host::settle(self.port, step, out, &mut self.errors);
+            // Checked after every step: a peer that keeps sending strays times out too.
+            if self.port.now() >= deadline {
+                return false;
+            }
+            if idle {
                 self.port.wait(deadline);
-            } else {
-                host::settle(self.port, step, out, &mut self.errors);
             }
         }
     }

@@ -243,18 +243,26 @@ where
     false
 }
 
-/// Receives everything pending while no command runs (see [`settle`]).
+/// Receives what is pending while no command runs (see [`settle`]), at most [`MAX_DRAIN`]
+/// steps.
 pub fn drain<'a, D, P>(port: &mut P, out: &mut impl Console, errors: &mut ErrorOnce)
 where
     D: Doorbell + 'a,
     P: Port<HostApp<'a, D>>,
 {
-    while let Some(step) = port.with(|a| a.receive()) {
+    // Bounded, so that a peer that keeps sending cannot keep the caller here for ever.
+    for _ in 0..MAX_DRAIN {
+        let Some(step) = port.with(|a| a.receive()) else {
+            return;
+        };
         if settle(port, step, out, errors) {
             return;
         }
     }
 }
+
+/// Most steps one [`drain`] takes: four ring-fulls of the default queue.
+pub const MAX_DRAIN: usize = 64;
 
 /// Prints the banner on `board` when the link became ready in a session not greeted yet
 /// (a remote restart gives a new session, possibly without a "not ready" moment between
@@ -447,21 +455,23 @@ impl Sending<'_> {
                     if let Some(outcome) = self.on_echo(port, out, rx) {
                         return outcome;
                     }
+                    continue;
                 }
-                Step::Idle => {
-                    if !self.fill(port, out) {
-                        return SendOutcome::Failed;
-                    }
-                    if port.now() >= self.deadline {
-                        text::line(out, text::TIMED_OUT);
-                        out.end();
-                        return SendOutcome::TimedOut;
-                    }
-                    port.wait(self.deadline);
-                }
+                Step::Idle if !self.fill(port, out) => return SendOutcome::Failed,
+                Step::Idle => {}
+                // A peer that keeps sending something else does not hold `send` up: the
+                // timeout is checked after every step.
                 other => {
                     settle(port, other, out, &mut self.errors);
                 }
+            }
+            if port.now() >= self.deadline {
+                text::line(out, text::TIMED_OUT);
+                out.end();
+                return SendOutcome::TimedOut;
+            }
+            if port.with(|a| a.node.has_pending()) != Some(true) {
+                port.wait(self.deadline);
             }
         }
     }
