@@ -299,6 +299,13 @@ fn hostile_host_descriptors_are_skipped() {
         r.counters().get(Error::Peer(PeerFault::BufferOutOfBounds)),
         1
     );
+    // That buffer is lost to the session: the remote asks for a fresh one, and the link
+    // comes back with every buffer.
+    let _ = r.poll();
+    assert_eq!(r.link_state(), LinkState::Waiting);
+    let old = h.session();
+    let ept = bring_up(&mut h, &mut r);
+    assert_eq!(h.session(), old + 1);
     h.try_send(ept, b"two").unwrap();
     assert_eq!(echo_one(&mut r).as_deref(), Some(&b"two"[..]));
 }
@@ -327,6 +334,12 @@ fn hostile_remote_used_entries_are_skipped_and_a_wild_index_resets_the_session()
             .get(Error::Peer(PeerFault::DescriptorIndexOutOfRange)),
         1
     );
+    // The rejected entry lost a buffer: the host starts a fresh session at its next look.
+    let old = h.session();
+    let _ = h.poll();
+    assert_eq!(h.session(), old + 1);
+    assert_eq!(bring_up(&mut h, &mut r), ept);
+    let used_idx = region.load_u16(ring.used + 2, Relaxed).unwrap();
     // A used index far ahead: the ring is unusable, the host starts a new session.
     region
         .store_u16(ring.used + 2, used_idx.wrapping_add(1000), Relaxed)
@@ -339,7 +352,7 @@ fn hostile_remote_used_entries_are_skipped_and_a_wild_index_resets_the_session()
     let old = h.session();
     let _ = h.poll();
     assert_eq!(h.session(), old + 1);
-    assert_eq!(h.stats().resets, 1);
+    assert_eq!(h.stats().resets, 2);
     let ept2 = bring_up(&mut h, &mut r);
     assert_eq!(ept2, ept);
     h.try_send(ept2, b"after").unwrap();

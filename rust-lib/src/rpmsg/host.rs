@@ -21,6 +21,8 @@ pub struct HostRole<'a> {
     wake: Wakeups,
     deferral: Deferral,
     layout: Layout,
+    /// A used entry was rejected since the last look: its buffer is lost to this session.
+    lost: bool,
 }
 
 impl HostRole<'_> {
@@ -50,7 +52,10 @@ impl HostRole<'_> {
                 Err(Error::Peer(PeerFault::UsedIndexOutOfRange)) => {
                     return Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
                 }
-                Err(e) => counters.record(e),
+                Err(e) => {
+                    self.lost = true;
+                    counters.record(e);
+                }
             }
         }
         Ok(())
@@ -100,10 +105,9 @@ impl<'a> Role<'a> for HostRole<'a> {
 
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let buf_size = self.layout.config().buf_size;
-        Ok(self
-            .rx
-            .pop_used(buf_size)?
-            .map(|e| (e.id, self.buffer(e.id as usize), e.len)))
+        let popped = self.rx.pop_used(buf_size);
+        self.lost |= popped.is_err();
+        Ok(popped?.map(|e| (e.id, self.buffer(e.id as usize), e.len)))
     }
 
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
@@ -184,6 +188,7 @@ impl<'a, D: Doorbell> Host<'a, D> {
             wake: Wakeups::new(),
             deferral: Deferral::default(),
             layout,
+            lost: false,
         };
         Self::assemble(region, layout, role, doorbell, own_id)
     }
@@ -208,6 +213,7 @@ impl<'a, D: Doorbell> Host<'a, D> {
         t.rx.reset()?;
         t.tx.reset()?;
         t.tx_free = DescSet::new();
+        t.lost = false;
         let n = self.layout.config().queue_size;
         for id in 0..n {
             t.tx_free.insert(id);
@@ -243,11 +249,16 @@ impl<'a, D: Doorbell> Host<'a, D> {
         if self.link == LinkState::Down {
             return Ok(());
         }
+        if !self.region_intact() {
+            return self.restart_session(None);
+        }
         let (id, session) = match self.control.remote() {
             Ok(v) => v,
             Err(e) => {
+                // An impossible remote word: whoever wrote it, only a fresh session
+                // (which clears it) gets a real remote back.
                 self.counters.record(e);
-                return Ok(());
+                return self.restart_session(None);
             }
         };
         if (id.is_some() && session == 0) || self.link == LinkState::Broken {
@@ -260,6 +271,20 @@ impl<'a, D: Doorbell> Host<'a, D> {
             self.adopt_remote(id);
         }
         Ok(())
+    }
+
+    /// Whether the session still stands as we set it up: our status byte and session
+    /// number are written by us alone, so another value there was written by someone
+    /// else (counted), and a ring entry we rejected lost a buffer for good (counted when
+    /// it was rejected). Either way only a fresh session restores the link.
+    fn region_intact(&mut self) -> bool {
+        let ours = self.control.status() == Ok(STATUS_READY)
+            && self.control.host_session() == Ok(self.session);
+        if !ours {
+            self.counters
+                .record(Error::Peer(PeerFault::BadControlValue));
+        }
+        ours && !core::mem::take(&mut self.role.lost)
     }
 
     /// The remote acknowledged our session (`id` from the control area): the link is up

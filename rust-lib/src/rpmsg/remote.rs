@@ -22,6 +22,9 @@ pub struct RemoteRole<'a> {
     wake: Wakeups,
     deferral: Deferral,
     spare: heapless::Vec<(u16, u32, u32), MAX_SPARE>,
+    /// An available entry was rejected since the last look: the host's ring is corrupt and
+    /// that buffer is lost to this session.
+    lost: bool,
 }
 
 impl super::sealed::Sealed for RemoteRole<'_> {}
@@ -36,7 +39,10 @@ impl RemoteRole<'_> {
                 Err(Error::Peer(PeerFault::AvailIndexOutOfRange)) => {
                     return Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
                 }
-                Err(e) => counters.record(e),
+                Err(e) => {
+                    self.lost = true;
+                    counters.record(e);
+                }
             }
         }
         Ok(None)
@@ -95,7 +101,9 @@ impl<'a> Role<'a> for RemoteRole<'a> {
     }
 
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
-        Ok(self.rx.pop_avail()?.map(|(id, buf)| (id, buf, buf.len)))
+        let popped = self.rx.pop_avail();
+        self.lost |= popped.is_err();
+        Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
     }
 
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
@@ -171,6 +179,7 @@ impl<'a, D: Doorbell> Remote<'a, D> {
             wake: Wakeups::new(),
             deferral: Deferral::default(),
             spare: heapless::Vec::new(),
+            lost: false,
         };
         Self::assemble(region, layout, role, doorbell, own_id)
     }
@@ -198,6 +207,15 @@ impl<'a, D: Doorbell> Remote<'a, D> {
         let status = self.control.status()?;
         let session = self.control.host_session()?;
         let ready = status & STATUS_DRIVER_OK != 0;
+        if self.link == LinkState::Up && core::mem::take(&mut self.role.lost) {
+            // The host offered a buffer we had to reject (counted): it is lost to this
+            // session, and the ring is not the host's any more. Our host starts a fresh
+            // session when asked; a C OpenAMP host cannot be asked, and keeps this one.
+            if self.control.published().is_ok_and(|p| p.is_some()) {
+                let host = self.published_peer;
+                return self.request_session(host);
+            }
+        }
         match self.link {
             LinkState::Up if ready && session == self.session => return Ok(()),
             LinkState::Broken if ready && session == self.session => {
@@ -255,6 +273,7 @@ impl<'a, D: Doorbell> Remote<'a, D> {
         self.role.rx.restart(pool);
         self.role.tx.restart(pool);
         self.role.spare.clear();
+        self.role.lost = false;
         self.role.start_session()?;
         self.epoch = self.epoch.wrapping_add(1);
         self.published_peer = host_id;

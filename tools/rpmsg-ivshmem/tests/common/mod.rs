@@ -48,6 +48,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub struct TestServer {
     /// Its socket.
     pub socket: PathBuf,
+    /// Its POSIX shared-memory object's name (under `/dev/shm`).
+    pub shm_name: String,
     stop: StopHandle,
     thread: Option<JoinHandle<Result<(), ivshmem::Error>>>,
 }
@@ -65,7 +67,7 @@ impl TestServer {
         let socket = std::env::temp_dir().join(format!("{tag}.sock"));
         let server = Server::new(ServerConfig {
             socket_path: socket.clone(),
-            shm: ShmBacking::Posix(tag),
+            shm: ShmBacking::Posix(tag.clone()),
             shm_size: size,
             vectors: 1,
             log_level: LogLevel::Error,
@@ -76,6 +78,7 @@ impl TestServer {
         let thread = Some(std::thread::spawn(move || server.run()));
         Self {
             socket,
+            shm_name: tag,
             stop,
             thread,
         }
