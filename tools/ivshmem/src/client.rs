@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use rustix::io::Errno;
 
 use crate::error::{Context, Error};
 use crate::shm::ShmMapping;
@@ -403,10 +406,10 @@ impl Core {
                     if left.is_zero() {
                         return Err(Error::Timeout("no message from the server".into()));
                     }
-                    let mut pfd = [sys::pollfd(self.sock.as_raw_fd(), libc::POLLIN)];
+                    let mut pfd = [sys::pollfd(&self.sock, PollFlags::IN)];
                     sys::poll(&mut pfd, Some(left)).context(|| "poll the server socket".into())?;
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::CONNRESET) => {
                     self.closed = true;
                     return Err(Error::ServerClosed);
                 }
@@ -490,15 +493,11 @@ pub fn wait_eventfds_each<F: AsFd>(fds: &[F], timeout: Option<Duration>) -> io::
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let mut pfds: Vec<libc::pollfd> = fds
-            .iter()
-            .map(|f| sys::pollfd(f.as_fd().as_raw_fd(), libc::POLLIN))
-            .collect();
         let left = deadline.map(sys::remaining);
-        sys::poll(&mut pfds, left)?;
+        let ready = sys::poll_each(fds.iter().map(|f| (f.as_fd(), PollFlags::IN)), left)?;
         let mut any = false;
-        for (i, p) in pfds.iter().enumerate() {
-            if p.revents & libc::POLLIN != 0 {
+        for (i, revents) in ready.iter().enumerate() {
+            if revents.contains(PollFlags::IN) {
                 counts[i] += sys::eventfd_read(fds[i].as_fd())?;
                 any |= counts[i] > 0;
             }

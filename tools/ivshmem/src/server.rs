@@ -10,14 +10,19 @@
 //! the server hold an unbounded number of messages or fds.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
+use std::fs::{OpenOptions, Permissions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustix::event::PollFlags;
+use rustix::fs::{FileType, Mode, Stat};
+use rustix::io::Errno;
+use rustix::shm;
 
 use crate::error::{Context, Error};
 use crate::log::{LogLevel, Logger};
@@ -125,52 +130,27 @@ pub struct ServerStats {
 /// [`install_signal_handlers`]).
 #[derive(Debug, Clone)]
 pub struct StopHandle {
+    /// Write end of the server's non-blocking stop pipe.
     fd: Arc<OwnedFd>,
 }
 
 impl StopHandle {
     /// Asks the server to shut down cleanly.
     pub fn stop(&self) {
-        let _ = sys::eventfd_write(self.fd.as_fd(), 1);
+        // A full pipe already holds a stop request.
+        let _ = rustix::io::write(self.fd.as_fd(), &[1]);
     }
 }
 
-/// The eventfd that the SIGINT/SIGTERM handler writes to (-1: none).
-static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
-/// Keeps the descriptor behind `SIGNAL_FD` open for the process lifetime.
-static SIGNAL_HANDLE: std::sync::Mutex<Option<StopHandle>> = std::sync::Mutex::new(None);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    let fd = SIGNAL_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: write() is async-signal-safe; fd stays open (SIGNAL_HANDLE).
-        unsafe {
-            libc::write(fd, one.as_ptr().cast(), one.len());
-        }
-    }
-}
-
-/// Makes SIGINT and SIGTERM stop the server through `handle`, and ignores
-/// SIGPIPE. For the binary; tests use [`StopHandle::stop`].
+/// Makes SIGINT and SIGTERM stop the server through `handle` (the handler
+/// writes a byte to its stop pipe), and makes SIGPIPE harmless. For the
+/// binary; tests use [`StopHandle::stop`].
 pub fn install_signal_handlers(handle: &StopHandle) -> io::Result<()> {
-    if let Ok(mut slot) = SIGNAL_HANDLE.lock() {
-        SIGNAL_FD.store(handle.fd.as_raw_fd(), Ordering::SeqCst);
-        *slot = Some(handle.clone());
+    use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM};
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::low_level::pipe::register(signal, handle.fd.try_clone()?)?;
     }
-    // SAFETY: installing handlers; on_signal only calls write().
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = libc::SA_RESTART;
-        sys::cvt(libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut()))?;
-        sys::cvt(libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()))?;
-        let mut ign: libc::sigaction = std::mem::zeroed();
-        ign.sa_sigaction = libc::SIG_IGN;
-        libc::sigemptyset(&mut ign.sa_mask);
-        sys::cvt(libc::sigaction(libc::SIGPIPE, &ign, std::ptr::null_mut()))?;
-    }
+    signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))?;
     Ok(())
 }
 
@@ -219,10 +199,11 @@ pub struct Server {
     shm_size: u64,
     peers: Vec<Peer>,
     cur_id: u16,
-    stop: Arc<OwnedFd>,
+    /// Read end of the stop pipe; [`StopHandle`]s hold the write end.
+    stop: OwnedFd,
+    stop_tx: Arc<OwnedFd>,
     stats: Arc<ServerStats>,
     accept_paused_until: Option<Instant>,
-    pollfds: Vec<libc::pollfd>,
     shut_down: bool,
 }
 
@@ -294,7 +275,10 @@ impl Server {
                 return Err(e);
             }
         };
-        let stop = Arc::new(sys::eventfd().context(|| "create the stop eventfd".into())?);
+        let (stop, stop_tx) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
+        )
+        .map_err(|e| Error::io("create the stop pipe", e.into()))?;
         log.log(
             LogLevel::Info,
             "listening",
@@ -315,9 +299,9 @@ impl Server {
             peers: Vec::new(),
             cur_id: 0,
             stop,
+            stop_tx: Arc::new(stop_tx),
             stats: Arc::new(ServerStats::default()),
             accept_paused_until: None,
-            pollfds: Vec::new(),
             shut_down: false,
         })
     }
@@ -325,7 +309,7 @@ impl Server {
     /// A handle that stops [`Server::run`] from elsewhere.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            fd: self.stop.clone(),
+            fd: self.stop_tx.clone(),
         }
     }
 
@@ -380,41 +364,47 @@ impl Server {
             let left = t.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |x| x.min(left)));
         }
-        self.pollfds.clear();
-        self.pollfds
-            .push(sys::pollfd(self.stop.as_raw_fd(), libc::POLLIN));
-        self.pollfds.push(sys::pollfd(
-            self.listener.as_raw_fd(),
-            if accepting { libc::POLLIN } else { 0 },
-        ));
-        for p in &self.peers {
-            let mut events = libc::POLLIN;
-            if !p.out.is_empty() {
-                events |= libc::POLLOUT;
-            }
-            self.pollfds.push(sys::pollfd(p.sock.as_raw_fd(), events));
-        }
-        sys::poll(&mut self.pollfds, timeout).context(|| "poll".into())?;
-        if self.pollfds[0].revents != 0 {
-            let _ = sys::eventfd_read(self.stop.as_fd());
+        let listen_events = if accepting {
+            PollFlags::IN
+        } else {
+            PollFlags::empty()
+        };
+        let fixed = [
+            (self.stop.as_fd(), PollFlags::IN),
+            (self.listener.as_fd(), listen_events),
+        ];
+        let peers = self.peers.iter().map(|p| {
+            let out = if p.out.is_empty() {
+                PollFlags::empty()
+            } else {
+                PollFlags::OUT
+            };
+            (p.sock.as_fd(), PollFlags::IN | out)
+        });
+        let ready =
+            sys::poll_each(fixed.into_iter().chain(peers), timeout).context(|| "poll".into())?;
+        if !ready[0].is_empty() {
+            let mut drain = [0u8; 64];
+            while matches!(rustix::io::read(&self.stop, &mut drain), Ok(n) if n > 0) {}
             return Ok(Step::Stop);
         }
-        let listener_ready = self.pollfds[1].revents & libc::POLLIN != 0;
+        let listener_ready = ready[1].contains(PollFlags::IN);
         // Peers first, by position: the list does not change before this
         // loop ends. Any readability (data, EOF, error) means disconnect,
         // as in QEMU's server; the server never reads from peers.
         for i in 0..self.peers.len() {
-            let revents = self.pollfds[i + 2].revents;
-            if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            let revents = ready[i + 2];
+            if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
+            {
                 let peer = &mut self.peers[i];
                 if peer.failed.is_none() {
-                    peer.failed = Some(if revents & libc::POLLIN != 0 {
+                    peer.failed = Some(if revents.contains(PollFlags::IN) {
                         "closed or sent data".into()
                     } else {
                         "hung up".into()
                     });
                 }
-            } else if revents & libc::POLLOUT != 0 {
+            } else if revents.contains(PollFlags::OUT) {
                 self.flush(i);
             }
         }
@@ -436,8 +426,8 @@ impl Server {
                 Ok(None) => break,
                 Err(e)
                     if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                        Errno::from_io_error(&e),
+                        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
                     ) =>
                 {
                     self.log.log(
@@ -663,7 +653,7 @@ impl Server {
         self.stats.peers.store(0, Ordering::Relaxed);
         // Remove the socket file only if it is still the one we bound.
         if let Ok(Some(st)) = sys::lstat(&self.config.socket_path) {
-            if (st.st_dev, st.st_ino) == self.socket_id {
+            if file_id(&st) == self.socket_id {
                 let _ = std::fs::remove_file(&self.config.socket_path);
             }
         }
@@ -673,7 +663,7 @@ impl Server {
                 if let (Ok(ours), Ok(Some(named))) =
                     (sys::fstat(self.shm.as_fd()), shm_stat(&self.config))
                 {
-                    if (ours.st_dev, ours.st_ino) == (named.st_dev, named.st_ino) {
+                    if file_id(&ours) == file_id(&named) {
                         unlink_shm(&self.config);
                     }
                 }
@@ -715,7 +705,7 @@ fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
         None => return Ok(()),
         Some(st) => st,
     };
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
         return Err(Error::Config(format!(
             "{} exists and is not a socket; refusing to replace it",
             path.display()
@@ -732,7 +722,7 @@ fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
             "another server is already listening on {} (and is busy)",
             path.display()
         ))),
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+        Err(e) if Errno::from_io_error(&e) == Some(Errno::CONNREFUSED) => {
             std::fs::remove_file(path)
                 .context(|| format!("remove stale socket {}", path.display()))?;
             log.log(
@@ -749,40 +739,41 @@ fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
     }
 }
 
-fn shm_name(name: &str) -> Result<CString, Error> {
-    CString::new(name).map_err(|_| Error::Config("shm name contains a NUL byte".into()))
+/// (st_dev, st_ino): what tells whether a name still refers to our file.
+fn file_id(st: &Stat) -> (u64, u64) {
+    (st.st_dev, st.st_ino)
+}
+
+fn shm_mode(config: &ServerConfig) -> Mode {
+    Mode::from_raw_mode(config.shm_mode as _)
+}
+
+/// Refuses names that `shm_open` cannot take.
+fn check_shm_name(name: &str) -> Result<(), Error> {
+    if name.contains('\0') {
+        return Err(Error::Config("shm name contains a NUL byte".into()));
+    }
+    Ok(())
 }
 
 /// Opens the shared memory; the bool says whether we created it.
 fn open_shm(config: &ServerConfig, log: &Logger) -> Result<(OwnedFd, bool), Error> {
     match &config.shm {
         ShmBacking::Posix(name) => {
-            let c = shm_name(name)?;
+            check_shm_name(name)?;
             // Exclusive first, to know whether we created it; then reuse an
             // existing object and its contents, as QEMU's server does.
-            // SAFETY: c is NUL-terminated.
-            let mut fd = unsafe {
-                libc::shm_open(
-                    c.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
-                    config.shm_mode as libc::mode_t,
-                )
+            let create = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
+            let (fd, created) = match shm::open(name.as_str(), create, shm_mode(config)) {
+                Ok(fd) => (Ok(fd), true),
+                Err(Errno::EXIST) => (
+                    shm::open(name.as_str(), shm::OFlags::RDWR, shm_mode(config)),
+                    false,
+                ),
+                Err(e) => (Err(e), true),
             };
-            let mut created = true;
-            if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
-                created = false;
-                // SAFETY: as above.
-                fd = unsafe {
-                    libc::shm_open(
-                        c.as_ptr(),
-                        libc::O_RDWR | libc::O_CLOEXEC,
-                        config.shm_mode as libc::mode_t,
-                    )
-                };
-            }
-            let fd = sys::cvt(fd).context(|| format!("cannot open shm object {name}"))?;
-            // SAFETY: shm_open returned a new descriptor we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let fd =
+                fd.map_err(|e| Error::io(format!("cannot open shm object {name}"), e.into()))?;
             if let Err(e) = apply_owner_mode(fd.as_fd(), config) {
                 if created {
                     unlink_shm(config);
@@ -794,36 +785,71 @@ fn open_shm(config: &ServerConfig, log: &Logger) -> Result<(OwnedFd, bool), Erro
             }
             Ok((fd, created))
         }
-        ShmBacking::Directory(dir) => {
-            let mut template = dir.join("ivshmem.XXXXXX").as_os_str().as_bytes().to_vec();
-            template.push(0);
-            // SAFETY: template is a NUL-terminated, writable buffer.
-            let fd = unsafe { libc::mkostemp(template.as_mut_ptr().cast(), libc::O_CLOEXEC) };
-            let fd =
-                sys::cvt(fd).context(|| format!("cannot create a file in {}", dir.display()))?;
-            // SAFETY: mkostemp returned a new descriptor we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            template.pop();
-            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&template));
-            std::fs::remove_file(&path).context(|| format!("unlink {}", path.display()))?;
-            Ok((fd, true))
+        ShmBacking::Directory(dir) => Ok((create_unlinked_file(dir)?, true)),
+    }
+}
+
+/// QEMU's `mkstemp("DIR/ivshmem.XXXXXX")` followed by `unlink()`: a new
+/// file (`O_EXCL`, mode 0600) that no name refers to any more.
+fn create_unlinked_file(dir: &Path) -> Result<OwnedFd, Error> {
+    const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut state = seed | 1;
+    for _ in 0..100 {
+        let suffix: String = (0..6)
+            .map(|_| {
+                // xorshift64: enough to make a clash with another file unlikely.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                LETTERS[(state % LETTERS.len() as u64) as usize] as char
+            })
+            .collect();
+        let path = dir.join(format!("ivshmem.{suffix}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path);
+        match file {
+            Ok(file) => {
+                std::fs::remove_file(&path).context(|| format!("unlink {}", path.display()))?;
+                return Ok(file.into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot create a file in {}", dir.display()),
+                    e,
+                ))
+            }
         }
     }
+    Err(Error::Config(format!(
+        "cannot create a file in {}: every name tried exists",
+        dir.display()
+    )))
 }
 
 /// fchmod/fchown the shm object as configured. An existing object owned by
 /// someone else cannot be changed: that is a warning-free no-op only when
 /// nothing was asked for explicitly.
 fn apply_owner_mode(fd: BorrowedFd<'_>, config: &ServerConfig) -> Result<(), Error> {
-    // SAFETY: plain syscalls on a valid descriptor.
-    sys::cvt(unsafe { libc::fchmod(fd.as_raw_fd(), config.shm_mode as libc::mode_t) })
-        .context(|| format!("chmod {:o} the shm object", config.shm_mode))?;
+    rustix::fs::fchmod(fd, shm_mode(config)).map_err(|e| {
+        Error::io(
+            format!("chmod {:o} the shm object", config.shm_mode),
+            e.into(),
+        )
+    })?;
     if config.owner.is_some() || config.group.is_some() {
-        let uid = config.owner.unwrap_or(u32::MAX);
-        let gid = config.group.unwrap_or(u32::MAX);
-        // SAFETY: as above; -1 (u32::MAX) leaves an id unchanged.
-        sys::cvt(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })
-            .context(|| "chown the shm object".into())?;
+        let uid = config.owner.map(rustix::fs::Uid::from_raw);
+        let gid = config.group.map(rustix::fs::Gid::from_raw);
+        rustix::fs::fchown(fd, uid, gid)
+            .map_err(|e| Error::io("chown the shm object", e.into()))?;
     }
     Ok(())
 }
@@ -838,11 +864,13 @@ fn set_shm_size(fd: &OwnedFd, size: u64, config: &ServerConfig) -> Result<u64, E
     }
     let mut try_size = size;
     loop {
-        let off = libc::off_t::try_from(try_size)
-            .map_err(|_| Error::Config(format!("shared memory size {try_size} is too large")))?;
-        // SAFETY: plain syscall on a valid descriptor.
-        match sys::cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), off) }) {
-            Ok(_) => return Ok(try_size),
+        if i64::try_from(try_size).is_err() {
+            return Err(Error::Config(format!(
+                "shared memory size {try_size} is too large"
+            )));
+        }
+        match rustix::fs::ftruncate(fd, try_size) {
+            Ok(()) => return Ok(try_size),
             Err(e) => {
                 if try_size >= MAX_HUGEPAGE_SIZE {
                     return Err(Error::io(
@@ -850,7 +878,7 @@ fn set_shm_size(fd: &OwnedFd, size: u64, config: &ServerConfig) -> Result<u64, E
                             "ftruncate({}) to {size} bytes (and larger powers of two up to 1 GiB)",
                             shm_description(config)
                         ),
-                        e,
+                        e.into(),
                     ));
                 }
                 try_size *= 2;
@@ -859,30 +887,21 @@ fn set_shm_size(fd: &OwnedFd, size: u64, config: &ServerConfig) -> Result<u64, E
     }
 }
 
-fn shm_stat(config: &ServerConfig) -> Result<Option<libc::stat>, Error> {
+fn shm_stat(config: &ServerConfig) -> Result<Option<Stat>, Error> {
     let ShmBacking::Posix(name) = &config.shm else {
         return Ok(None);
     };
-    let c = shm_name(name)?;
-    // SAFETY: c is NUL-terminated.
-    let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
-    match sys::cvt(fd) {
-        Ok(fd) => {
-            // SAFETY: shm_open returned a new descriptor we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Ok(Some(sys::fstat(fd.as_fd()).context(|| "fstat shm".into())?))
-        }
+    check_shm_name(name)?;
+    match shm::open(name.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
+        Ok(fd) => Ok(Some(sys::fstat(fd.as_fd()).context(|| "fstat shm".into())?)),
         Err(_) => Ok(None),
     }
 }
 
 fn unlink_shm(config: &ServerConfig) {
     if let ShmBacking::Posix(name) = &config.shm {
-        if let Ok(c) = shm_name(name) {
-            // SAFETY: c is NUL-terminated.
-            unsafe {
-                libc::shm_unlink(c.as_ptr());
-            }
+        if check_shm_name(name).is_ok() {
+            let _ = shm::unlink(name.as_str());
         }
     }
 }
@@ -897,16 +916,11 @@ fn listen_socket(config: &ServerConfig) -> Result<(OwnedFd, (u64, u64)), Error> 
         let _ = std::fs::remove_file(path);
         e
     };
-    let c = sys::cstring(path).map_err(|e| undo(Error::io("socket path", e)))?;
-    // SAFETY: c is NUL-terminated.
-    sys::cvt(unsafe { libc::chmod(c.as_ptr(), config.socket_mode as libc::mode_t) })
+    std::fs::set_permissions(path, Permissions::from_mode(config.socket_mode))
         .context(|| format!("chmod {:o} {}", config.socket_mode, path.display()))
         .map_err(undo)?;
     if config.owner.is_some() || config.group.is_some() {
-        let uid = config.owner.unwrap_or(u32::MAX);
-        let gid = config.group.unwrap_or(u32::MAX);
-        // SAFETY: c is NUL-terminated; -1 leaves an id unchanged.
-        sys::cvt(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
+        std::os::unix::fs::lchown(path, config.owner, config.group)
             .context(|| format!("chown {}", path.display()))
             .map_err(undo)?;
     }
@@ -922,7 +936,7 @@ fn listen_socket(config: &ServerConfig) -> Result<(OwnedFd, (u64, u64)), Error> 
     sys::listen(sock.as_fd(), LISTEN_BACKLOG)
         .context(|| format!("listen on {}", path.display()))
         .map_err(undo)?;
-    Ok((sock, (st.st_dev, st.st_ino)))
+    Ok((sock, file_id(&st)))
 }
 
 /// Resolves a user name or numeric uid.
@@ -930,25 +944,10 @@ pub fn lookup_user(name: &str) -> Result<u32, Error> {
     if let Ok(uid) = name.parse::<u32>() {
         return Ok(uid);
     }
-    let c = CString::new(name).map_err(|_| Error::Config(format!("invalid user '{name}'")))?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: passwd is plain old data; getpwnam_r fills it using buf.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            c.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(Error::Config(format!("unknown user '{name}'")));
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        _ => Err(Error::Config(format!("unknown user '{name}'"))),
     }
-    Ok(pwd.pw_uid)
 }
 
 /// Resolves a group name or numeric gid.
@@ -956,25 +955,10 @@ pub fn lookup_group(name: &str) -> Result<u32, Error> {
     if let Ok(gid) = name.parse::<u32>() {
         return Ok(gid);
     }
-    let c = CString::new(name).map_err(|_| Error::Config(format!("invalid group '{name}'")))?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: group is plain old data; getgrnam_r fills it using buf.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(Error::Config(format!("unknown group '{name}'")));
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        _ => Err(Error::Config(format!("unknown group '{name}'"))),
     }
-    Ok(grp.gr_gid)
 }
 
 #[cfg(test)]
