@@ -25,9 +25,9 @@ use rustix::io::Errno;
 use rustix::shm;
 
 use crate::error::{Context, Error};
-use crate::log::{LogLevel, Logger};
 use crate::size::round_up_pow2;
 use crate::sys;
+use crate::LogLevel;
 use crate::PROTOCOL_VERSION;
 
 /// Default socket path, as QEMU's server.
@@ -126,6 +126,24 @@ pub struct ServerStats {
     pub max_queue_seen: AtomicUsize,
 }
 
+/// Logs one server event through the `log` facade if `$level` is within the
+/// server's configured level: the event name is the message, the fields are
+/// its key-values (shown with `Display`).
+macro_rules! event {
+    ($max:expr, $level:expr, $event:literal) => {{
+        let level: log::Level = $level;
+        if level <= $max {
+            log::log!(level, $event);
+        }
+    }};
+    ($max:expr, $level:expr, $event:literal, $($key:ident = $value:expr),+ $(,)?) => {{
+        let level: log::Level = $level;
+        if level <= $max {
+            log::log!(level, $($key:% = $value),+; $event);
+        }
+    }};
+}
+
 /// Stops a running [`Server`] from any thread (or a signal handler, see
 /// [`install_signal_handlers`]).
 #[derive(Debug, Clone)]
@@ -191,7 +209,6 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    log: Arc<Logger>,
     listener: OwnedFd,
     /// (st_dev, st_ino) of the socket file we bound, to unlink only ours.
     socket_id: (u64, u64),
@@ -208,15 +225,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens/creates the shared memory and listens on the socket, logging to
-    /// stderr at `config.log_level`.
+    /// Opens/creates the shared memory and listens on the socket. Events up
+    /// to `config.log_level` go to the `log` facade (see [`crate::logfmt`]).
     pub fn new(config: ServerConfig) -> Result<Server, Error> {
-        let log = Arc::new(Logger::stderr(config.log_level));
-        Server::with_logger(config, log)
-    }
-
-    /// Like [`Server::new`] with a caller-provided logger.
-    pub fn with_logger(config: ServerConfig, log: Arc<Logger>) -> Result<Server, Error> {
         if config.vectors > MAX_VECTORS {
             return Err(Error::Config(format!(
                 "too many requested vectors {} (max is {MAX_VECTORS})",
@@ -236,20 +247,20 @@ impl Server {
             ))
         })?;
         if size != config.shm_size {
-            log.log(
+            event!(
+                config.log_level,
                 LogLevel::Warn,
                 "shm-size-rounded",
-                &[
-                    ("requested", &config.shm_size),
-                    ("size", &size),
-                    ("why", &"QEMU's ivshmem device needs a power of two"),
-                ],
+                requested = config.shm_size,
+                size = size,
+                why = "QEMU's ivshmem device needs a power of two"
             );
         }
         // The socket first: if another server is live on it, touch nothing
         // (its shared memory included).
-        prepare_socket_path(&config.socket_path, &log)?;
-        let (shm, created_shm) = open_shm(&config, &log)?;
+        check_fits_in_memory(size)?;
+        prepare_socket_path(&config)?;
+        let (shm, created_shm) = open_shm(&config)?;
         let shm_size = match set_shm_size(&shm, size, &config) {
             Ok(s) => s,
             Err(e) => {
@@ -260,10 +271,12 @@ impl Server {
             }
         };
         if shm_size != size {
-            log.log(
+            event!(
+                config.log_level,
                 LogLevel::Warn,
                 "shm-size-raised",
-                &[("requested", &size), ("size", &shm_size)],
+                requested = size,
+                size = shm_size
             );
         }
         let (listener, socket_id) = match listen_socket(&config) {
@@ -279,19 +292,17 @@ impl Server {
             rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
         )
         .map_err(|e| Error::io("create the stop pipe", e.into()))?;
-        log.log(
+        event!(
+            config.log_level,
             LogLevel::Info,
             "listening",
-            &[
-                ("socket", &config.socket_path.display()),
-                ("shm", &shm_description(&config)),
-                ("size", &shm_size),
-                ("vectors", &config.vectors),
-            ],
+            socket = config.socket_path.display(),
+            shm = shm_description(&config),
+            size = shm_size,
+            vectors = config.vectors
         );
         Ok(Server {
             config,
-            log,
             listener,
             socket_id,
             shm: Arc::new(shm),
@@ -430,17 +441,23 @@ impl Server {
                         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
                     ) =>
                 {
-                    self.log.log(
+                    event!(
+                        self.config.log_level,
                         LogLevel::Warn,
                         "accept-failed",
-                        &[("error", &e), ("retry_ms", &ACCEPT_BACKOFF.as_millis())],
+                        error = e,
+                        retry_ms = ACCEPT_BACKOFF.as_millis()
                     );
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     break;
                 }
                 Err(e) => {
-                    self.log
-                        .log(LogLevel::Warn, "accept-failed", &[("error", &e)]);
+                    event!(
+                        self.config.log_level,
+                        LogLevel::Warn,
+                        "accept-failed",
+                        error = e
+                    );
                     break;
                 }
             }
@@ -454,10 +471,11 @@ impl Server {
         let (id, next) = allocate_id(self.cur_id, |id| peers.iter().any(|p| p.id == id));
         self.cur_id = next;
         let Some(id) = id else {
-            self.log.log(
+            event!(
+                self.config.log_level,
                 LogLevel::Warn,
                 "peer-refused",
-                &[("reason", &"cannot allocate new client id")],
+                reason = "cannot allocate new client id"
             );
             return;
         };
@@ -467,21 +485,24 @@ impl Server {
             match sys::eventfd() {
                 Ok(fd) => vectors.push(Arc::new(fd)),
                 Err(e) => {
-                    self.log.log(
+                    event!(
+                        self.config.log_level,
                         LogLevel::Warn,
                         "peer-refused",
-                        &[
-                            ("peer", &id),
-                            ("reason", &"cannot create eventfd"),
-                            ("error", &e),
-                        ],
+                        peer = id,
+                        reason = "cannot create eventfd",
+                        error = e
                     );
                     return;
                 }
             }
         }
-        self.log
-            .log(LogLevel::Debug, "peer-accepted", &[("peer", &id)]);
+        event!(
+            self.config.log_level,
+            LogLevel::Debug,
+            "peer-accepted",
+            peer = id
+        );
         self.peers.push(Peer {
             id,
             sock,
@@ -499,10 +520,12 @@ impl Server {
         self.send(new, -1, Some(shm));
         if let Some(reason) = &self.peers[new].failed {
             // Nobody knows about it yet: drop it silently, as QEMU does.
-            self.log.log(
+            event!(
+                self.config.log_level,
                 LogLevel::Debug,
                 "peer-gone-in-handshake",
-                &[("peer", &id), ("reason", reason)],
+                peer = id,
+                reason = reason
             );
             self.peers.pop();
             return;
@@ -527,14 +550,13 @@ impl Server {
         }
         self.peers[new].announced = true;
         self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
-        self.log.log(
+        event!(
+            self.config.log_level,
             LogLevel::Debug,
             "peer-connected",
-            &[
-                ("peer", &id),
-                ("vectors", &self.config.vectors),
-                ("peers", &self.peers.len()),
-            ],
+            peer = id,
+            vectors = self.config.vectors,
+            peers = self.peers.len()
         );
     }
 
@@ -618,14 +640,13 @@ impl Server {
                 } else {
                     LogLevel::Debug
                 };
-                self.log.log(
+                event!(
+                    self.config.log_level,
                     level,
                     "peer-disconnected",
-                    &[
-                        ("peer", &peer.id),
-                        ("reason", &reason),
-                        ("peers", &self.peers.len()),
-                    ],
+                    peer = peer.id,
+                    reason = reason,
+                    peers = self.peers.len()
                 );
             }
             self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
@@ -641,8 +662,12 @@ impl Server {
             return;
         }
         self.shut_down = true;
-        self.log
-            .log(LogLevel::Info, "shutdown", &[("peers", &self.peers.len())]);
+        event!(
+            self.config.log_level,
+            LogLevel::Info,
+            "shutdown",
+            peers = self.peers.len()
+        );
         while !self.peers.is_empty() {
             let peer = self.peers.remove(0);
             drop(peer.sock);
@@ -669,7 +694,7 @@ impl Server {
                 }
             }
         }
-        self.log.log(LogLevel::Info, "stopped", &[]);
+        event!(self.config.log_level, LogLevel::Info, "stopped");
     }
 }
 
@@ -699,8 +724,24 @@ fn shm_description(config: &ServerConfig) -> String {
     }
 }
 
+/// Refuses a shared memory larger than the machine's RAM: the object is
+/// sparse, so creating it would succeed, and peers would get SIGBUS once
+/// the memory runs out (QEMU's server accepts such a size too).
+fn check_fits_in_memory(size: u64) -> Result<(), Error> {
+    let info = rustix::system::sysinfo();
+    #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
+    let ram = u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit.max(1)));
+    if ram > 0 && size > ram {
+        return Err(Error::Config(format!(
+            "shared memory size {size} is larger than this machine's memory ({ram} bytes)"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a live server on `path`, replaces a stale socket file.
-fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
+fn prepare_socket_path(config: &ServerConfig) -> Result<(), Error> {
+    let path = &config.socket_path;
     let st = match sys::lstat(path).context(|| format!("stat {}", path.display()))? {
         None => return Ok(()),
         Some(st) => st,
@@ -725,10 +766,11 @@ fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
         Err(e) if Errno::from_io_error(&e) == Some(Errno::CONNREFUSED) => {
             std::fs::remove_file(path)
                 .context(|| format!("remove stale socket {}", path.display()))?;
-            log.log(
+            event!(
+                config.log_level,
                 LogLevel::Info,
                 "stale-socket-removed",
-                &[("socket", &path.display())],
+                socket = path.display()
             );
             Ok(())
         }
@@ -757,7 +799,7 @@ fn check_shm_name(name: &str) -> Result<(), Error> {
 }
 
 /// Opens the shared memory; the bool says whether we created it.
-fn open_shm(config: &ServerConfig, log: &Logger) -> Result<(OwnedFd, bool), Error> {
+fn open_shm(config: &ServerConfig) -> Result<(OwnedFd, bool), Error> {
     match &config.shm {
         ShmBacking::Posix(name) => {
             check_shm_name(name)?;
@@ -781,7 +823,7 @@ fn open_shm(config: &ServerConfig, log: &Logger) -> Result<(OwnedFd, bool), Erro
                 return Err(e);
             }
             if !created {
-                log.log(LogLevel::Info, "shm-reused", &[("shm", name)]);
+                event!(config.log_level, LogLevel::Info, "shm-reused", shm = name);
             }
             Ok((fd, created))
         }

@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ivshmem::cli::{client_usage, parse_client_args, ClientCommand, ClientOptions, COMMAND_HELP};
+use ivshmem::cli::{command_help, exit_on, parse_client_args, ClientOptions};
 use ivshmem::size::{parse_size, parse_u64};
 use ivshmem::{read_eventfd, PeerConnection, PeerEvent, ShmMapping};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -26,35 +26,17 @@ struct Ready {
 const DEFAULT_WAIT: Duration = Duration::from_millis(5000);
 
 fn main() -> ExitCode {
-    let args: Vec<String> = match std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect::<Result<_, _>>()
-    {
-        Ok(a) => a,
-        Err(a) => {
-            eprintln!("{PROG}: argument {a:?} is not valid UTF-8");
-            return ExitCode::FAILURE;
-        }
-    };
-    let opts = match parse_client_args(&args) {
-        Ok(ClientCommand::Help) => {
-            print!("{}", client_usage(PROG));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ClientCommand::Version) => {
-            println!("{PROG} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ClientCommand::Run(o)) => o,
-        Err(msg) => {
-            eprintln!("{PROG}: {msg}\nTry '{PROG} -h' for more information.");
-            return ExitCode::FAILURE;
-        }
+    let opts = match parse_client_args(std::env::args_os()) {
+        Ok(o) => o,
+        Err(e) => return ExitCode::from(exit_on(&e)),
     };
     // A closed stdout is an error, not a kill: the Rust runtime ignores
     // SIGPIPE before main.
-    let conn = match PeerConnection::connect(&opts.socket_path, opts.min_vectors, opts.timeout) {
+    let conn = match opts.min_vectors {
+        Some(n) => PeerConnection::connect(&opts.socket_path, n, opts.timeout),
+        None => PeerConnection::connect_learning(&opts.socket_path, opts.timeout),
+    };
+    let conn = match conn {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{PROG}: {e}");
@@ -333,7 +315,7 @@ impl App {
             }
         };
         match name {
-            "help" | "?" => print!("{COMMAND_HELP}"),
+            "help" | "?" => println!("{}", command_help()),
             "quit" | "exit" | "q" => return Ok(true),
             "dump" | "peers" | "list" | "ls" => self.dump(),
             "int" => self.int(args)?,

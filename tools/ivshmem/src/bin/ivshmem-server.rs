@@ -7,62 +7,44 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use ivshmem::cli::{parse_server_args, server_usage, ServerCommand};
-use ivshmem::{install_signal_handlers, Logger, Server};
+use ivshmem::cli::{exit_on, parse_server_args};
+use ivshmem::{install_signal_handlers, logfmt, Server};
 use nix::unistd::ForkResult;
 
 const PROG: &str = "ivshmem-server";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = match std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect::<Result<_, _>>()
-    {
-        Ok(a) => a,
-        Err(a) => {
-            eprintln!("{PROG}: argument {a:?} is not valid UTF-8");
-            return ExitCode::FAILURE;
-        }
-    };
-    let opts = match parse_server_args(&args) {
-        Ok(ServerCommand::Help) => {
-            print!("{}", server_usage(PROG));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ServerCommand::Version) => {
-            println!("{PROG} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ServerCommand::Run(o)) => o,
-        Err(msg) => {
-            eprintln!("{PROG}: {msg}\nTry '{PROG} -h' for more information.");
-            return ExitCode::FAILURE;
-        }
+    let opts = match parse_server_args(std::env::args_os()) {
+        Ok(o) => o,
+        Err(e) => return ExitCode::from(exit_on(&e)),
     };
     raise_fd_limit();
 
-    let log = match &opts.log_file {
-        None => Arc::new(Logger::stderr(opts.config.log_level)),
+    let log_file = match &opts.log_file {
+        None => None,
         Some(path) => match OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(path)
         {
-            Ok(f) => Arc::new(Logger::new(opts.config.log_level, Box::new(f))),
+            Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("{PROG}: cannot open log file {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
         },
     };
+    let level = opts.config.log_level.to_level_filter();
+    if let Err(e) = logfmt::init(level, log_file) {
+        eprintln!("{PROG}: cannot install the logger: {e}");
+        return ExitCode::FAILURE;
+    }
 
     // Shared memory and socket are ready (listening) before we detach, so
     // when the command returns, QEMU can connect.
-    let server = match Server::with_logger(opts.config.clone(), log) {
+    let server = match Server::new(opts.config.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{PROG}: {e}");
