@@ -1,7 +1,7 @@
 //! Mapping the shared-memory object that the server hands out.
 
 use std::os::fd::BorrowedFd;
-use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
@@ -11,9 +11,10 @@ use crate::error::Error;
 /// on drop.
 ///
 /// Other processes (QEMU guests, other peers) change this memory at any
-/// time, so no Rust reference into it is handed out: use [`ShmMapping::read`]
-/// and [`ShmMapping::write`] (volatile byte copies, bounds-checked) or work
-/// with [`ShmMapping::as_ptr`] under your own synchronisation protocol.
+/// time, so no plain Rust reference into it is handed out: use
+/// [`ShmMapping::read`] and [`ShmMapping::write`] (bounds-checked copies
+/// through atomic bytes) or work with [`ShmMapping::as_ptr`] under your own
+/// synchronisation protocol.
 #[derive(Debug)]
 pub struct ShmMapping {
     map: MmapRaw,
@@ -57,31 +58,31 @@ impl ShmMapping {
         }
     }
 
-    /// Copies `buf.len()` bytes from `offset` into `buf` (volatile reads).
+    /// The mapping as atomic bytes: other processes write it at any time, which
+    /// atomics (unlike plain references) allow.
+    fn bytes(&self) -> &[AtomicU8] {
+        // SAFETY: the mapping is `len()` readable and writable bytes that stay mapped as
+        // long as `self` (MmapRaw unmaps on drop); AtomicU8 has the size and alignment of
+        // u8, and atomic accesses are sound under concurrent writes by other processes.
+        unsafe { std::slice::from_raw_parts(self.as_ptr().cast::<AtomicU8>(), self.len()) }
+    }
+
+    /// Copies `buf.len()` bytes from `offset` into `buf` (relaxed atomic byte reads).
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.check(offset, buf.len())?;
-        let base = self.as_ptr().wrapping_add(offset);
-        // SAFETY: offset + buf.len() <= len was checked and the mapping lives
-        // as long as self; volatile byte reads because other processes write
-        // this memory at any time.
-        unsafe {
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = ptr::read_volatile(base.add(i));
-            }
+        let src = &self.bytes()[offset..offset + buf.len()];
+        for (b, s) in buf.iter_mut().zip(src) {
+            *b = s.load(Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Copies `data` to `offset` (volatile writes).
+    /// Copies `data` to `offset` (relaxed atomic byte writes).
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         self.check(offset, data.len())?;
-        let base = self.as_ptr().wrapping_add(offset);
-        // SAFETY: offset + data.len() <= len was checked and the mapping is
-        // writable and lives as long as self; volatile byte writes, as above.
-        unsafe {
-            for (i, b) in data.iter().enumerate() {
-                ptr::write_volatile(base.add(i), *b);
-            }
+        let dst = &self.bytes()[offset..offset + data.len()];
+        for (d, b) in dst.iter().zip(data) {
+            d.store(*b, Ordering::Relaxed);
         }
         Ok(())
     }

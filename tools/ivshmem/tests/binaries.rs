@@ -181,10 +181,9 @@ fn daemon_mode_returns_when_ready_and_writes_pid_file() {
     let p = PeerConnection::connect(&sock, 1, T).unwrap();
     assert_eq!(p.id(), 0);
     // The daemon is in its own session.
-    // SAFETY: getsid on a pid.
-    assert_eq!(unsafe { libc::getsid(pid) }, pid);
-    // SAFETY: signalling the daemon we started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let sid = rustix::process::getsid(rustix::process::Pid::from_raw(pid));
+    assert_eq!(sid.map(|s| s.as_raw_nonzero().get()), Ok(pid));
+    send_signal(pid as u32, libc::SIGTERM);
     wait_until("daemon to exit", T, || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")
