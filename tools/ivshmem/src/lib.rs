@@ -20,7 +20,11 @@
 //!   interrupts, map the memory with [`PeerConnection::map_shm`].
 //! * [`cli`]: the command lines of the two binaries (`clap`).
 //! * [`logfmt`]: the server's log format and the binaries' logger.
-#![deny(missing_docs)]
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 pub mod cli;
 mod client;

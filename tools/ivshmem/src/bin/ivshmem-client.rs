@@ -1,6 +1,8 @@
 //! `ivshmem-client`: a troubleshooting peer for an ivshmem server. See
 //! `--help` and tools/ivshmem/README.md.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::process::ExitCode;

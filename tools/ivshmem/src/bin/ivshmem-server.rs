@@ -1,6 +1,8 @@
 //! `ivshmem-server`: QEMU-compatible ivshmem server. See `--help` and
 //! tools/ivshmem/README.md.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
