@@ -172,6 +172,29 @@ fn qemu_doorbell_devices_appear_with_their_vectors_and_leave() {
             PeerInfo { id: 3, vectors: 2 }
         ]
     );
+    // Without -n it learns the vector count from the server, as QEMU's client.
+    let out = Command::new(client_bin())
+        .arg("-S")
+        .arg(&server.socket)
+        .arg("peers")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("own id 4, shm 1048576 bytes, 2 vectors\npeer 0: 2 vectors\npeer 1: 2 vectors\npeer 3: 2 vectors"),
+        "{stdout}"
+    );
+    expect_event(
+        &mut me,
+        &mut [&mut qa, &mut qb],
+        PeerEvent::Disconnected { id: 4 },
+    );
 
     // QEMU A is killed: it disappears; QEMU B stays.
     qa.child.kill().unwrap();
