@@ -179,6 +179,12 @@ uint32_t rpmsg_glue_spin_us(void)
 	return CONFIG_RPMSG_IVSHMEM_SPIN_US;
 }
 
+/* CONFIG_RPMSG_IVSHMEM_PEER_ID: -1 automatic, else the id to ring (see Kconfig). */
+int32_t rpmsg_glue_peer_id_config(void)
+{
+	return CONFIG_RPMSG_IVSHMEM_PEER_ID;
+}
+
 /* ---- event: "something changed", from one thread to a waiting one -------------- */
 
 /* E.g. the receive thread (the only doorbell waiter) tells a shell command that

@@ -29,7 +29,7 @@ use crate::{console, logger, thread, FixedBuf};
 use core::cell::{RefCell, UnsafeCell};
 use core::sync::atomic::{AtomicBool, Ordering};
 use critical_section::Mutex;
-use rpmsg_engine::{Error, Event, Host, LinkState, SharedNode};
+use rpmsg_engine::{Error, Event, Host, LinkState, SharedNode, Side};
 
 /// How long `send` waits for each echo (and for a transmit buffer); `bench` for each
 /// round trip and for any progress of the stream.
@@ -263,14 +263,14 @@ fn report(step: Step, errors: &mut ErrorOnce) -> (bool, bool) {
 /// device. Not inlined: the node is built and moved by value, and those temporaries stay
 /// off the receive loop's frame.
 #[inline(never)]
-fn setup() -> Option<crate::ivshmem::Ivshmem> {
-    let opened = super::open("host")?;
+fn setup() -> Option<(crate::ivshmem::Ivshmem, Option<u16>)> {
+    let opened = super::open("host", Side::Host)?;
     let shm = opened.shm;
     let mut node = match Host::new_host(
         opened.region,
         opened.config,
         Some(opened.id),
-        IvshmemDoorbell::new(shm),
+        super::doorbell(&opened),
     ) {
         Ok(n) => n,
         Err(e) => {
@@ -298,7 +298,7 @@ fn setup() -> Option<crate::ivshmem::Ivshmem> {
         },
     });
     log::info!("host: session {}, waiting for a remote", session);
-    Some(shm)
+    Some((shm, opened.also))
 }
 
 #[inline(never)]
@@ -309,7 +309,7 @@ fn print_banner() {
 }
 
 fn rx_main() {
-    let Some(shm) = setup() else {
+    let Some((shm, also)) = setup() else {
         return;
     };
     let mut ready: Option<u32> = None;
@@ -330,15 +330,28 @@ fn rx_main() {
         }
         // Ready in a session we have not announced yet? (A remote restart gives a new
         // session, possibly without a "not ready" moment between two polls.)
-        let (now, peer) = STATE
-            .with(|s| (s.ready_ept().map(|_| s.node.session()), s.node.peer_id()))
-            .unwrap_or((None, None));
+        let (now, peer, published) = STATE
+            .with(|s| {
+                let published = s.node.published_peer_id();
+                // A C remote publishes no id: ring the rule's second id too (see `open`).
+                s.node
+                    .doorbell()
+                    .set_also(if published.is_some() { None } else { also });
+                let now = s.ready_ept().map(|_| s.node.session());
+                (now, s.node.peer_id(), published)
+            })
+            .unwrap_or((None, None, None));
         if now != ready {
             if let Some(session) = now {
                 errors.clear();
+                let desc = super::PeerDesc {
+                    peer,
+                    published: published.is_some(),
+                    also,
+                };
                 log::info!(
-                    "host: link up with the remote (ivshmem id {}), session {}",
-                    peer.map_or(-1, i32::from),
+                    "host: link up with the remote ({}), session {}",
+                    desc,
                     session
                 );
                 print_banner();

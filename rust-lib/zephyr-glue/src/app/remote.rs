@@ -15,7 +15,7 @@ use crate::engine::{DoorbellClock, IvshmemDoorbell};
 use crate::time::cycles;
 use crate::{console, logger, thread, FixedBuf};
 use core::cell::UnsafeCell;
-use rpmsg_engine::{Error, Event, LinkState, Remote};
+use rpmsg_engine::{Error, Event, LinkState, Remote, Side};
 
 /// How long an echo may wait for a transmit buffer.
 const ECHO_TIMEOUT_US: u64 = 5_000_000;
@@ -86,15 +86,16 @@ fn print_banner() {
 fn rx_main() {
     // The node (4 KiB: the transport's table of spare buffers) lives in this frame for
     // good; building it here, not in a helper, avoids copying it on the stack.
-    let Some(opened) = super::open("remote") else {
+    let Some(opened) = super::open("remote", Side::Remote) else {
         return;
     };
     let shm = opened.shm;
+    let also = opened.also;
     let mut node = match Remote::new_remote(
         opened.region,
         opened.config,
         Some(opened.id),
-        IvshmemDoorbell::new(shm),
+        super::doorbell(&opened),
     ) {
         Ok(n) => n,
         Err(e) => {
@@ -161,10 +162,22 @@ fn rx_main() {
             attached = now;
             if let Some(session) = now {
                 errors.clear();
+                let published = node.published_peer_id();
+                // A C host publishes no id: ring the rule's second id too (see `open`). The
+                // engine rang the host as it attached; the second id may not have been
+                // set then (after a host that published one), so ring it now as well.
+                let bell = node.doorbell();
+                bell.set_also(if published.is_some() { None } else { also });
+                bell.ring_also();
+                let desc = super::PeerDesc {
+                    peer: node.peer_id(),
+                    published: published.is_some(),
+                    also,
+                };
                 log::info!(
-                    "remote: attached to session {} of the host (ivshmem id {})",
+                    "remote: attached to session {} of the host ({})",
                     session,
-                    node.peer_id().map_or(-1, i32::from)
+                    desc
                 );
                 print_banner();
             } else {
