@@ -159,7 +159,7 @@ uint64_t rpmsg_glue_uptime_us(void)
 
 /* The hardware cycle counter (the ARM generic timer: 62.5 MHz on QEMU virt), for
  * measurements and short spins; the tick clock above has CONFIG_SYS_CLOCK_TICKS_PER_SEC
- * resolution (10 ms on qemu_cortex_a53).
+ * resolution (1 ms with our qemu_cortex_a53 config).
  */
 uint64_t rpmsg_glue_cycles(void)
 {

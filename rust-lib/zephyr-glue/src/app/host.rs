@@ -21,7 +21,10 @@
 //! session); `send` during that time prints the timeout line and returns.
 
 use super::text::{self, NOT_READY, TIMED_OUT};
-use super::{spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS};
+use super::{
+    spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS,
+    SILENT_PEER_POLL_MS,
+};
 use crate::engine::IvshmemDoorbell;
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
@@ -387,6 +390,10 @@ fn wait_for(
     errors: &mut ErrorOnce,
 ) -> Option<bool> {
     let spin = spin_cycles();
+    // A remote that publishes no id may ring nobody: then look every SILENT_PEER_POLL_MS.
+    let silent = STATE.with(|s| s.node.published_peer_id().is_none())?;
+    // Spin before sleeping only when something came or we were woken for it.
+    let mut look = true;
     loop {
         // Take what is there; each step is one short critical section.
         loop {
@@ -394,6 +401,7 @@ fn wait_for(
                 let step = receive_one(s);
                 (step, done(s))
             })?;
+            look |= !matches!(step, Step::Idle);
             let (_, stop) = report(step, errors);
             if finished {
                 return Some(true);
@@ -407,7 +415,11 @@ fn wait_for(
             return Some(false);
         }
         // Look at the rings for a while (the remote does not ring us meanwhile) ...
-        let until = now.saturating_add(spin).min(deadline);
+        let until = if look {
+            now.saturating_add(spin).min(deadline)
+        } else {
+            now
+        };
         let mut pending = false;
         while cycles() < until {
             if STATE.with(|s| done(s) || s.node.has_pending())? {
@@ -421,7 +433,13 @@ fn wait_for(
         // ... then ask for doorbells again, and sleep unless something came meanwhile.
         let arrived = STATE.with(|s| s.node.prepare_to_wait().unwrap_or(true) || done(s))?;
         if !arrived {
-            event::wait(Some(ms_left(deadline)));
+            let ms = ms_left(deadline);
+            let ms = if silent {
+                ms.min(SILENT_PEER_POLL_MS)
+            } else {
+                ms
+            };
+            look = event::wait(Some(ms));
         }
         STATE.with(|s| s.node.busy_poll())?.ok();
     }

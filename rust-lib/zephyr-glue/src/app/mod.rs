@@ -32,6 +32,17 @@ pub const MAX_TEXT: usize = MAX_PAYLOAD - 1;
 /// anyway (a peer that restarted may not ring).
 pub const RX_POLL_MS: u32 = 20;
 
+/// How often a thread that expects a message from a peer that publishes no id (a C
+/// OpenAMP peer) looks at the rings. Such a peer rings its own id ± 1, which may be nobody
+/// (a C remote with id 0, a C host that connected after our remote): then no doorbell
+/// ever announces its messages. (The kernel tick is 1 ms: boards/qemu_cortex_a53.conf.)
+pub const SILENT_PEER_POLL_MS: u32 = 1;
+
+/// How long after a message from a host that publishes no id the remote keeps looking
+/// every [`SILENT_PEER_POLL_MS`], before it goes back to [`RX_POLL_MS`]: the next message
+/// of a burst comes within this, and an idle link costs no more than with our host.
+pub const SILENT_PEER_WINDOW_US: u64 = 250_000;
+
 /// How long a thread that just had traffic keeps looking at the rings itself (the peer
 /// need not ring it meanwhile) before it asks for doorbells again and blocks:
 /// CONFIG_RPMSG_IVSHMEM_SPIN_US, in cycles of [`crate::time::cycles`].

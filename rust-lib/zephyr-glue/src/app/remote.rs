@@ -10,7 +10,10 @@
 //! so the host goes on while the remote prints.
 
 use super::text;
-use super::{spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS};
+use super::{
+    spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS,
+    SILENT_PEER_POLL_MS, SILENT_PEER_WINDOW_US,
+};
 use crate::engine::{DoorbellClock, IvshmemDoorbell};
 use crate::time::cycles;
 use crate::{console, logger, thread, FixedBuf};
@@ -123,6 +126,8 @@ fn rx_main() {
     let mut attached: Option<u32> = None;
     let mut errors = ErrorOnce::new();
     let mut last_traffic: Option<u64> = None;
+    let mut last_message = 0u64;
+    let silent_window = crate::time::us_to_cycles(SILENT_PEER_WINDOW_US);
     loop {
         // Everything pending; doorbells to the host are checked once at the end.
         node.defer_doorbells();
@@ -159,7 +164,8 @@ fn rx_main() {
         }
         let _ = node.flush_doorbell();
         if traffic {
-            last_traffic = Some(cycles());
+            last_message = cycles();
+            last_traffic = Some(last_message);
         }
         // Attached to a session we have not greeted yet? (A host restart is seen as a
         // new session number, possibly without ever being observed down.)
@@ -212,6 +218,14 @@ fn rx_main() {
         if node.prepare_to_wait().unwrap_or(false) {
             continue;
         }
-        let _ = shm.wait_doorbell(Some(RX_POLL_MS));
+        // A host that publishes no id may ring nobody: while its messages come, look often.
+        let silent = attached.is_some()
+            && node.published_peer_id().is_none()
+            && cycles().saturating_sub(last_message) < silent_window;
+        let _ = shm.wait_doorbell(Some(if silent {
+            SILENT_PEER_POLL_MS
+        } else {
+            RX_POLL_MS
+        }));
     }
 }
