@@ -20,10 +20,6 @@ use crate::{console, logger, thread, FixedBuf};
 use core::cell::UnsafeCell;
 use rpmsg_engine::{Error, Event, LinkState, Remote, Side};
 
-/// The local addresses of "k" and "bench".
-const ECHO_ADDR: u32 = 1024;
-const BENCH_ADDR: u32 = 1025;
-
 /// How long an echo may wait for a transmit buffer.
 const ECHO_TIMEOUT_US: u64 = 5_000_000;
 
@@ -52,8 +48,8 @@ fn echo(node: &mut Node, ept: u32, data: &[u8], clock: &mut DoorbellClock, error
 }
 
 #[inline(never)]
-fn create(node: &mut Node, name: &str, addr: u32) -> Option<u32> {
-    match node.create_endpoint(name, Some(addr), None) {
+fn create(node: &mut Node, name: &str) -> Option<u32> {
+    match node.create_endpoint(name, None, None) {
         Ok(addr) => {
             log::info!("remote: endpoint \"{}\" at address {}", name, addr);
             Some(addr)
@@ -111,14 +107,12 @@ fn rx_main() {
         }
     };
     debug_assert_eq!(node.max_payload(), MAX_PAYLOAD);
-    // The silent echo endpoint for the host's `bench` (echoed like "k", never printed).
-    // Announced before "k": a C OpenAMP host sends to the last endpoint announced before
-    // its application starts (later announcements of "k" rebind its endpoint by name).
-    let _bench = create(&mut node, BENCH_ENDPOINT, BENCH_ADDR);
-    // "k" at the address the OpenAMP sample's remote gives it.
-    let Some(k) = create(&mut node, ECHO_ENDPOINT, ECHO_ADDR) else {
+    // "k" first: it is announced first, so a host binds it first (address 1024).
+    let Some(k) = create(&mut node, ECHO_ENDPOINT) else {
         return;
     };
+    // The silent echo endpoint for the host's `bench` (echoed like "k", never printed).
+    let _bench = create(&mut node, BENCH_ENDPOINT);
     log::info!("remote: waiting for the host");
     let mut clock = DoorbellClock::new(shm);
     let spin = spin_cycles();
