@@ -86,6 +86,41 @@ fn print_banner() {
     console::write_bytes(banner.as_bytes());
 }
 
+/// The remote attached to a host session: rings the host as its id says, offers the
+/// silent echo endpoint "bench" (for `rpmsg_ivshmem bench`) only to a host that publishes
+/// its id (ours), logs and prints the banner. A C OpenAMP host sends to whichever endpoint
+/// was announced last before its `main` ran and never rebinds it by name, so it must see
+/// "k" alone.
+#[inline(never)]
+fn attached_to(node: &mut Node, session: u32, also: Option<u16>, bench: &mut Option<u32>) {
+    let published = node.published_peer_id();
+    // A C host publishes no id: ring the rule's second id too (see `open`). The engine
+    // rang the host as it attached; the second id may not have been set then (after a
+    // host that published one), so ring it now as well.
+    let bell = node.doorbell();
+    bell.set_also(if published.is_some() { None } else { also });
+    bell.ring_also();
+    if published.is_some() {
+        if bench.is_none() {
+            // The silent echo endpoint, echoed like "k" and never printed.
+            *bench = create(node, BENCH_ENDPOINT);
+        }
+    } else if let Some(addr) = bench.take() {
+        let _ = node.destroy_endpoint(addr);
+    }
+    let desc = super::PeerDesc {
+        peer: node.peer_id(),
+        published: published.is_some(),
+        also,
+    };
+    log::info!(
+        "remote: attached to session {} of the host ({})",
+        session,
+        desc
+    );
+    print_banner();
+}
+
 fn rx_main() {
     // The node (4 KiB: the transport's table of spare buffers) lives in this frame for
     // good; building it here, not in a helper, avoids copying it on the stack.
@@ -107,12 +142,12 @@ fn rx_main() {
         }
     };
     debug_assert_eq!(node.max_payload(), MAX_PAYLOAD);
-    // "k" first: it is announced first, so a host binds it first (address 1024).
+    // "k" first: it is announced first, so a host binds it first (address 1024). The
+    // silent echo endpoint "bench" comes when a host of ours attaches (see `attached_to`).
     let Some(k) = create(&mut node, ECHO_ENDPOINT) else {
         return;
     };
-    // The silent echo endpoint for the host's `bench` (echoed like "k", never printed).
-    let _bench = create(&mut node, BENCH_ENDPOINT);
+    let mut bench: Option<u32> = None;
     log::info!("remote: waiting for the host");
     let mut clock = DoorbellClock::new(shm);
     let spin = spin_cycles();
@@ -168,24 +203,7 @@ fn rx_main() {
             attached = now;
             if let Some(session) = now {
                 errors.clear();
-                let published = node.published_peer_id();
-                // A C host publishes no id: ring the rule's second id too (see `open`). The
-                // engine rang the host as it attached; the second id may not have been
-                // set then (after a host that published one), so ring it now as well.
-                let bell = node.doorbell();
-                bell.set_also(if published.is_some() { None } else { also });
-                bell.ring_also();
-                let desc = super::PeerDesc {
-                    peer: node.peer_id(),
-                    published: published.is_some(),
-                    also,
-                };
-                log::info!(
-                    "remote: attached to session {} of the host ({})",
-                    session,
-                    desc
-                );
-                print_banner();
+                attached_to(&mut node, session, also, &mut bench);
             } else {
                 log::info!("remote: the host reset the link, waiting for it");
             }
