@@ -159,12 +159,7 @@ class Pair:
                     pass
         self.host = self.remote = None
         if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(5)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+            firmware.terminate(self.server)
             self.server = None
 
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -124,6 +125,16 @@ def qemu_cmd(elf, socket, icount):
              "-device", "ivshmem-doorbell,vectors=2,chardev=ivshmem",
              "-chardev", "socket,path=%s,id=ivshmem" % socket,
              "-kernel", elf])
+
+
+def terminate(proc):
+    """SIGTERM, then SIGKILL if `proc` has not exited within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class Failure(Exception):
@@ -361,12 +372,7 @@ class Rig:
 
     def stop_server(self):
         if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(5)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+            terminate(self.server)
             self.server = None
 
     def fresh_server(self, tag):
@@ -670,17 +676,29 @@ def timeout_after_kill(rig, host, peer, what):
     check(4.5 <= elapsed <= 9, "the timeout took about 5 s")
 
 
+def boot_pair(rig, tag, boot_host, boot_remote, host_first, banners, what):
+    """On a fresh server, boots the two guests (`boot_host`, `boot_remote`: functions), the
+    host first or not, and checks both banners (`banners`: host's, remote's)."""
+    log("--- mixed: %s" % what)
+    rig.fresh_server(tag)
+    if host_first:
+        host, remote = boot_host(), boot_remote()
+    else:
+        remote, host = boot_remote(), boot_host()
+    host.expect(re.escape(banners[0]), LINK_TIMEOUT, "host banner")
+    remote.expect(re.escape(banners[1]), 10, "remote banner")
+    check(banners[0] in host.lines() and banners[1] in remote.lines(),
+          "%s: both banners" % what)
+    return host, remote
+
+
 def scenario_c_host(rig, c_host_elf, remote_dir, consoles):
     """The C host image with our remote image: the C sample's order (host first), with all
     the checks of our own pair the C host supports; then our remote first."""
-    log("--- mixed: the C host image first, then our remote image")
-    rig.fresh_server("c-host")
-    host = rig.boot_elf("c-host", c_host_elf)
-    remote = rig.boot("remote-with-c-host", remote_dir)
-    host.expect(re.escape(HOST_READY), LINK_TIMEOUT, "C host banner")
-    remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner")
-    check(HOST_READY in host.lines(), "C host banner: %s" % HOST_READY)
-    check(BANNER % (BOARD, "Remote") in remote.lines(), "our remote's banner")
+    banners = (HOST_READY, BANNER % (BOARD, "Remote"))
+    host, remote = boot_pair(rig, "c-host", partial(rig.boot_elf, "c-host", c_host_elf),
+                             partial(rig.boot, "remote-with-c-host", remote_dir), True,
+                             banners, "the C host image first, then our remote image")
     m = run_command(host, "rpmsg_ivshmem send", re.escape("send - Usage:"), 10, "usage text")
     check(c_usage_ok(host.lines(m)), "C host: wrong parameter count prints the usage")
     exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "C host + our remote")
@@ -688,27 +706,18 @@ def scenario_c_host(rig, c_host_elf, remote_dir, consoles):
     if consoles:
         print_console("C host", host)
         print_console("our remote (killed at the end)", remote)
-
-    log("--- mixed: our remote image first, then the C host image")
-    rig.fresh_server("c-host-2")
-    remote = rig.boot("remote-before-c-host", remote_dir)
-    host = rig.boot_elf("c-host-2", c_host_elf)
-    host.expect(re.escape(HOST_READY), LINK_TIMEOUT, "C host banner")
-    remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner")
-    check(True, "both banners with our remote started first")
+    host, remote = boot_pair(rig, "c-host-2", partial(rig.boot_elf, "c-host-2", c_host_elf),
+                             partial(rig.boot, "remote-before-c-host", remote_dir), False,
+                             banners, "our remote image first, then the C host image")
     exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "our remote first, C host")
 
 
 def scenario_c_remote(rig, host_dir, c_remote_elf, consoles):
     """Our host image with the C remote image, host first; then the C remote first."""
-    log("--- mixed: our host image first, then the C remote image")
-    rig.fresh_server("c-remote")
-    host = rig.boot("host-with-c-remote", host_dir)
-    remote = rig.boot_elf("c-remote", c_remote_elf)
-    host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
-    remote.expect(re.escape(REMOTE_READY), 10, "C remote banner")
-    check(BANNER % (BOARD, "Host") in host.lines(), "our host's banner")
-    check(REMOTE_READY in remote.lines(), "C remote banner: %s" % REMOTE_READY)
+    banners = (BANNER % (BOARD, "Host"), REMOTE_READY)
+    host, remote = boot_pair(rig, "c-remote", partial(rig.boot, "host-with-c-remote", host_dir),
+                             partial(rig.boot_elf, "c-remote", c_remote_elf), True,
+                             banners, "our host image first, then the C remote image")
     m = run_command(host, "rpmsg_ivshmem send", re.escape("send - Usage:"), 10, "usage text")
     check(find_block(host.lines(m), USAGE) >= 0, "wrong parameter count prints the usage")
     exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "our host + C remote")
@@ -723,14 +732,9 @@ def scenario_c_remote(rig, host_dir, c_remote_elf, consoles):
     if consoles:
         print_console("our host", host)
         print_console("C remote (killed at the end)", remote)
-
-    log("--- mixed: the C remote image first, then our host image")
-    rig.fresh_server("c-remote-2")
-    remote = rig.boot_elf("c-remote-2", c_remote_elf)
-    host = rig.boot("host-after-c-remote", host_dir)
-    host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
-    remote.expect(re.escape(REMOTE_READY), 10, "C remote banner")
-    check(True, "both banners with the C remote started first")
+    host, remote = boot_pair(rig, "c-remote-2", partial(rig.boot, "host-after-c-remote", host_dir),
+                             partial(rig.boot_elf, "c-remote-2", c_remote_elf), False, banners,
+                             "the C remote image first, then our host image")
     exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "C remote first, our host")
 
 
