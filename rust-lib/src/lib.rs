@@ -124,6 +124,7 @@
 pub mod endpoint;
 pub mod error;
 pub mod layout;
+pub mod peer_id;
 pub mod platform;
 pub mod rpmsg;
 pub mod shared;
@@ -136,6 +137,7 @@ pub mod wire;
 pub use endpoint::{Endpoint, EndpointTable, NameService, MAX_ENDPOINTS};
 pub use error::{Error, ErrorCounters, Result};
 pub use layout::{Config, Layout, QueueId};
+pub use peer_id::{PeerIdRule, Side};
 pub use platform::{Clock, Doorbell, NoDoorbell};
 pub use rpmsg::{Event, Host, Incoming, LinkState, Remote, Rpmsg, RxBuffer, Stats, TxBuffer};
 pub use shared::SharedNode;

@@ -44,7 +44,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import firmware  # noqa: E402
-from firmware import BANNER, BOARD, PROMPT, TIMED_OUT, Failure, Guest, Rig, log  # noqa: E402
+from firmware import (  # noqa: E402
+    BANNER, BOARD, HOST_READY, PROMPT, REMOTE_READY, TIMED_OUT, Failure, Guest, Rig,
+    icount_flags, log, qemu_cmd)
 
 TEXT = "RPMsg over IVSHMEM"
 
@@ -62,38 +64,6 @@ STREAM_LINE = re.compile(
     r"(\d+) messages/s, (\d+) KB/s echoed\r*\n")
 BENCH_END = re.compile(r"bench: no echo[^\n]*\n|bench: invalid[^\n]*\n|bench: the remote[^\n]*\n|"
                        + re.escape(firmware.NOT_READY))
-HOST_READY = "Host Side, the communication over RPMsg is ready to use!"
-REMOTE_READY = "Remote Side, the communication over RPMsg is ready to use!"
-
-
-def icount_flags(build_dir):
-    """`-icount ...` as Zephyr's cmake/emu/qemu.cmake builds it from the image's .config."""
-    cfg = {}
-    try:
-        for line in open(os.path.join(build_dir, "zephyr", ".config")):
-            m = re.match(r"(CONFIG_QEMU_ICOUNT\w*)=(.*)", line.strip())
-            if m:
-                cfg[m.group(1)] = m.group(2)
-    except OSError:
-        pass
-    if cfg.get("CONFIG_QEMU_ICOUNT") != "y":
-        return []
-    sleep = "on" if cfg.get("CONFIG_QEMU_ICOUNT_SLEEP") == "y" else "off"
-    return ["-icount", "shift=%s,align=off,sleep=%s" % (cfg.get("CONFIG_QEMU_ICOUNT_SHIFT", "4"), sleep)]
-
-
-def qemu_cmd(elf, socket, icount):
-    """Zephyr's `run` target for qemu_cortex_a53 with an ivshmem doorbell (2 vectors)."""
-    return (["qemu-system-aarch64", "-cpu", "cortex-a53", "-nographic",
-             "-machine", "virt,gic-version=3", "-net", "none",
-             "-chardev", "stdio,id=con,mux=on", "-serial", "chardev:con",
-             "-mon", "chardev=con,mode=readline"] + icount +
-            ["-rtc", "clock=vm",
-             "-device", "ivshmem-doorbell,vectors=2,chardev=ivshmem",
-             "-chardev", "socket,path=%s,id=ivshmem" % socket,
-             "-kernel", elf])
-
-
 class FileGuest:
     """A guest whose console goes to a file (nobody types into it)."""
 
@@ -143,8 +113,8 @@ class Pair:
         with open(self.host_elf, "rb") as f:
             elf = f.read()
         self.has_bench = b"rpmsg_ivshmem bench" in elf
-        # A print-free build (e.g. the C sample's BASELINE_QUIET): `send` prints no echo
-        # blocks; it is timed to the prompt instead.
+        # A print-free build (e.g. the C sample without its per-message printf): `send`
+        # prints no echo blocks; it is timed to the prompt instead.
         self.quiet = b"at message number" not in elf
         self.icount = icount
         self.socket = os.path.join(self.dir, "ivshmem.sock")
@@ -189,12 +159,7 @@ class Pair:
                     pass
         self.host = self.remote = None
         if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(5)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+            firmware.terminate(self.server)
             self.server = None
 
 

@@ -159,7 +159,7 @@ uint64_t rpmsg_glue_uptime_us(void)
 
 /* The hardware cycle counter (the ARM generic timer: 62.5 MHz on QEMU virt), for
  * measurements and short spins; the tick clock above has CONFIG_SYS_CLOCK_TICKS_PER_SEC
- * resolution (10 ms on qemu_cortex_a53).
+ * resolution (1 ms with our qemu_cortex_a53 config).
  */
 uint64_t rpmsg_glue_cycles(void)
 {
@@ -177,6 +177,12 @@ uint32_t rpmsg_glue_cycles_per_sec(void)
 uint32_t rpmsg_glue_spin_us(void)
 {
 	return CONFIG_RPMSG_IVSHMEM_SPIN_US;
+}
+
+/* CONFIG_RPMSG_IVSHMEM_PEER_ID: -1 automatic, else the id to ring (see Kconfig). */
+int32_t rpmsg_glue_peer_id_config(void)
+{
+	return CONFIG_RPMSG_IVSHMEM_PEER_ID;
 }
 
 /* ---- event: "something changed", from one thread to a waiting one -------------- */

@@ -15,7 +15,7 @@ pub fn uptime_us() -> u64 {
 }
 
 /// The hardware cycle counter (64 bits, never wraps in practice): for measurements and
-/// short spins. [`uptime_us`] only has tick resolution (10 ms on qemu_cortex_a53).
+/// short spins. [`uptime_us`] only has tick resolution (1 ms on qemu_cortex_a53).
 #[inline]
 pub fn cycles() -> u64 {
     // SAFETY: plain call into the C shim.

@@ -21,7 +21,10 @@
 //! session); `send` during that time prints the timeout line and returns.
 
 use super::text::{self, NOT_READY, TIMED_OUT};
-use super::{spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS};
+use super::{
+    spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS,
+    SILENT_PEER_POLL_MS,
+};
 use crate::engine::IvshmemDoorbell;
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
@@ -29,7 +32,7 @@ use crate::{console, logger, thread, FixedBuf};
 use core::cell::{RefCell, UnsafeCell};
 use core::sync::atomic::{AtomicBool, Ordering};
 use critical_section::Mutex;
-use rpmsg_engine::{Error, Event, Host, LinkState, SharedNode};
+use rpmsg_engine::{Error, Event, Host, LinkState, SharedNode, Side};
 
 /// How long `send` waits for each echo (and for a transmit buffer); `bench` for each
 /// round trip and for any progress of the stream.
@@ -263,14 +266,14 @@ fn report(step: Step, errors: &mut ErrorOnce) -> (bool, bool) {
 /// device. Not inlined: the node is built and moved by value, and those temporaries stay
 /// off the receive loop's frame.
 #[inline(never)]
-fn setup() -> Option<crate::ivshmem::Ivshmem> {
-    let opened = super::open("host")?;
+fn setup() -> Option<(crate::ivshmem::Ivshmem, Option<u16>)> {
+    let opened = super::open("host", Side::Host)?;
     let shm = opened.shm;
     let mut node = match Host::new_host(
         opened.region,
         opened.config,
         Some(opened.id),
-        IvshmemDoorbell::new(shm),
+        super::doorbell(&opened),
     ) {
         Ok(n) => n,
         Err(e) => {
@@ -298,7 +301,7 @@ fn setup() -> Option<crate::ivshmem::Ivshmem> {
         },
     });
     log::info!("host: session {}, waiting for a remote", session);
-    Some(shm)
+    Some((shm, opened.also))
 }
 
 #[inline(never)]
@@ -309,7 +312,7 @@ fn print_banner() {
 }
 
 fn rx_main() {
-    let Some(shm) = setup() else {
+    let Some((shm, also)) = setup() else {
         return;
     };
     let mut ready: Option<u32> = None;
@@ -330,15 +333,28 @@ fn rx_main() {
         }
         // Ready in a session we have not announced yet? (A remote restart gives a new
         // session, possibly without a "not ready" moment between two polls.)
-        let (now, peer) = STATE
-            .with(|s| (s.ready_ept().map(|_| s.node.session()), s.node.peer_id()))
-            .unwrap_or((None, None));
+        let (now, peer, published) = STATE
+            .with(|s| {
+                let published = s.node.published_peer_id();
+                // A C remote publishes no id: ring the rule's second id too (see `open`).
+                s.node
+                    .doorbell()
+                    .set_also(if published.is_some() { None } else { also });
+                let now = s.ready_ept().map(|_| s.node.session());
+                (now, s.node.peer_id(), published)
+            })
+            .unwrap_or((None, None, None));
         if now != ready {
             if let Some(session) = now {
                 errors.clear();
+                let desc = super::PeerDesc {
+                    peer,
+                    published: published.is_some(),
+                    also,
+                };
                 log::info!(
-                    "host: link up with the remote (ivshmem id {}), session {}",
-                    peer.map_or(-1, i32::from),
+                    "host: link up with the remote ({}), session {}",
+                    desc,
                     session
                 );
                 print_banner();
@@ -374,6 +390,10 @@ fn wait_for(
     errors: &mut ErrorOnce,
 ) -> Option<bool> {
     let spin = spin_cycles();
+    // A remote that publishes no id may ring nobody: then look every SILENT_PEER_POLL_MS.
+    let silent = STATE.with(|s| s.node.published_peer_id().is_none())?;
+    // Spin before sleeping only when something came or we were woken for it.
+    let mut look = true;
     loop {
         // Take what is there; each step is one short critical section.
         loop {
@@ -381,6 +401,7 @@ fn wait_for(
                 let step = receive_one(s);
                 (step, done(s))
             })?;
+            look |= !matches!(step, Step::Idle);
             let (_, stop) = report(step, errors);
             if finished {
                 return Some(true);
@@ -394,7 +415,11 @@ fn wait_for(
             return Some(false);
         }
         // Look at the rings for a while (the remote does not ring us meanwhile) ...
-        let until = now.saturating_add(spin).min(deadline);
+        let until = if look {
+            now.saturating_add(spin).min(deadline)
+        } else {
+            now
+        };
         let mut pending = false;
         while cycles() < until {
             if STATE.with(|s| done(s) || s.node.has_pending())? {
@@ -408,7 +433,13 @@ fn wait_for(
         // ... then ask for doorbells again, and sleep unless something came meanwhile.
         let arrived = STATE.with(|s| s.node.prepare_to_wait().unwrap_or(true) || done(s))?;
         if !arrived {
-            event::wait(Some(ms_left(deadline)));
+            let ms = ms_left(deadline);
+            let ms = if silent {
+                ms.min(SILENT_PEER_POLL_MS)
+            } else {
+                ms
+            };
+            look = event::wait(Some(ms));
         }
         STATE.with(|s| s.node.busy_poll())?.ok();
     }

@@ -10,12 +10,15 @@
 //! so the host goes on while the remote prints.
 
 use super::text;
-use super::{spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS};
+use super::{
+    spin_cycles, ErrorOnce, BENCH_ENDPOINT, ECHO_ENDPOINT, MAX_PAYLOAD, RX_POLL_MS,
+    SILENT_PEER_POLL_MS, SILENT_PEER_WINDOW_US,
+};
 use crate::engine::{DoorbellClock, IvshmemDoorbell};
 use crate::time::cycles;
 use crate::{console, logger, thread, FixedBuf};
 use core::cell::UnsafeCell;
-use rpmsg_engine::{Error, Event, LinkState, Remote};
+use rpmsg_engine::{Error, Event, LinkState, Remote, Side};
 
 /// How long an echo may wait for a transmit buffer.
 const ECHO_TIMEOUT_US: u64 = 5_000_000;
@@ -83,18 +86,54 @@ fn print_banner() {
     console::write_bytes(banner.as_bytes());
 }
 
+/// The remote attached to a host session: rings the host as its id says, offers the
+/// silent echo endpoint "bench" (for `rpmsg_ivshmem bench`) only to a host that publishes
+/// its id (ours), logs and prints the banner. A C OpenAMP host sends to whichever endpoint
+/// was announced last before its `main` ran and never rebinds it by name, so it must see
+/// "k" alone.
+#[inline(never)]
+fn attached_to(node: &mut Node, session: u32, also: Option<u16>, bench: &mut Option<u32>) {
+    let published = node.published_peer_id();
+    // A C host publishes no id: ring the rule's second id too (see `open`). The engine
+    // rang the host as it attached; the second id may not have been set then (after a
+    // host that published one), so ring it now as well.
+    let bell = node.doorbell();
+    bell.set_also(if published.is_some() { None } else { also });
+    bell.ring_also();
+    if published.is_some() {
+        if bench.is_none() {
+            // The silent echo endpoint, echoed like "k" and never printed.
+            *bench = create(node, BENCH_ENDPOINT);
+        }
+    } else if let Some(addr) = bench.take() {
+        let _ = node.destroy_endpoint(addr);
+    }
+    let desc = super::PeerDesc {
+        peer: node.peer_id(),
+        published: published.is_some(),
+        also,
+    };
+    log::info!(
+        "remote: attached to session {} of the host ({})",
+        session,
+        desc
+    );
+    print_banner();
+}
+
 fn rx_main() {
     // The node (4 KiB: the transport's table of spare buffers) lives in this frame for
     // good; building it here, not in a helper, avoids copying it on the stack.
-    let Some(opened) = super::open("remote") else {
+    let Some(opened) = super::open("remote", Side::Remote) else {
         return;
     };
     let shm = opened.shm;
+    let also = opened.also;
     let mut node = match Remote::new_remote(
         opened.region,
         opened.config,
         Some(opened.id),
-        IvshmemDoorbell::new(shm),
+        super::doorbell(&opened),
     ) {
         Ok(n) => n,
         Err(e) => {
@@ -103,12 +142,12 @@ fn rx_main() {
         }
     };
     debug_assert_eq!(node.max_payload(), MAX_PAYLOAD);
-    // "k" first: it is announced first, so a host binds it first (address 1024).
+    // "k" first: it is announced first, so a host binds it first (address 1024). The
+    // silent echo endpoint "bench" comes when a host of ours attaches (see `attached_to`).
     let Some(k) = create(&mut node, ECHO_ENDPOINT) else {
         return;
     };
-    // The silent echo endpoint for the host's `bench` (echoed like "k", never printed).
-    let _bench = create(&mut node, BENCH_ENDPOINT);
+    let mut bench: Option<u32> = None;
     log::info!("remote: waiting for the host");
     let mut clock = DoorbellClock::new(shm);
     let spin = spin_cycles();
@@ -116,6 +155,8 @@ fn rx_main() {
     let mut attached: Option<u32> = None;
     let mut errors = ErrorOnce::new();
     let mut last_traffic: Option<u64> = None;
+    let mut last_message = 0u64;
+    let silent_window = crate::time::us_to_cycles(SILENT_PEER_WINDOW_US);
     loop {
         // Everything pending; doorbells to the host are checked once at the end.
         node.defer_doorbells();
@@ -152,7 +193,8 @@ fn rx_main() {
         }
         let _ = node.flush_doorbell();
         if traffic {
-            last_traffic = Some(cycles());
+            last_message = cycles();
+            last_traffic = Some(last_message);
         }
         // Attached to a session we have not greeted yet? (A host restart is seen as a
         // new session number, possibly without ever being observed down.)
@@ -161,12 +203,7 @@ fn rx_main() {
             attached = now;
             if let Some(session) = now {
                 errors.clear();
-                log::info!(
-                    "remote: attached to session {} of the host (ivshmem id {})",
-                    session,
-                    node.peer_id().map_or(-1, i32::from)
-                );
-                print_banner();
+                attached_to(&mut node, session, also, &mut bench);
             } else {
                 log::info!("remote: the host reset the link, waiting for it");
             }
@@ -193,6 +230,14 @@ fn rx_main() {
         if node.prepare_to_wait().unwrap_or(false) {
             continue;
         }
-        let _ = shm.wait_doorbell(Some(RX_POLL_MS));
+        // A host that publishes no id may ring nobody: while its messages come, look often.
+        let silent = attached.is_some()
+            && node.published_peer_id().is_none()
+            && cycles().saturating_sub(last_message) < silent_window;
+        let _ = shm.wait_doorbell(Some(if silent {
+            SILENT_PEER_POLL_MS
+        } else {
+            RX_POLL_MS
+        }));
     }
 }
