@@ -870,7 +870,7 @@ def cmd_demo(args):
         host_dir = rig.build("host")
         remote_dir = rig.build("remote")
         rig.start_server()
-        log("booting the remote, then the host (consoles: %s)" % rig.work)
+        log("booting the remote, then the host" + (" (consoles kept in %s)" % rig.work if args.keep else ""))
         remote = rig.boot("remote", remote_dir)
         host = rig.boot("host", host_dir)
         host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
@@ -914,7 +914,7 @@ def cmd_demo(args):
     except KeyboardInterrupt:
         log("interrupted")
     finally:
-        rig.cleanup(keep_logs=False)
+        rig.cleanup(keep_logs=args.keep)
     return status
 
 
@@ -941,6 +941,7 @@ def main():
     t.add_argument("--only-mixed", action="store_true",
                    help="only the pairs with the C sample's images (OPENAMP_HOST_ELF, OPENAMP_REMOTE_ELF)")
     d = sub.add_parser("demo")
+    d.add_argument("--keep", action="store_true", help="keep the consoles and the server log")
     d.add_argument("string")
     d.add_argument("count")
     args = p.parse_args()
