@@ -4,15 +4,24 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use rustix::io::Errno;
 
 use crate::error::{Context, Error};
 use crate::shm::ShmMapping;
 use crate::sys;
 use crate::PROTOCOL_VERSION;
+
+/// How long the socket must stay quiet after our own vectors before a
+/// learning handshake ends.
+const HANDSHAKE_QUIET: Duration = Duration::from_millis(20);
+/// The same while none of our own vectors has come.
+const HANDSHAKE_QUIET_NO_VECTORS: Duration = Duration::from_millis(200);
 
 /// Something that changed after [`PeerConnection::connect`] returned, as
 /// reported by [`PeerConnection::process_messages`].
@@ -108,10 +117,28 @@ impl PeerConnection {
     /// waits until at least `min_own_vectors` of our own eventfds arrived
     /// (use the server's `-n`), then also takes whatever else is immediately
     /// readable. The whole handshake, including waiting for a full listen
-    /// backlog, must finish within `timeout`.
+    /// backlog, must finish within `timeout`. [`PeerConnection::connect_learning`]
+    /// needs no vector count.
     pub fn connect(
         path: &Path,
         min_own_vectors: usize,
+        timeout: Duration,
+    ) -> Result<PeerConnection, Error> {
+        Self::handshake(path, Some(min_own_vectors), timeout)
+    }
+
+    /// Like [`PeerConnection::connect`], but learns the server's vector
+    /// count as QEMU's client does: it takes every eventfd the server sends.
+    /// Our own come last, in one burst, so the handshake is over when the
+    /// socket has been quiet for a moment after them (20 ms; 200 ms while
+    /// none came, which is what a server with `-n 0` looks like).
+    pub fn connect_learning(path: &Path, timeout: Duration) -> Result<PeerConnection, Error> {
+        Self::handshake(path, None, timeout)
+    }
+
+    fn handshake(
+        path: &Path,
+        min_own_vectors: Option<usize>,
         timeout: Duration,
     ) -> Result<PeerConnection, Error> {
         let deadline = Instant::now() + timeout;
@@ -181,21 +208,43 @@ impl PeerConnection {
             conn.handle(value, fd, &mut ignored)?;
         };
         // 4. Other peers' eventfds, then ours.
-        while conn.own.len() < min_own_vectors {
+        while conn.own.len() < min_own_vectors.unwrap_or(0) {
             let (value, fd) = conn.read_frame(wait).map_err(|e| match e {
                 Error::Timeout(_) => Error::Timeout(format!(
-                    "got {} of our own eventfds from {}, expected at least {min_own_vectors} \
+                    "got {} of our own eventfds from {}, expected at least {} \
                      (does the server use fewer vectors, -n?)",
                     conn.own.len(),
-                    path.display()
+                    path.display(),
+                    min_own_vectors.unwrap_or(0)
                 )),
                 e => handshake_err(e),
             })?;
             conn.handle(value, fd, &mut ignored)?;
         }
-        // 5. Whatever else is already there.
-        while let Some((value, fd)) = conn.try_read_frame().map_err(handshake_err)? {
-            conn.handle(value, fd, &mut ignored)?;
+        // 5. Whatever else is already there (all of the handshake when the
+        //    caller asked for the server's vector count).
+        let min_own = min_own_vectors.unwrap_or(0);
+        loop {
+            while let Some((value, fd)) = conn.try_read_frame().map_err(handshake_err)? {
+                conn.handle(value, fd, &mut ignored)?;
+            }
+            if min_own_vectors.is_some() {
+                break;
+            }
+            // Learning the count: our own vectors come last, in one burst.
+            // Wait a little for the rest of it (longer while none of ours
+            // came: the server may have -n 0, or be slow).
+            let quiet = if conn.own.len() > min_own {
+                HANDSHAKE_QUIET
+            } else {
+                HANDSHAKE_QUIET_NO_VECTORS
+            };
+            let until = deadline.min(Instant::now() + quiet);
+            match conn.read_frame(Wait::Until(until)) {
+                Ok((value, fd)) => conn.handle(value, fd, &mut ignored)?,
+                Err(Error::Timeout(_)) => break,
+                Err(e) => return Err(handshake_err(e)),
+            }
         }
         Ok(PeerConnection {
             core: conn,
@@ -403,10 +452,10 @@ impl Core {
                     if left.is_zero() {
                         return Err(Error::Timeout("no message from the server".into()));
                     }
-                    let mut pfd = [sys::pollfd(self.sock.as_raw_fd(), libc::POLLIN)];
+                    let mut pfd = [sys::pollfd(&self.sock, PollFlags::IN)];
                     sys::poll(&mut pfd, Some(left)).context(|| "poll the server socket".into())?;
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::CONNRESET) => {
                     self.closed = true;
                     return Err(Error::ServerClosed);
                 }
@@ -490,15 +539,11 @@ pub fn wait_eventfds_each<F: AsFd>(fds: &[F], timeout: Option<Duration>) -> io::
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let mut pfds: Vec<libc::pollfd> = fds
-            .iter()
-            .map(|f| sys::pollfd(f.as_fd().as_raw_fd(), libc::POLLIN))
-            .collect();
         let left = deadline.map(sys::remaining);
-        sys::poll(&mut pfds, left)?;
+        let ready = sys::poll_each(fds.iter().map(|f| (f.as_fd(), PollFlags::IN)), left)?;
         let mut any = false;
-        for (i, p) in pfds.iter().enumerate() {
-            if p.revents & libc::POLLIN != 0 {
+        for (i, revents) in ready.iter().enumerate() {
+            if revents.contains(PollFlags::IN) {
                 counts[i] += sys::eventfd_read(fds[i].as_fd())?;
                 any |= counts[i] > 0;
             }

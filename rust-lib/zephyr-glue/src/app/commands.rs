@@ -3,7 +3,7 @@
 //! commands on the node the receive thread shares ([`STATE`]).
 
 use super::host::{App, STATE};
-use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD};
+use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
 use crate::FixedBuf;
@@ -52,9 +52,15 @@ impl Port<App> for CommandPort {
             }
         }
         // ... then ask for doorbells again, and sleep unless something came meanwhile.
-        let arrived = STATE.with(|s| s.node.prepare_to_wait().unwrap_or(true));
-        if arrived == Some(false) {
-            event::wait(Some(ms_left(deadline)));
+        // A remote that publishes no id (a C OpenAMP remote) may ring nobody: then look
+        // again every SILENT_PEER_POLL_MS.
+        let state = STATE.with(|s| {
+            let arrived = s.node.prepare_to_wait().unwrap_or(true);
+            (arrived, s.node.published_peer_id().is_none())
+        });
+        if let Some((false, silent)) = state {
+            let ms = ms_left(deadline);
+            event::wait(Some(if silent { ms.min(SILENT_PEER_POLL_MS) } else { ms }));
         }
         STATE.with(|s| s.node.busy_poll().ok());
     }
