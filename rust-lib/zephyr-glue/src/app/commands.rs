@@ -27,6 +27,14 @@ const EBUSY: c_int = -16;
 /// sleeping until the receive thread wakes it.
 struct CommandPort {
     spin: u64,
+    /// Whether to spin before the next sleep: not after a sleep nothing ended early (a
+    /// peer that publishes no id is then looked at every SILENT_PEER_POLL_MS, and
+    /// spinning each time would burn the CPU — and, under QEMU's icount, run the guest
+    /// clock ahead of real time, shortening the 5 s timeout).
+    look: bool,
+    /// Messages received when the last wait ended: more at the next one means traffic,
+    /// so spinning is worth it again.
+    rx_seen: u64,
 }
 
 impl Port<App> for CommandPort {
@@ -45,7 +53,9 @@ impl Port<App> for CommandPort {
     #[inline(never)]
     fn wait(&mut self, deadline: u64) {
         // Look at the rings for a while (the remote does not ring us meanwhile) ...
-        let until = cycles().saturating_add(self.spin).min(deadline);
+        let rx = STATE.with(|s| s.node.stats().rx_messages).unwrap_or(0);
+        let spin = if self.look || rx != self.rx_seen { self.spin } else { 0 };
+        let until = cycles().saturating_add(spin).min(deadline);
         while cycles() < until {
             if STATE.with(|s| s.node.has_pending()) != Some(false) {
                 return;
@@ -58,17 +68,21 @@ impl Port<App> for CommandPort {
             let arrived = s.node.prepare_to_wait().unwrap_or(true);
             (arrived, s.node.published_peer_id().is_none())
         });
+        self.look = true;
         if let Some((false, silent)) = state {
             let ms = ms_left(deadline);
-            event::wait(Some(if silent { ms.min(SILENT_PEER_POLL_MS) } else { ms }));
+            self.look = event::wait(Some(if silent { ms.min(SILENT_PEER_POLL_MS) } else { ms }));
         }
         STATE.with(|s| s.node.busy_poll().ok());
+        self.rx_seen = rx;
     }
 }
 
 fn command_port() -> CommandPort {
     CommandPort {
         spin: spin_cycles(),
+        look: true,
+        rx_seen: 0,
     }
 }
 
