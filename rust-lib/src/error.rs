@@ -1,18 +1,15 @@
-//! One flat error type for the whole engine, and counters of what went wrong.
+//! One error type for the whole engine, and counters of what went wrong.
 //!
 //! Errors caused by the peer (anything read from shared memory) never panic: they are
-//! returned, and the engine also counts them in [`ErrorCounters`] so that a long-running
-//! node can report how often its peer misbehaved.
+//! returned as [`Error::Peer`] with the [`PeerFault`] that says what was wrong, and the
+//! engine also counts them in [`ErrorCounters`] so that a long-running node can report how
+//! often its peer misbehaved.
 
 use core::fmt;
 
-/// Everything that can go wrong in the engine.
-///
-/// Variants up to [`Error::UnknownDestination`] describe invalid data found in shared memory
-/// (written by the peer, or corrupted); the rest describe local misuse or conditions.
+/// Invalid data found in shared memory (written by the peer, or corrupted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Error {
+pub enum PeerFault {
     /// An available-ring index moved further than the queue size since we last looked.
     AvailIndexOutOfRange,
     /// A used-ring index moved further than the number of buffers we handed out.
@@ -41,7 +38,71 @@ pub enum Error {
     BadControlValue,
     /// A message arrived for an endpoint address that does not exist here.
     UnknownDestination,
+}
 
+impl PeerFault {
+    /// Every kind, in order.
+    pub const ALL: [PeerFault; 14] = {
+        use PeerFault::*;
+        [
+            AvailIndexOutOfRange,
+            UsedIndexOutOfRange,
+            DescriptorIndexOutOfRange,
+            DuplicateDescriptor,
+            UnsupportedDescriptorFlags,
+            BufferOutOfBounds,
+            BufferTooShort,
+            UsedIdNotInFlight,
+            UsedLengthTooLarge,
+            BadMessageLength,
+            BadMessageAddress,
+            BadNameService,
+            BadControlValue,
+            UnknownDestination,
+        ]
+    };
+
+    /// Number of kinds.
+    pub const KINDS: usize = PeerFault::ALL.len();
+
+    /// A ring index moved impossibly far: the link is broken until a new session.
+    pub const fn breaks_link(self) -> bool {
+        matches!(self, Self::AvailIndexOutOfRange | Self::UsedIndexOutOfRange)
+    }
+
+    const fn text(self) -> &'static str {
+        match self {
+            Self::AvailIndexOutOfRange => "available index moved by more than the queue size",
+            Self::UsedIndexOutOfRange => "used index moved by more than the buffers in flight",
+            Self::DescriptorIndexOutOfRange => "descriptor index out of range",
+            Self::DuplicateDescriptor => "descriptor offered twice",
+            Self::UnsupportedDescriptorFlags => "descriptor uses NEXT or INDIRECT",
+            Self::BufferOutOfBounds => "buffer outside the shared buffer pool",
+            Self::BufferTooShort => "buffer shorter than an RPMsg header",
+            Self::UsedIdNotInFlight => "used element names a buffer not in flight",
+            Self::UsedLengthTooLarge => "used length larger than the buffer",
+            Self::BadMessageLength => "RPMsg payload length does not fit its buffer",
+            Self::BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
+            Self::BadNameService => "malformed name-service message",
+            Self::BadControlValue => "invalid value in the shared control area",
+            Self::UnknownDestination => "message for an unknown endpoint",
+        }
+    }
+}
+
+impl fmt::Display for PeerFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+/// Everything that can go wrong in the engine: what the peer wrote ([`Error::Peer`]), or a
+/// local misuse or condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Error {
+    /// Invalid data in shared memory.
+    Peer(PeerFault),
     /// The configuration is inconsistent (the text says which rule it breaks).
     InvalidConfig(&'static str),
     /// The shared region is smaller than the configuration needs.
@@ -56,7 +117,7 @@ pub enum Error {
     NotReady,
     /// No transmit buffer is free right now.
     NoTxBuffer,
-    /// A blocking operation's deadline passed.
+    /// A blocking operation ran out of time.
     Timeout,
     /// The payload is larger than a buffer's payload capacity.
     PayloadTooLarge,
@@ -72,73 +133,62 @@ pub enum Error {
     NameTooLong,
     /// A buffer handle does not belong to this engine's current session.
     StaleBuffer,
-    /// The peer's ivshmem id is unknown, so it cannot be notified.
-    NoPeerId,
 }
+
+impl From<PeerFault> for Error {
+    fn from(fault: PeerFault) -> Self {
+        Error::Peer(fault)
+    }
+}
+
+/// Kinds of [`Error`] that are not peer faults, for counting.
+const LOCAL_KINDS: usize = 15;
 
 impl Error {
     /// Number of distinct error kinds (the size of [`ErrorCounters`]).
-    pub const KINDS: usize = 30;
+    pub const KINDS: usize = PeerFault::KINDS + LOCAL_KINDS;
 
-    /// A stable index for counting (0..[`Error::KINDS`]).
-    pub const fn kind_index(&self) -> usize {
+    /// The peer fault, if this is one.
+    pub const fn peer_fault(&self) -> Option<PeerFault> {
         match self {
-            Error::AvailIndexOutOfRange => 0,
-            Error::UsedIndexOutOfRange => 1,
-            Error::DescriptorIndexOutOfRange => 2,
-            Error::DuplicateDescriptor => 3,
-            Error::UnsupportedDescriptorFlags => 4,
-            Error::BufferOutOfBounds => 5,
-            Error::BufferTooShort => 6,
-            Error::UsedIdNotInFlight => 7,
-            Error::UsedLengthTooLarge => 8,
-            Error::BadMessageLength => 9,
-            Error::BadMessageAddress => 10,
-            Error::BadNameService => 11,
-            Error::BadControlValue => 12,
-            Error::UnknownDestination => 13,
-            Error::InvalidConfig(_) => 14,
-            Error::RegionTooSmall => 15,
-            Error::RegionMisaligned => 16,
-            Error::OutOfBounds => 17,
-            Error::LayoutMismatch => 18,
-            Error::NotReady => 19,
-            Error::NoTxBuffer => 20,
-            Error::Timeout => 21,
-            Error::PayloadTooLarge => 22,
-            Error::EndpointNotFound => 23,
-            Error::EndpointNotBound => 24,
-            Error::TooManyEndpoints => 25,
-            Error::AddressInUse => 26,
-            Error::NameTooLong => 27,
-            Error::StaleBuffer => 28,
-            Error::NoPeerId => 29,
+            Error::Peer(f) => Some(*f),
+            _ => None,
         }
     }
 
     /// True when the error means the peer wrote something invalid into shared memory.
     pub const fn is_peer_fault(&self) -> bool {
-        self.kind_index() <= Error::UnknownDestination.kind_index()
+        self.peer_fault().is_some()
+    }
+
+    /// A stable index for counting (0..[`Error::KINDS`]): the peer faults first.
+    pub const fn kind_index(&self) -> usize {
+        let local = match self {
+            Error::Peer(f) => return *f as usize,
+            Error::InvalidConfig(_) => 0,
+            Error::RegionTooSmall => 1,
+            Error::RegionMisaligned => 2,
+            Error::OutOfBounds => 3,
+            Error::LayoutMismatch => 4,
+            Error::NotReady => 5,
+            Error::NoTxBuffer => 6,
+            Error::Timeout => 7,
+            Error::PayloadTooLarge => 8,
+            Error::EndpointNotFound => 9,
+            Error::EndpointNotBound => 10,
+            Error::TooManyEndpoints => 11,
+            Error::AddressInUse => 12,
+            Error::NameTooLong => 13,
+            Error::StaleBuffer => 14,
+        };
+        PeerFault::KINDS + local
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
-            Error::AvailIndexOutOfRange => "available index moved by more than the queue size",
-            Error::UsedIndexOutOfRange => "used index moved by more than the buffers in flight",
-            Error::DescriptorIndexOutOfRange => "descriptor index out of range",
-            Error::DuplicateDescriptor => "descriptor offered twice",
-            Error::UnsupportedDescriptorFlags => "descriptor uses NEXT or INDIRECT",
-            Error::BufferOutOfBounds => "buffer outside the shared buffer pool",
-            Error::BufferTooShort => "buffer shorter than an RPMsg header",
-            Error::UsedIdNotInFlight => "used element names a buffer not in flight",
-            Error::UsedLengthTooLarge => "used length larger than the buffer",
-            Error::BadMessageLength => "RPMsg payload length does not fit its buffer",
-            Error::BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
-            Error::BadNameService => "malformed name-service message",
-            Error::BadControlValue => "invalid value in the shared control area",
-            Error::UnknownDestination => "message for an unknown endpoint",
+            Error::Peer(fault) => fault.text(),
             Error::InvalidConfig(why) => return write!(f, "invalid configuration: {why}"),
             Error::RegionTooSmall => "shared region too small for this configuration",
             Error::RegionMisaligned => "shared region pointer null or not 8-byte aligned",
@@ -154,7 +204,6 @@ impl fmt::Display for Error {
             Error::AddressInUse => "endpoint address reserved or in use",
             Error::NameTooLong => "endpoint name longer than 31 bytes",
             Error::StaleBuffer => "buffer handle from another session",
-            Error::NoPeerId => "peer ivshmem id unknown",
         };
         f.write_str(text)
     }
@@ -185,15 +234,17 @@ impl ErrorCounters {
 
     /// Total of all errors caused by invalid data from the peer.
     pub fn peer_faults(&self) -> u32 {
-        self.counts[..=Error::UnknownDestination.kind_index()]
-            .iter()
-            .fold(0u32, |a, b| a.saturating_add(*b))
+        sum(&self.counts[..PeerFault::KINDS])
     }
 
     /// Total of all recorded errors.
     pub fn total(&self) -> u32 {
-        self.counts.iter().fold(0u32, |a, b| a.saturating_add(*b))
+        sum(&self.counts)
     }
+}
+
+fn sum(counts: &[u32]) -> u32 {
+    counts.iter().fold(0u32, |a, b| a.saturating_add(*b))
 }
 
 #[cfg(test)]
@@ -202,21 +253,11 @@ mod tests {
 
     #[test]
     fn kind_indices_are_dense_and_distinct() {
-        let all = [
-            Error::AvailIndexOutOfRange,
-            Error::UsedIndexOutOfRange,
-            Error::DescriptorIndexOutOfRange,
-            Error::DuplicateDescriptor,
-            Error::UnsupportedDescriptorFlags,
-            Error::BufferOutOfBounds,
-            Error::BufferTooShort,
-            Error::UsedIdNotInFlight,
-            Error::UsedLengthTooLarge,
-            Error::BadMessageLength,
-            Error::BadMessageAddress,
-            Error::BadNameService,
-            Error::BadControlValue,
-            Error::UnknownDestination,
+        let peer = PeerFault::ALL;
+        for (i, f) in peer.iter().enumerate() {
+            assert_eq!(*f as usize, i, "{f:?}");
+        }
+        let local = [
             Error::InvalidConfig(""),
             Error::RegionTooSmall,
             Error::RegionMisaligned,
@@ -232,24 +273,39 @@ mod tests {
             Error::AddressInUse,
             Error::NameTooLong,
             Error::StaleBuffer,
-            Error::NoPeerId,
         ];
-        assert_eq!(all.len(), Error::KINDS);
-        for (i, e) in all.iter().enumerate() {
-            assert_eq!(e.kind_index(), i, "{e:?}");
-            assert_eq!(e.is_peer_fault(), i <= 13, "{e:?}");
+        assert_eq!(peer.len(), PeerFault::KINDS);
+        assert_eq!(peer.len() + local.len(), Error::KINDS);
+        let all = peer.iter().map(|f| Error::Peer(*f)).chain(local);
+        let mut seen = [false; Error::KINDS];
+        for e in all {
+            assert!(!seen[e.kind_index()], "{e:?}");
+            seen[e.kind_index()] = true;
+            assert_eq!(e.is_peer_fault(), matches!(e, Error::Peer(_)), "{e:?}");
         }
+        assert!(seen.iter().all(|s| *s));
     }
 
     #[test]
     fn counters_count_by_kind() {
         let mut c = ErrorCounters::default();
-        c.record(Error::BadNameService);
-        c.record(Error::BadNameService);
+        c.record(PeerFault::BadNameService.into());
+        c.record(Error::Peer(PeerFault::BadNameService));
         c.record(Error::Timeout);
-        assert_eq!(c.get(Error::BadNameService), 2);
+        assert_eq!(c.get(Error::Peer(PeerFault::BadNameService)), 2);
         assert_eq!(c.get(Error::Timeout), 1);
         assert_eq!(c.peer_faults(), 2);
         assert_eq!(c.total(), 3);
+    }
+
+    #[test]
+    fn peer_faults_display_as_themselves() {
+        let e = Error::Peer(PeerFault::UsedLengthTooLarge);
+        assert_eq!(
+            e.peer_fault().map(PeerFault::text),
+            Some("used length larger than the buffer")
+        );
+        assert!(PeerFault::UsedIndexOutOfRange.breaks_link());
+        assert!(!PeerFault::BadNameService.breaks_link());
     }
 }

@@ -121,6 +121,7 @@
     clippy::undocumented_unsafe_blocks
 )]
 
+pub mod descset;
 pub mod endpoint;
 pub mod error;
 pub mod layout;
@@ -135,10 +136,10 @@ pub mod virtqueue;
 pub mod wire;
 
 pub use endpoint::{Endpoint, EndpointTable, NameService, MAX_ENDPOINTS};
-pub use error::{Error, ErrorCounters, Result};
+pub use error::{Error, ErrorCounters, PeerFault, Result};
 pub use layout::{Config, Layout, QueueId};
 pub use peer_id::{PeerIdRule, Side};
 pub use platform::{Clock, Doorbell, NoDoorbell};
-pub use rpmsg::{Event, Host, Incoming, LinkState, Remote, Rpmsg, RxBuffer, Stats, TxBuffer};
+pub use rpmsg::{Event, Host, LinkState, Remote, Rpmsg, RxBuffer, Stats, TxBuffer};
 pub use shared::SharedNode;
 pub use shm::SharedRegion;

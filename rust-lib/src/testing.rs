@@ -150,102 +150,229 @@ impl Clock for BellClock {
     }
 }
 
+/// What one role did in [`exercise_hostile_region`], after its invariants were checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostileTally {
+    /// Messages delivered by `recv`.
+    pub delivered: u64,
+    /// Name-service events delivered by `recv`.
+    pub announcements: u64,
+    /// Buffers the node took from its receive ring (`Stats::rx_messages`).
+    pub rx_messages: u64,
+    /// Errors the node counted, of which caused by the peer.
+    pub errors: u32,
+    /// Of [`HostileTally::errors`], those caused by the peer.
+    pub peer_faults: u32,
+    /// The link ended broken.
+    pub broken: bool,
+}
+
+/// What [`exercise_hostile_region`] saw: the remote facing a hostile host, and the host
+/// facing a hostile remote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostileRun {
+    /// The remote's tally.
+    pub remote: HostileTally,
+    /// The host's tally.
+    pub host: HostileTally,
+}
+
 /// Runs both roles against a shared region whose contents come from `data` (the fuzz
 /// target and the replay test call this): a remote facing a hostile host, and a host facing
 /// a hostile remote. Between steps the hostile side rewrites parts of the region with more
 /// bytes from `data`. The engine must never panic, loop without bound or touch memory
-/// outside the region; errors are expected and ignored.
-pub fn exercise_hostile_region(data: &[u8]) {
-    use crate::layout::{Config, Layout, QueueId};
-    use crate::rpmsg::{Event, Host, Remote};
-    use crate::shm::ControlView;
+/// outside the region; errors are expected. It must also keep its invariants, which this
+/// checks (and panics on, so that the fuzzer reports them): a message is delivered only
+/// while the link may deliver (never from a broken or ended session), only to an endpoint
+/// that exists and within the payload capacity; nothing is delivered that was not counted
+/// as received; a broken link was broken by a ring index the peer moved impossibly far.
+pub fn exercise_hostile_region(data: &[u8]) -> HostileRun {
+    use crate::layout::{Config, Layout};
 
-    const SIZE: usize = 32 * 1024;
     let (head, rest) = data.split_at(data.len().min(8));
     let mut flags = [0u8; 8];
     flags[..head.len()].copy_from_slice(head);
     let cfg = Config {
         queue_size: 1 << (flags[1] % 5),
-        ..Config::new(SIZE)
+        ..Config::new(HOSTILE_SIZE)
     };
     let Ok(layout) = Layout::new(&cfg) else {
-        return;
+        return HostileRun::default();
     };
-    let mem = HeapRegion::new(SIZE);
-    let region = mem.region();
-    let mut chunks = rest
-        .chunks(64)
-        .cycle()
-        .take(rest.len().div_ceil(64).min(64));
-    // Where a hostile write goes: mostly the rings and the control block, sometimes buffers.
-    let targets = [
-        layout.ring(QueueId::RemoteToHost).desc,
-        layout.ring(QueueId::HostToRemote).desc,
-        layout.ring(QueueId::RemoteToHost).used,
-        layout.ring(QueueId::HostToRemote).avail,
-        0,
-        layout.pool_start(),
-    ];
-    let mut scribble = |step: usize| {
-        if let Some(chunk) = chunks.next() {
-            let selector = chunk.first().copied().unwrap_or(0) as usize;
-            let base = targets[(selector + step) % targets.len()];
-            let shift = (chunk.get(1).copied().unwrap_or(0) as usize) * 4;
-            let _ = region.write_bytes((base + shift).min(SIZE - chunk.len()), chunk);
-        }
-    };
-
-    // Remote against a hostile host.
+    let mem = HeapRegion::new(HOSTILE_SIZE);
+    let mut scribbler = Scribbler::new(mem.region(), &layout, rest);
     mem.fill_from(rest);
+    let remote = hostile_host(&mem, cfg, &layout, flags, &mut scribbler);
+    mem.fill_from(&[]);
+    let host = hostile_remote(&mem, cfg, flags, &mut scribbler);
+    HostileRun { remote, host }
+}
+
+const HOSTILE_SIZE: usize = 32 * 1024;
+
+/// The hostile side's writes: chunks of the input, mostly at the rings and the control
+/// block, sometimes at buffers.
+struct Scribbler<'r, 'd> {
+    region: crate::SharedRegion<'r>,
+    chunks: core::iter::Take<core::iter::Cycle<core::slice::Chunks<'d, u8>>>,
+    targets: [usize; 6],
+}
+
+impl<'r, 'd> Scribbler<'r, 'd> {
+    fn new(region: crate::SharedRegion<'r>, layout: &crate::Layout, rest: &'d [u8]) -> Self {
+        use crate::layout::QueueId;
+        Self {
+            region,
+            chunks: rest
+                .chunks(64)
+                .cycle()
+                .take(rest.len().div_ceil(64).min(64)),
+            targets: [
+                layout.ring(QueueId::RemoteToHost).desc,
+                layout.ring(QueueId::HostToRemote).desc,
+                layout.ring(QueueId::RemoteToHost).used,
+                layout.ring(QueueId::HostToRemote).avail,
+                0,
+                layout.pool_start(),
+            ],
+        }
+    }
+
+    fn scribble(&mut self, step: usize) {
+        if let Some(chunk) = self.chunks.next() {
+            let selector = chunk.first().copied().unwrap_or(0) as usize;
+            let base = self.targets[(selector + step) % self.targets.len()];
+            let shift = (chunk.get(1).copied().unwrap_or(0) as usize) * 4;
+            let at = (base + shift).min(HOSTILE_SIZE - chunk.len());
+            let _ = self.region.write_bytes(at, chunk);
+        }
+    }
+}
+
+/// Checks what `recv` delivered against the node's state, and counts it.
+fn check_event<'a, R: crate::rpmsg::Role<'a>, D: Doorbell>(
+    node: &crate::Rpmsg<'a, R, D>,
+    event: &crate::Event<'a>,
+    may_deliver: bool,
+    tally: &mut HostileTally,
+) {
+    assert!(may_deliver, "delivered while {:?}", node.link_state());
+    match event {
+        crate::Event::Message(rx) => {
+            tally.delivered += 1;
+            assert!(
+                rx.len() <= node.max_payload(),
+                "payload beyond the capacity"
+            );
+            assert!(node.endpoint(rx.dst()).is_some(), "message for no endpoint");
+        }
+        _ => tally.announcements += 1,
+    }
+}
+
+/// The node's counters at the end, checked.
+fn finish<'a, R: crate::rpmsg::Role<'a>, D: Doorbell>(
+    node: &crate::Rpmsg<'a, R, D>,
+    mut tally: HostileTally,
+) -> HostileTally {
+    use crate::error::{Error, PeerFault};
+    let counters = node.counters();
+    tally.rx_messages = node.stats().rx_messages;
+    tally.errors = counters.total();
+    tally.peer_faults = counters.peer_faults();
+    tally.broken = node.link_state() == crate::LinkState::Broken;
+    assert!(tally.delivered + tally.announcements <= tally.rx_messages);
+    assert!(tally.peer_faults <= tally.errors);
+    let index_faults = counters.get(Error::Peer(PeerFault::AvailIndexOutOfRange))
+        + counters.get(Error::Peer(PeerFault::UsedIndexOutOfRange));
+    assert!(
+        !tally.broken || index_faults > 0,
+        "broken without a ring index fault"
+    );
+    tally
+}
+
+/// A remote against a hostile host.
+fn hostile_host(
+    mem: &HeapRegion,
+    cfg: crate::Config,
+    layout: &crate::Layout,
+    flags: [u8; 8],
+    scribbler: &mut Scribbler<'_, '_>,
+) -> HostileTally {
+    use crate::rpmsg::{Event, Remote};
+    let region = mem.region();
     if flags[0] & 1 == 1 {
-        let control = ControlView::new(region).ok();
-        if let Some(c) = control {
-            let _ = c.publish(&layout, Some(u16::from(flags[2])), u32::from(flags[3]));
+        if let Ok(c) = crate::shm::ControlView::new(region) {
+            let _ = c.publish(layout, Some(u16::from(flags[2])), u32::from(flags[3]));
             let _ = c.set_status(0x0f);
         }
     }
-    if let Ok(mut remote) = Remote::new_remote(region, cfg, Some(1), NoBell) {
-        let _ = remote.create_endpoint("k", None, None);
-        for step in 0..16 {
-            let _ = remote.poll();
-            if let Ok(Some(Event::Message(rx))) = remote.recv() {
+    let Ok(mut remote) = Remote::new_remote(region, cfg, Some(1), NoBell) else {
+        return HostileTally::default();
+    };
+    let _ = remote.create_endpoint("k", None, None);
+    let mut tally = HostileTally::default();
+    for step in 0..16 {
+        let _ = remote.poll();
+        if let Ok(Some(event)) = remote.recv() {
+            let up = remote.link_state() == crate::LinkState::Up;
+            check_event(&remote, &event, up, &mut tally);
+            if let Event::Message(rx) = event {
                 let mut b = [0u8; 64];
-                let _ = rx.read(0, &mut b);
+                let n = rx.read(0, &mut b).unwrap_or(0);
+                assert!(n <= rx.len());
                 if step % 3 == 0 {
-                    let _ = remote.try_send(1024, &b[..rx.len().min(64)]);
+                    let _ = remote.try_send(1024, &b[..n]);
                 }
                 let _ = remote.release_rx(rx);
             }
-            if let Ok(mut tx) = remote.get_tx_buffer() {
-                let _ = tx.write(0, b"hostile");
-                let _ = remote.send_offchannel_nocopy(1024, 1024, tx, 7);
-            }
-            scribble(step);
         }
+        if let Ok(mut tx) = remote.get_tx_buffer() {
+            let _ = tx.write(0, b"hostile");
+            let _ = remote.send_offchannel_nocopy(1024, 1024, tx, 7);
+        }
+        scribbler.scribble(step);
     }
+    finish(&remote, tally)
+}
 
-    // Host against a hostile remote.
-    mem.fill_from(&[]);
-    if let Ok(mut host) = Host::new_host(region, cfg, Some(2), NoBell) {
-        let _ = host.start();
-        let _ = host.create_endpoint("h", None, None);
-        for step in 0..16 {
-            scribble(step);
-            match host.recv() {
-                Ok(Some(Event::Message(rx))) => {
+/// A host against a hostile remote.
+fn hostile_remote(
+    mem: &HeapRegion,
+    cfg: crate::Config,
+    flags: [u8; 8],
+    scribbler: &mut Scribbler<'_, '_>,
+) -> HostileTally {
+    use crate::rpmsg::{Event, Host};
+    use crate::LinkState;
+    let Ok(mut host) = Host::new_host(mem.region(), cfg, Some(2), NoBell) else {
+        return HostileTally::default();
+    };
+    let _ = host.start();
+    let _ = host.create_endpoint("h", None, None);
+    let mut tally = HostileTally::default();
+    for step in 0..16 {
+        scribbler.scribble(step);
+        if let Ok(Some(event)) = host.recv() {
+            let open = matches!(host.link_state(), LinkState::Up | LinkState::Waiting);
+            check_event(&host, &event, open, &mut tally);
+            match event {
+                Event::Message(rx) => {
                     let _ = host.release_rx(rx);
                 }
-                Ok(Some(Event::NameServiceCreate { name, addr })) => {
+                Event::NameServiceCreate { name, addr } => {
                     let _ = host.bind(&name, addr);
                 }
-                Ok(_) | Err(_) => {}
-            }
-            let _ = host.try_send_to(1024, 1024 + step as u32, b"probe");
-            if flags[4] & 1 == 1 {
-                let _ = host.poll();
+                Event::NameServiceDestroy { .. } => {}
             }
         }
+        let _ = host.try_send_to(1024, 1024 + step as u32, b"probe");
+        if flags[4] & 1 == 1 {
+            let _ = host.poll();
+        }
     }
+    finish(&host, tally)
 }
 
 /// A doorbell that rings nobody.

@@ -9,8 +9,9 @@
 //!
 //! Indices are free-running `u16`s compared with wrapping arithmetic, as virtio specifies.
 
-use crate::error::{Error, Result};
-use crate::shm::{BufferRef, DescSet, PoolWindow, RingView, UsedElem};
+use crate::descset::DescSet;
+use crate::error::{Error, PeerFault, Result};
+use crate::shm::{BufferRef, PoolWindow, RingView, UsedElem};
 use crate::wire::{VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY};
 
 /// The driver side of a split virtqueue.
@@ -52,19 +53,14 @@ impl<'a> DriverQueue<'a> {
         self.in_flight.len()
     }
 
-    /// Whether descriptor `id` is with the device.
-    pub const fn is_in_flight(&self, id: u16) -> bool {
-        self.in_flight.contains(id)
-    }
-
     /// Offers buffer `id` (at descriptor address `addr`, `len` bytes) to the device.
     /// Errors if `id` is out of range or already in flight.
     pub fn add(&mut self, id: u16, addr: u64, len: u32, device_writable: bool) -> Result<()> {
         if id >= self.size() {
-            return Err(Error::DescriptorIndexOutOfRange);
+            return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
         if self.in_flight.contains(id) {
-            return Err(Error::DuplicateDescriptor);
+            return Err(Error::Peer(PeerFault::DuplicateDescriptor));
         }
         let flags = if device_writable {
             VRING_DESC_F_WRITE

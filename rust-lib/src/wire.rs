@@ -170,6 +170,27 @@ pub struct VringDesc {
     pub next: Le16,
 }
 
+/// The start of the available ring; its entries (`le16` descriptor ids) follow, then
+/// `used_event`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct VringAvailHeader {
+    /// `VRING_AVAIL_F_*`.
+    pub flags: Le16,
+    /// Where the driver will put its next entry.
+    pub idx: Le16,
+}
+
+/// The start of the used ring; its entries ([`VringUsedElem`]) follow, then `avail_event`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct VringUsedHeader {
+    /// `VRING_USED_F_*`.
+    pub flags: Le16,
+    /// Where the device will put its next entry.
+    pub idx: Le16,
+}
+
 /// One entry of the used ring.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C)]

@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use rpmsg_engine::layout::QueueId;
 use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
 use rpmsg_engine::wire::CONTROL_BLOCK_OFFSET;
-use rpmsg_engine::{Config, Error, Event, Host, LinkState, Remote};
+use rpmsg_engine::{Config, Error, Event, Host, LinkState, PeerFault, Remote};
 
 const SIZE: usize = 64 * 1024;
 const HOST_ID: u16 = 4;
@@ -195,7 +195,10 @@ fn messages_to_unknown_endpoints_are_dropped_and_their_buffers_returned() {
         h.try_send_to(ept, 4000, b"nobody").unwrap();
         assert!(r.recv().unwrap().is_none());
     }
-    assert_eq!(r.counters().get(Error::UnknownDestination), 100);
+    assert_eq!(
+        r.counters().get(Error::Peer(PeerFault::UnknownDestination)),
+        100
+    );
     assert_eq!(r.stats().dropped, 100);
     h.try_send(ept, b"still works").unwrap();
     assert!(echo_one(&mut r).is_some());
@@ -292,7 +295,10 @@ fn hostile_host_descriptors_are_skipped() {
         .store_u64(ring.desc + 16 * id, 0xafa0_0000 + SIZE as u64 - 64, Relaxed)
         .unwrap();
     assert!(r.recv().unwrap().is_none());
-    assert_eq!(r.counters().get(Error::BufferOutOfBounds), 1);
+    assert_eq!(
+        r.counters().get(Error::Peer(PeerFault::BufferOutOfBounds)),
+        1
+    );
     h.try_send(ept, b"two").unwrap();
     assert_eq!(echo_one(&mut r).as_deref(), Some(&b"two"[..]));
 }
@@ -316,12 +322,19 @@ fn hostile_remote_used_entries_are_skipped_and_a_wild_index_resets_the_session()
         .store_u16(ring.used + 2, used_idx.wrapping_add(1), Relaxed)
         .unwrap();
     assert!(h.recv().unwrap().is_none());
-    assert_eq!(h.counters().get(Error::DescriptorIndexOutOfRange), 1);
+    assert_eq!(
+        h.counters()
+            .get(Error::Peer(PeerFault::DescriptorIndexOutOfRange)),
+        1
+    );
     // A used index far ahead: the ring is unusable, the host starts a new session.
     region
         .store_u16(ring.used + 2, used_idx.wrapping_add(1000), Relaxed)
         .unwrap();
-    assert_eq!(h.recv().map(|_| ()), Err(Error::UsedIndexOutOfRange));
+    assert_eq!(
+        h.recv().map(|_| ()),
+        Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
+    );
     assert_eq!(h.link_state(), LinkState::Broken);
     let old = h.session();
     let _ = h.poll();

@@ -8,7 +8,7 @@ use rpmsg_engine::layout::{Layout, QueueId, RingLayout, CONTROL_AREA_SIZE, MAX_S
 use rpmsg_engine::shm::{PoolWindow, RingView};
 use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
 use rpmsg_engine::virtqueue::{DeviceQueue, DriverQueue};
-use rpmsg_engine::{Config, Error, Event, Host, Remote};
+use rpmsg_engine::{Config, Error, Event, Host, PeerFault, Remote};
 
 const SIZE: usize = 64 * 1024;
 const BASE: u64 = 0xafa0_0000;
@@ -75,7 +75,7 @@ proptest! {
                         avail.push_back(id);
                     } else {
                         // Every descriptor is out: adding any of them again must fail.
-                        prop_assert_eq!(drv.add(0, addr(0), 64, false), Err(Error::DuplicateDescriptor));
+                        prop_assert_eq!(drv.add(0, addr(0), 64, false), Err(Error::Peer(PeerFault::DuplicateDescriptor)));
                     }
                 }
                 QOp::DevicePop => {

@@ -1,7 +1,7 @@
 //! Replays a few thousand pseudo-random region images through both roles (the same driver
 //! as the fuzz target in rust-lib/fuzz, so ordinary `cargo test` covers it too).
 
-use rpmsg_engine::testing::exercise_hostile_region;
+use rpmsg_engine::testing::{exercise_hostile_region, HostileRun};
 
 /// xorshift64*: deterministic, so a failure names its seed.
 fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -16,9 +16,22 @@ fn bytes(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Sums what the runs saw (each run checked its invariants itself).
+fn add(total: &mut HostileRun, run: HostileRun) {
+    for (t, r) in [(&mut total.remote, run.remote), (&mut total.host, run.host)] {
+        t.delivered += r.delivered;
+        t.announcements += r.announcements;
+        t.rx_messages += r.rx_messages;
+        t.errors += r.errors;
+        t.peer_faults += r.peer_faults;
+        t.broken |= r.broken;
+    }
+}
+
 #[test]
 fn random_region_images_never_panic() {
     let images = if cfg!(miri) { 4 } else { 3000 };
+    let mut total = HostileRun::default();
     for seed in 0..images {
         let len = 8 + (seed as usize * 37) % 2048;
         let mut data = bytes(seed, len);
@@ -28,7 +41,16 @@ fn random_region_images_never_panic() {
                 *b &= 0x1f;
             }
         }
-        exercise_hostile_region(&data);
+        add(&mut total, exercise_hostile_region(&data));
+    }
+    if !cfg!(miri) {
+        // The images reach the validation paths on both sides: peer faults are counted, and
+        // counted as such, and some link was broken by a ring index.
+        for side in [total.remote, total.host] {
+            assert!(side.peer_faults > 0, "{total:?}");
+            assert!(side.peer_faults <= side.errors, "{total:?}");
+        }
+        assert!(total.remote.broken || total.host.broken, "{total:?}");
     }
 }
 
@@ -41,7 +63,14 @@ fn structured_images_never_panic() {
             if len > 0 {
                 data[0] = 1;
             }
-            exercise_hostile_region(&data);
+            let run = exercise_hostile_region(&data);
+            // Nothing delivered that was not taken from a ring.
+            for side in [run.remote, run.host] {
+                assert!(
+                    side.delivered + side.announcements <= side.rx_messages,
+                    "{run:?}"
+                );
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! A node shared by two threads through `SharedNode` (critical-section's std impl): one
 //! thread receives, the other sends with a timeout, as the firmware's doorbell and shell
-//! threads do.
+//! threads do (waiting outside the critical section, as `rpmsg-app`'s `send_blocking`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -10,6 +10,31 @@ use rpmsg_engine::testing::{Bell, BellClock, BellDoorbell, HeapRegion};
 use rpmsg_engine::{Clock, Config, Error, Event, Host, Remote, SharedNode};
 
 const SIZE: usize = 64 * 1024;
+
+/// Sends from `ept` through the shared node, waiting (outside the critical section, in
+/// slices of 1 ms: the doorbell may wake the other thread) up to `timeout_us` for a
+/// transmit buffer and for the link.
+fn send_timeout<'a>(
+    node: &SharedNode<Host<'a, BellDoorbell>>,
+    ept: u32,
+    data: &[u8],
+    clock: &mut BellClock,
+    timeout_us: u64,
+) -> Result<(), Error> {
+    let deadline = clock.now_us().saturating_add(timeout_us);
+    loop {
+        match node.with(|n| n.try_send(ept, data)) {
+            None => return Err(Error::NotReady),
+            Some(Err(Error::NoTxBuffer | Error::NotReady)) => {}
+            Some(other) => return other,
+        }
+        let now = clock.now_us();
+        if now >= deadline {
+            return Err(Error::Timeout);
+        }
+        clock.wait_until(deadline.min(now + 1_000));
+    }
+}
 
 #[test]
 fn send_timeout_from_one_thread_while_another_receives() {
@@ -93,8 +118,7 @@ fn send_timeout_from_one_thread_while_another_receives() {
         }
         let ept = ept.expect("remote endpoint bound");
         for i in 0..1000u32 {
-            node.send_timeout(ept, &i.to_le_bytes(), &mut clock, 5_000_000)
-                .unwrap();
+            send_timeout(&node, ept, &i.to_le_bytes(), &mut clock, 5_000_000).unwrap();
         }
         for _ in 0..5000 {
             if echoes.load(Ordering::Relaxed) == 1000 {
@@ -110,7 +134,7 @@ fn send_timeout_from_one_thread_while_another_receives() {
     drop(host);
     let mut clock = BellClock::new(Bell::new());
     assert_eq!(
-        node.send_timeout(1024, b"x", &mut clock, 1000),
+        send_timeout(&node, 1024, b"x", &mut clock, 1000),
         Err(Error::NotReady)
     );
 }
@@ -133,7 +157,7 @@ fn send_timeout_times_out_when_no_remote_ever_consumes() {
     // The link never comes up (no remote): NotReady until the deadline, then Timeout.
     let start = clock.now_us();
     assert_eq!(
-        node.send_timeout(ept, b"x", &mut clock, 50_000),
+        send_timeout(&node, ept, b"x", &mut clock, 50_000),
         Err(Error::Timeout)
     );
     assert!(clock.now_us() - start >= 50_000);

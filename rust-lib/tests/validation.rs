@@ -3,17 +3,17 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use rpmsg_engine::descset::DescSet;
 use rpmsg_engine::layout::{Layout, QueueId};
 use rpmsg_engine::shm::{
-    read_message_header, read_ns_record, BufferRef, ControlView, DescSet, PoolWindow, RingView,
-    SharedRegion,
+    read_message_header, read_ns_record, BufferRef, ControlView, PoolWindow, RingView, SharedRegion,
 };
 use rpmsg_engine::testing::HeapRegion;
 use rpmsg_engine::wire::{
     NsMessage, RpmsgHeader, CONTROL_BLOCK_OFFSET, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
     VRING_DESC_F_WRITE,
 };
-use rpmsg_engine::{Config, Error};
+use rpmsg_engine::{Config, Error, PeerFault};
 
 const SIZE: usize = 64 * 1024;
 const BASE: u64 = 0xafa0_0000;
@@ -74,11 +74,17 @@ fn avail_index_too_far_ahead() {
     let f = Fixture::new();
     let r = f.ring();
     r.publish_avail_idx(17).unwrap();
-    assert_eq!(r.avail_pending(0), Err(Error::AvailIndexOutOfRange));
+    assert_eq!(
+        r.avail_pending(0),
+        Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
+    );
     assert_eq!(r.avail_pending(1), Ok(16));
     // Behind us (wrapped backwards) is also out of range.
     r.publish_avail_idx(0xffff).unwrap();
-    assert_eq!(r.avail_pending(0), Err(Error::AvailIndexOutOfRange));
+    assert_eq!(
+        r.avail_pending(0),
+        Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
+    );
 }
 
 #[test]
@@ -97,12 +103,12 @@ fn descriptor_index_out_of_range() {
     r.publish_avail_idx(1).unwrap();
     assert_eq!(
         f.read_offer(&DescSet::new()),
-        Err(Error::DescriptorIndexOutOfRange)
+        Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange))
     );
     r.write_avail_entry(0, 0xffff).unwrap();
     assert_eq!(
         f.read_offer(&DescSet::new()),
-        Err(Error::DescriptorIndexOutOfRange)
+        Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange))
     );
 }
 
@@ -112,7 +118,10 @@ fn descriptor_offered_twice() {
     f.offer(2, BASE + 0x400, 512, 0);
     let mut held = DescSet::new();
     held.insert(2);
-    assert_eq!(f.read_offer(&held), Err(Error::DuplicateDescriptor));
+    assert_eq!(
+        f.read_offer(&held),
+        Err(Error::Peer(PeerFault::DuplicateDescriptor))
+    );
 }
 
 #[test]
@@ -121,12 +130,12 @@ fn chained_and_indirect_descriptors() {
     f.offer(0, BASE + 0x400, 512, VRING_DESC_F_NEXT);
     assert_eq!(
         f.read_offer(&DescSet::new()),
-        Err(Error::UnsupportedDescriptorFlags)
+        Err(Error::Peer(PeerFault::UnsupportedDescriptorFlags))
     );
     f.offer(0, BASE + 0x400, 512, VRING_DESC_F_INDIRECT);
     assert_eq!(
         f.read_offer(&DescSet::new()),
-        Err(Error::UnsupportedDescriptorFlags)
+        Err(Error::Peer(PeerFault::UnsupportedDescriptorFlags))
     );
 }
 
@@ -149,7 +158,7 @@ fn buffer_addresses_outside_the_pool() {
         f.offer(1, addr, len, 0);
         assert_eq!(
             f.read_offer(&DescSet::new()),
-            Err(Error::BufferOutOfBounds),
+            Err(Error::Peer(PeerFault::BufferOutOfBounds)),
             "{what}"
         );
     }
@@ -159,7 +168,10 @@ fn buffer_addresses_outside_the_pool() {
 fn buffer_shorter_than_a_header() {
     let f = Fixture::new();
     f.offer(1, BASE + 0x400, 15, 0);
-    assert_eq!(f.read_offer(&DescSet::new()), Err(Error::BufferTooShort));
+    assert_eq!(
+        f.read_offer(&DescSet::new()),
+        Err(Error::Peer(PeerFault::BufferTooShort))
+    );
     f.offer(1, BASE + 0x400, 16, 0);
     assert!(f.read_offer(&DescSet::new()).is_ok());
 }
@@ -169,10 +181,16 @@ fn used_index_beyond_buffers_in_flight() {
     let f = Fixture::new();
     let r = f.ring();
     r.publish_used_idx(3).unwrap();
-    assert_eq!(r.used_pending(0, 2), Err(Error::UsedIndexOutOfRange));
+    assert_eq!(
+        r.used_pending(0, 2),
+        Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
+    );
     assert_eq!(r.used_pending(0, 3), Ok(3));
     r.publish_used_idx(40).unwrap();
-    assert_eq!(r.used_pending(0, 300), Err(Error::UsedIndexOutOfRange));
+    assert_eq!(
+        r.used_pending(0, 300),
+        Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
+    );
 }
 
 #[test]
@@ -189,12 +207,12 @@ fn used_elements() {
     r.write_used_elem(0, 5, 100).unwrap();
     assert_eq!(
         r.read_used_elem(0, &in_flight, 512),
-        Err(Error::UsedIdNotInFlight)
+        Err(Error::Peer(PeerFault::UsedIdNotInFlight))
     );
     r.write_used_elem(0, 4, 513).unwrap();
     assert_eq!(
         r.read_used_elem(0, &in_flight, 512),
-        Err(Error::UsedLengthTooLarge)
+        Err(Error::Peer(PeerFault::UsedLengthTooLarge))
     );
     // A 32-bit id beyond the queue (the field is u32 on the wire).
     let used = f.layout.ring(QueueId::HostToRemote).used;
@@ -204,7 +222,7 @@ fn used_elements() {
         .unwrap();
     assert_eq!(
         r.read_used_elem(0, &in_flight, 512),
-        Err(Error::DescriptorIndexOutOfRange)
+        Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange))
     );
 }
 
@@ -235,29 +253,29 @@ fn message_headers() {
     assert_eq!((h.src, h.dst, h.len), (1024, 1025, 10));
     assert_eq!(
         read_message_header(&r, buf, 25),
-        Err(Error::BadMessageLength),
+        Err(Error::Peer(PeerFault::BadMessageLength)),
         "written too short"
     );
     assert_eq!(
         read_message_header(&r, buf, 15),
-        Err(Error::BadMessageLength),
+        Err(Error::Peer(PeerFault::BadMessageLength)),
         "no room for header"
     );
     let buf = put_message(&r, 1024, 1025, 497, b"");
     assert_eq!(
         read_message_header(&r, buf, 9999),
-        Err(Error::BadMessageLength),
+        Err(Error::Peer(PeerFault::BadMessageLength)),
         "len > buffer"
     );
     let buf = put_message(&r, u32::MAX, 1025, 0, b"");
     assert_eq!(
         read_message_header(&r, buf, 16),
-        Err(Error::BadMessageAddress)
+        Err(Error::Peer(PeerFault::BadMessageAddress))
     );
     let buf = put_message(&r, 1024, u32::MAX, 0, b"");
     assert_eq!(
         read_message_header(&r, buf, 16),
-        Err(Error::BadMessageAddress)
+        Err(Error::Peer(PeerFault::BadMessageAddress))
     );
 }
 
@@ -293,7 +311,7 @@ fn name_service_records() {
         let buf = put_message(&r, 1024, 53, len, msg);
         assert_eq!(
             read_ns_record(&r, buf, len),
-            Err(Error::BadNameService),
+            Err(Error::Peer(PeerFault::BadNameService)),
             "{what}"
         );
     }
@@ -327,12 +345,16 @@ fn control_block() {
         .unwrap();
     assert_eq!(
         c.published(),
-        Err(Error::BadControlValue),
+        Err(Error::Peer(PeerFault::BadControlValue)),
         "host id > 65535"
     );
     r.store_u32(CONTROL_BLOCK_OFFSET + 40, 0x2_0000, Relaxed)
         .unwrap();
-    assert_eq!(c.remote(), Err(Error::BadControlValue), "remote id > 65535");
+    assert_eq!(
+        c.remote(),
+        Err(Error::Peer(PeerFault::BadControlValue)),
+        "remote id > 65535"
+    );
 }
 
 #[test]

@@ -147,19 +147,9 @@ int rpmsg_glue_doorbell_wait(int32_t timeout_ms)
 
 /* ---- time --------------------------------------------------------------------- */
 
-int64_t rpmsg_glue_uptime_ms(void)
-{
-	return k_uptime_get();
-}
-
-uint64_t rpmsg_glue_uptime_us(void)
-{
-	return k_ticks_to_us_floor64((uint64_t)k_uptime_ticks());
-}
-
 /* The hardware cycle counter (the ARM generic timer: 62.5 MHz on QEMU virt), for
- * measurements and short spins; the tick clock above has CONFIG_SYS_CLOCK_TICKS_PER_SEC
- * resolution (1 ms with our qemu_cortex_a53 config).
+ * timeouts, measurements and short spins; the kernel's tick clock has
+ * CONFIG_SYS_CLOCK_TICKS_PER_SEC resolution (1 ms with our qemu_cortex_a53 config).
  */
 uint64_t rpmsg_glue_cycles(void)
 {
@@ -203,11 +193,6 @@ int rpmsg_glue_event_wait(int32_t timeout_ms)
 {
 	return k_sem_take(&rpmsg_glue_event_sem,
 			  timeout_ms < 0 ? K_FOREVER : K_MSEC(timeout_ms));
-}
-
-void rpmsg_glue_sleep_ms(int32_t ms)
-{
-	k_msleep(ms);
 }
 
 /* ---- console (no log prefixes, no colours) ----------------------------------- */
@@ -267,7 +252,7 @@ void rpmsg_glue_log(uint32_t level, const char *msg)
 /* ---- shell command -------------------------------------------------------------- */
 
 #ifdef CONFIG_RPMSG_IVSHMEM_SHELL
-/* Rust: zephyr_glue::shell (call the handlers the application registered). */
+/* Rust: zephyr_glue::app::host (the host application's command handlers). */
 extern int rpmsg_glue_shell_send(const struct shell *sh, size_t argc, char **argv);
 extern int rpmsg_glue_shell_status(const struct shell *sh, size_t argc, char **argv);
 extern int rpmsg_glue_shell_bench(const struct shell *sh, size_t argc, char **argv);
@@ -295,7 +280,8 @@ SHELL_CMD_REGISTER(rpmsg_ivshmem, &rpmsg_ivshmem_cmds, "RPMsg over IVSHMEM", NUL
 
 /* ---- receive thread (entry in Rust) -------------------------------------------- */
 
-/* Rust: zephyr_glue::thread (runs the function the application gave). */
+/* Rust: defined by the image crate (host/src/lib.rs, remote/src/lib.rs), which calls its
+ * application's receive loop. */
 extern void rpmsg_glue_rx_thread_main(void);
 
 static void rpmsg_glue_rx_entry(void *p1, void *p2, void *p3)

@@ -11,9 +11,6 @@ extern "C" {
     pub fn rpmsg_glue_ivshmem_register_handler(vector: u16) -> c_int;
     pub fn rpmsg_glue_doorbell_wait(timeout_ms: i32) -> c_int;
 
-    pub fn rpmsg_glue_uptime_ms() -> i64;
-    pub fn rpmsg_glue_sleep_ms(ms: i32);
-    pub fn rpmsg_glue_uptime_us() -> u64;
     pub fn rpmsg_glue_cycles() -> u64;
     pub fn rpmsg_glue_cycles_per_sec() -> u32;
     pub fn rpmsg_glue_spin_us() -> u32;

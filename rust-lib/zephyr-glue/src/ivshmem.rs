@@ -16,9 +16,12 @@ pub struct Ivshmem {
     vectors: u16,
 }
 
-// The handle only carries the mapping address and numbers; all access to the
-// region goes through raw pointers (and, later, the engine's shm layer).
+// SAFETY: the handle only carries the address of a mapping that lives as long as the
+// image, and numbers; it never dereferences the pointer itself (the region is accessed
+// only through the engine's `SharedRegion`, with atomics), and the driver calls it makes
+// are thread-safe kernel calls. Moving it to another thread is therefore sound.
 unsafe impl Send for Ivshmem {}
+// SAFETY: as above: `&Ivshmem` allows only reading its numbers and thread-safe driver calls.
 unsafe impl Sync for Ivshmem {}
 
 /// Why [`Ivshmem::open`] failed.

@@ -7,18 +7,23 @@
 //!   wait for a ring).
 //! - [`time`]: uptime and sleep, for the engine's clock and timeouts.
 //! - [`console`]: text without log prefixes ([`console_print!`], [`console_println!`]).
-//! - [`shell`]: the `rpmsg_ivshmem send <string> <number of messages>` and
-//!   `rpmsg_ivshmem status` commands.
-//! - [`thread`]: the receive thread (defined in C, entry in Rust).
+//! - [`shell`]: the shell a command runs in, and its arguments (the `rpmsg_ivshmem`
+//!   commands are registered in C and handled in `app::host`).
+//! - [`thread`]: the receive thread (defined in C; its entry is the image crate's
+//!   `rpmsg_glue_rx_thread_main`).
 //! - [`logger`]: a `log` crate backend into Zephyr logging (no allocator needed).
-//! - `engine` (feature `engine`): `rpmsg-engine`'s `Doorbell` and `Clock` for Zephyr.
-//! - `app` (feature `engine`): the host and remote applications themselves
-//!   (`app::host::main`, `app::remote::main`); the image crates only call them.
+//! - `engine` (feature `engine`): `rpmsg-engine`'s `Doorbell` for Zephyr.
+//! - `app` (feature `engine`): the two images' adapters over `rpmsg-app` (the
+//!   application both platforms share); the image crates only call them.
 //!
 //! The critical-section implementation comes from the `zephyr` crate (linked
 //! through this crate), which `rpmsg-engine`'s `critical-section` uses.
 #![no_std]
-#![deny(missing_docs)]
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 // Linked for its panic handler, critical-section implementation and Kconfig.
 pub use zephyr;
@@ -55,8 +60,8 @@ fn check(ret: core::ffi::c_int) -> Result<(), Errno> {
     }
 }
 
-/// A fixed-capacity `fmt::Write` buffer (truncates, never allocates), used for
-/// log lines and formatted console output.
+/// A fixed-capacity text buffer (truncates, never allocates, keeps room for a NUL), for
+/// log lines and console blocks.
 pub(crate) struct FixedBuf<const N: usize> {
     buf: [u8; N],
     len: usize,
@@ -75,24 +80,15 @@ impl<const N: usize> FixedBuf<N> {
     }
 
     /// Empties the buffer.
-    #[allow(dead_code)]
+    #[cfg(feature = "engine")]
     pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
 
-    /// Appends raw bytes (not necessarily UTF-8), truncating like `write_str`.
-    #[allow(dead_code)]
+    /// Appends raw bytes (not necessarily UTF-8), truncating.
     #[inline]
     pub(crate) fn push_bytes(&mut self, bytes: &[u8]) {
         push_into(&mut self.buf, &mut self.len, bytes);
-    }
-
-    /// Appends `v` in decimal (no `core::fmt`: a small loop into a stack buffer).
-    #[allow(dead_code)]
-    #[inline]
-    pub(crate) fn push_u64(&mut self, v: u64) {
-        let mut digits = [0u8; 20];
-        self.push_bytes(decimal(v, &mut digits));
     }
 
     /// NUL-terminate (truncating the last byte if full) and return a C string pointer.
@@ -113,24 +109,17 @@ fn push_into(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
     *len += n;
 }
 
-/// `v` in decimal, written to the end of `buf`; returns the digits.
-#[inline(never)]
-pub(crate) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 impl<const N: usize> core::fmt::Write for FixedBuf<N> {
     fn write_str(&mut self, s: &str) -> core::fmt::Result {
         // Keeps one byte for a terminating NUL.
         self.push_bytes(s.as_bytes());
         Ok(())
+    }
+}
+
+#[cfg(feature = "engine")]
+impl<const N: usize> rpmsg_app::Text for FixedBuf<N> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.push_bytes(bytes);
     }
 }

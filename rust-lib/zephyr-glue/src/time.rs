@@ -1,21 +1,10 @@
-//! Kernel time, for the engine's clock and timeouts.
+//! Time (the hardware cycle counter) for timeouts, spins and measurements, and the
+//! event one thread wakes another with.
 
 use crate::ffi;
 
-/// Milliseconds since boot (monotonic).
-pub fn uptime_ms() -> u64 {
-    // SAFETY: plain call into the C shim; k_uptime_get() is never negative.
-    unsafe { ffi::rpmsg_glue_uptime_ms() as u64 }
-}
-
-/// Microseconds since boot (monotonic, tick resolution).
-pub fn uptime_us() -> u64 {
-    // SAFETY: plain call into the C shim.
-    unsafe { ffi::rpmsg_glue_uptime_us() }
-}
-
 /// The hardware cycle counter (64 bits, never wraps in practice): for measurements and
-/// short spins. [`uptime_us`] only has tick resolution (1 ms on qemu_cortex_a53).
+/// short spins (the kernel's tick clock has 1 ms resolution with our qemu_cortex_a53 config).
 #[inline]
 pub fn cycles() -> u64 {
     // SAFETY: plain call into the C shim.
@@ -43,12 +32,6 @@ pub fn cycles_to_us(cycles: u64) -> u64 {
     let hz = u64::from(cycles_per_sec()).max(1);
     // Split to avoid overflowing u64 for long spans.
     cycles / hz * 1_000_000 + cycles % hz * 1_000_000 / hz
-}
-
-/// Sleep the calling thread for `ms` milliseconds.
-pub fn sleep_ms(ms: u32) {
-    // SAFETY: plain call into the C shim.
-    unsafe { ffi::rpmsg_glue_sleep_ms(ms.min(i32::MAX as u32) as i32) }
 }
 
 /// A binary "something changed" event from one thread to another (a k_sem with

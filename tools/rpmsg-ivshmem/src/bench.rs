@@ -245,6 +245,15 @@ impl Report {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut t = String::new();
+        self.table_head(&mut t);
+        self.table_round_trips(&mut t);
+        self.table_streams(&mut t);
+        self.table_limits(&mut t);
+        t
+    }
+
+    /// Where and how it ran.
+    fn table_head(&self, t: &mut String) {
         let _ = writeln!(
             t,
             "rpmsg-ivshmem bench: {} server at {}, {} buffers of {} bytes per direction",
@@ -279,6 +288,10 @@ impl Report {
             "{:>17}  {:>11}  {:>11}  {:>11}  {:>14}",
             "payload", "RTT p50", "RTT p99", "RTT max", "round trips/s"
         );
+    }
+
+    /// The round-trip rows and the eventfd ping-pong.
+    fn table_round_trips(&self, t: &mut String) {
         let row = |t: &mut String, name: &str, r: &RoundTrips| {
             let _ = writeln!(
                 t,
@@ -291,10 +304,10 @@ impl Report {
             );
         };
         for r in &self.round_trips {
-            row(&mut t, &format!("{} B", r.payload), r);
+            row(t, &format!("{} B", r.payload), r);
         }
         match &self.eventfd {
-            Some(e) => row(&mut t, "eventfd ping-pong", e),
+            Some(e) => row(t, "eventfd ping-pong", e),
             None => {
                 let _ = writeln!(
                     t,
@@ -305,6 +318,10 @@ impl Report {
                 );
             }
         }
+    }
+
+    /// The one-way stream, the bare ring and memcpy.
+    fn table_streams(&self, t: &mut String) {
         match &self.stream {
             Some(s) => {
                 let _ = writeln!(
@@ -343,6 +360,10 @@ impl Report {
             "{:>17}  {:>10.1} MB/s  ({} passes of {} bytes into the unused part of the region)",
             "memcpy", self.memcpy.mb_per_second, self.memcpy.passes, self.memcpy.window
         );
+    }
+
+    /// The figures against their limits and targets.
+    fn table_limits(&self, t: &mut String) {
         let _ = writeln!(t, "against the limits:");
         if let (Some(rt), Some(e), Some(ratio)) = (self.full_size(), self.eventfd, self.rtt_ratio())
         {
@@ -379,7 +400,6 @@ impl Report {
                 ratio * 100.0
             );
         }
-        t
     }
 
     /// One JSON object (one line) with the headline figures, their baselines and ratios,
@@ -616,6 +636,37 @@ fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
     let config = node::config(common, &attached.ivshmem)?;
     let mut host = HostNode::start(region, config, attached.ivshmem, common.board.clone(), None)?;
     host.set_spin(common.spin);
+    let (ept, sink) = bench_endpoints(&mut host, private)?;
+    let rounds = count.div_ceil(ROUND_TRIPS_PER_ROUND);
+    let (round_trips, eventfd) = measure_round_trips(&mut host, ept, sink, count, rounds)?;
+    let (stream, bare, memcpy) = measure_streams(
+        &mut host,
+        sink,
+        &attached.mapping,
+        region,
+        count.saturating_mul(STREAM_FACTOR),
+        rounds,
+    )?;
+    host.shutdown();
+    Ok(Report {
+        socket: common.socket.clone(),
+        private,
+        buf_size: common.buf_size,
+        buf_count: common.buf_count,
+        count,
+        rounds,
+        round_trips,
+        eventfd,
+        stream,
+        bare,
+        memcpy,
+        spin: common.spin,
+        cpus: None,
+    })
+}
+
+/// Waits for the remote: our endpoints bound to its "k" and (if it offers one) its sink.
+fn bench_endpoints(host: &mut HostNode<'_>, private: bool) -> Result<(u32, Option<u32>)> {
     if !host.wait_ready(ATTACH_TIMEOUT) {
         return Err(Error::runtime(format!(
             "no remote attached within {} s{}",
@@ -638,120 +689,106 @@ fn measure(common: &Common, count: u64, private: bool) -> Result<Report> {
         }
         host.wait(Duration::from_millis(10), None);
     }
-    let sink = host.sink_endpoint();
+    Ok((ept, host.sink_endpoint()))
+}
+
+/// Round trips per payload size, interleaved with the eventfd ping-pong round by round, so
+/// that both see the same machine (other load comes and goes).
+fn measure_round_trips(
+    host: &mut HostNode<'_>,
+    ept: u32,
+    sink: Option<u32>,
+    count: u64,
+    rounds: u64,
+) -> Result<(Vec<RoundTrips>, Option<RoundTrips>)> {
     let max = host.engine().max_payload();
     let mut sizes = vec![1, 64, max];
     sizes.retain(|s| *s <= max);
     sizes.dedup();
-    let rounds = count.div_ceil(ROUND_TRIPS_PER_ROUND);
-
-    // Round trips, interleaved with the eventfd ping-pong round by round, so that both see
-    // the same machine (other load comes and goes).
     let mut eventfd = sink.map(|_| Samples::new(count));
     if let (Some(sink), Some(samples)) = (sink, eventfd.as_mut()) {
-        raw_ping_pong(&mut host, sink, WARM_UP.min(count), &mut Samples::new(0))?;
-        if !raw_ping_pong(&mut host, sink, share(count, rounds, 0), samples)? {
+        raw_ping_pong(host, sink, WARM_UP.min(count), &mut Samples::new(0))?;
+        if !raw_ping_pong(host, sink, share(count, rounds, 0), samples)? {
             eventfd = None;
         }
     }
     let mut rows: Vec<Samples> = Vec::new();
     for &size in &sizes {
         let mut row = Samples::new(count);
-        round_trips(
-            &mut host,
-            ept,
-            size,
-            WARM_UP.min(count),
-            &mut Samples::new(0),
-        )?;
-        round_trips(&mut host, ept, size, share(count, rounds, 0), &mut row)?;
+        round_trips(host, ept, size, WARM_UP.min(count), &mut Samples::new(0))?;
+        round_trips(host, ept, size, share(count, rounds, 0), &mut row)?;
         rows.push(row);
     }
     for round in 1..rounds {
         if let (Some(sink), Some(samples)) = (sink, eventfd.as_mut()) {
-            raw_ping_pong(&mut host, sink, share(count, rounds, round), samples)?;
+            raw_ping_pong(host, sink, share(count, rounds, round), samples)?;
         }
         for (&size, row) in sizes.iter().zip(rows.iter_mut()) {
-            round_trips(&mut host, ept, size, share(count, rounds, round), row)?;
+            round_trips(host, ept, size, share(count, rounds, round), row)?;
         }
     }
-    let round_trips: Vec<RoundTrips> = sizes
+    let round_trips = sizes
         .iter()
         .zip(rows.iter_mut())
         .map(|(&size, row)| row.summary(size))
         .collect();
-    let eventfd = eventfd.as_mut().map(|s| s.summary(0));
+    Ok((round_trips, eventfd.as_mut().map(|s| s.summary(0))))
+}
 
-    // Streaming, interleaved with memcpy passes over the unused part of the region.
+/// Streaming to the sink (and through the bare ring), interleaved with memcpy passes over
+/// the unused part of the region.
+fn measure_streams(
+    host: &mut HostNode<'_>,
+    sink: Option<u32>,
+    mapping: &ShmMapping,
+    region: rpmsg_engine::SharedRegion<'_>,
+    messages: u64,
+    rounds: u64,
+) -> Result<(Option<OneWayStream>, Option<OneWayStream>, Memcpy)> {
+    let max = host.engine().max_payload();
     let layout = *host.engine().layout();
-    let window = baseline::unused_window(&layout, attached.mapping.len());
+    let queue_size = layout.config().queue_size;
+    let window = baseline::unused_window(&layout, mapping.len());
     let mut source = vec![0xA5u8; window.len()];
-    let mut copy = Throughput::default();
-    let mut stream = Throughput::default();
-    let mut bare = Throughput::default();
-    let mut ring = BareRing::new(region, &window, layout.config().queue_size, max + 16);
-    let messages = count.saturating_mul(STREAM_FACTOR);
+    let (mut copy, mut stream, mut bare) = Default::default();
+    let mut ring = BareRing::new(region, &window, queue_size, max + 16);
     if let Some(sink) = sink {
         // Binds the sink to us, zeroes its counters, and warms up.
-        sink_report(&mut host, sink)?;
-        stream_block(&mut host, sink, max, WARM_UP.min(messages))?;
+        sink_report(host, sink)?;
+        stream_block(host, sink, max, WARM_UP.min(messages))?;
         if let Some(r) = ring {
-            if bare_block(&mut host, sink, &r, max, WARM_UP.min(messages))?.is_none() {
+            if bare_block(host, sink, &r, max, WARM_UP.min(messages))?.is_none() {
                 ring = None;
             }
         }
     }
-    memcpy_pass(&attached.mapping, &window, &mut source);
+    memcpy_pass(mapping, &window, &mut source);
     for round in 0..rounds {
         if let Some(sink) = sink {
             let n = share(messages, rounds, round);
-            let seconds = stream_block(&mut host, sink, max, n)?;
-            stream.add(n * max as u64, n, seconds);
+            let seconds = stream_block(host, sink, max, n)?;
+            Throughput::add(&mut stream, n * max as u64, n, seconds);
             if let Some(r) = ring {
-                if let Some(seconds) = bare_block(&mut host, sink, &r, max, n)? {
-                    bare.add(n * max as u64, n, seconds);
+                if let Some(seconds) = bare_block(host, sink, &r, max, n)? {
+                    Throughput::add(&mut bare, n * max as u64, n, seconds);
                 }
             }
         }
         let t = Instant::now();
-        memcpy_pass(&attached.mapping, &window, &mut source);
-        copy.add(window.len() as u64, 1, t.elapsed().as_secs_f64());
+        memcpy_pass(mapping, &window, &mut source);
+        Throughput::add(&mut copy, window.len() as u64, 1, t.elapsed().as_secs_f64());
     }
-    host.shutdown();
-    Ok(Report {
-        socket: common.socket.clone(),
-        private,
-        buf_size: common.buf_size,
-        buf_count: common.buf_count,
-        count,
-        rounds,
-        round_trips,
-        eventfd,
-        stream: sink.map(|_| OneWayStream {
-            payload: max,
-            messages: stream.items,
-            in_flight: common.buf_count,
-            seconds: stream.seconds,
-            mb_per_second: stream.mb_per_second(),
-            messages_per_second: stream.items as f64 / stream.seconds.max(1e-9),
-        }),
-        bare: ring.filter(|_| sink.is_some()).map(|_| OneWayStream {
-            payload: max,
-            messages: bare.items,
-            in_flight: common.buf_count,
-            seconds: bare.seconds,
-            mb_per_second: bare.mb_per_second(),
-            messages_per_second: bare.items as f64 / bare.seconds.max(1e-9),
-        }),
-        memcpy: Memcpy {
-            window: window.len(),
-            passes: copy.items,
-            seconds: copy.seconds,
-            mb_per_second: copy.mb_per_second(),
-        },
-        spin: common.spin,
-        cpus: None,
-    })
+    let memcpy = Memcpy {
+        window: window.len(),
+        passes: copy.items,
+        seconds: copy.seconds,
+        mb_per_second: copy.mb_per_second(),
+    };
+    let stream_row = sink.map(|_| stream.one_way(max, queue_size));
+    let bare_row = ring
+        .filter(|_| sink.is_some())
+        .map(|_| bare.one_way(max, queue_size));
+    Ok((stream_row, bare_row, memcpy))
 }
 
 /// Round-trip times of one row, in nanoseconds.
@@ -800,6 +837,18 @@ impl Throughput {
         self.seconds += seconds;
     }
 
+    /// The row of a one-way stream of `payload`-byte messages, `in_flight` at most.
+    fn one_way(&self, payload: usize, in_flight: u16) -> OneWayStream {
+        OneWayStream {
+            payload,
+            messages: self.items,
+            in_flight,
+            seconds: self.seconds,
+            mb_per_second: self.mb_per_second(),
+            messages_per_second: self.items as f64 / self.seconds.max(1e-9),
+        }
+    }
+
     fn mb_per_second(&self) -> f64 {
         self.bytes as f64 / self.seconds.max(1e-9) / 1e6
     }
@@ -828,25 +877,10 @@ fn memcpy_pass(mapping: &ShmMapping, window: &std::ops::Range<usize>, source: &m
 
 /// Sends `data` from `ept`, waiting for a free buffer (bounded by the reply timeout).
 fn send_blocking(host: &mut HostNode<'_>, ept: u32, data: &[u8]) -> Result<()> {
-    // The clock is read only once a buffer is missing: most sends find one.
-    let mut deadline = None;
-    loop {
-        match host.engine().try_send(ept, data) {
-            Ok(()) => return Ok(()),
-            Err(EngineError::NoTxBuffer) => {}
-            Err(e) => return Err(Error::runtime(format!("send failed: {e}"))),
-        }
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + REPLY_TIMEOUT);
-        // Buffers come back when the remote consumes; collect stray messages meanwhile.
-        while let Some(rx) = host.next_message() {
-            host.discard(rx);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::runtime("no transmit buffer came back within 5 s"));
-        }
-        host.wait((deadline - now).min(Duration::from_millis(100)), None);
-    }
+    host.send_blocking(ept, data).map_err(|e| match e {
+        EngineError::Timeout => Error::runtime("no transmit buffer came back within 5 s"),
+        e => Error::runtime(format!("send failed: {e}")),
+    })
 }
 
 /// Waits for the next message to `ept` and copies it into `out`; returns its length.
@@ -871,9 +905,10 @@ fn receive(host: &mut HostNode<'_>, ept: u32, out: &mut [u8]) -> Result<usize> {
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(Error::runtime(
-                "Remote side response timed out! (no reply within 5 s)",
-            ));
+            return Err(Error::runtime(format!(
+                "{} (no reply within 5 s)",
+                rpmsg_app::text::TIMED_OUT
+            )));
         }
         host.wait((deadline - now).min(Duration::from_millis(100)), None);
     }

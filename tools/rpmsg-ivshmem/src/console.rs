@@ -15,16 +15,33 @@ pub enum Stream {
 
 /// Writes blocks of console text. A failed write to stdout (for example a closed pipe) is
 /// reported once on stderr and otherwise ignored: echoing matters more than printing.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Console {
     block: Vec<u8>,
     failed: bool,
+    /// Where the application's blocks go ([`rpmsg_app::Console::end`]); `None`: nowhere.
+    to: Option<Stream>,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self::to(Some(Stream::Stdout))
+    }
 }
 
 impl Console {
-    /// A console with an empty block.
+    /// A console with an empty block, writing to stdout.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A console whose application blocks go to `to` (`None`: dropped).
+    pub fn to(to: Option<Stream>) -> Self {
+        Self {
+            block: Vec::new(),
+            failed: false,
+            to,
+        }
     }
 
     /// Appends bytes to the current block.
@@ -69,6 +86,29 @@ impl Console {
         self.put(text.as_bytes()).put(b"\n");
         self.flush_to(stream);
         self.block = pending;
+    }
+}
+
+impl rpmsg_app::Text for Console {
+    fn put(&mut self, bytes: &[u8]) {
+        self.block.extend_from_slice(bytes);
+    }
+}
+
+impl rpmsg_app::Console for Console {
+    fn end(&mut self) {
+        match self.to {
+            Some(stream) => self.flush_to(stream),
+            None => self.block.clear(),
+        }
+    }
+
+    fn end_error(&mut self) {
+        self.flush_to(Stream::Stderr);
+    }
+
+    fn diag(&mut self, args: std::fmt::Arguments<'_>) {
+        diag(args);
     }
 }
 

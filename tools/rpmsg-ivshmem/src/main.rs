@@ -1,8 +1,9 @@
 //! `rpmsg-ivshmem`: the native Linux RPMsg peer (see the library docs and `--help`).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use rpmsg_ivshmem::cli::{self, Cli, Command};
+use rpmsg_ivshmem::cli::{self, Cli, Command, Common, SendOptions};
 use rpmsg_ivshmem::console::{Console, Stream};
 use rpmsg_ivshmem::host::{HostNode, SendOutcome, NOT_READY};
 use rpmsg_ivshmem::remote::{RemoteNode, RemoteOptions};
@@ -54,71 +55,68 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Remote { quiet, count, sink } => {
-            let attached = node::attach(common)?;
-            let region = node::region(&attached.mapping)?;
-            let config = node::config(common, &attached.ivshmem)?;
-            let options = RemoteOptions { quiet, count, sink };
-            let mut remote = RemoteNode::new(
-                region,
-                config,
-                attached.ivshmem,
-                common.board.clone(),
-                options,
-            )?;
-            remote.set_spin(common.spin);
-            remote.run()
+            run_remote(common, RemoteOptions { quiet, count, sink })
         }
-        Command::HostShell => {
-            let attached = node::attach(common)?;
-            let region = node::region(&attached.mapping)?;
-            let config = node::config(common, &attached.ivshmem)?;
-            let mut host = HostNode::start(
-                region,
-                config,
-                attached.ivshmem,
-                common.board.clone(),
-                Some(Stream::Stdout),
-            )?;
-            host.set_spin(common.spin);
-            let result = host.run_shell();
-            host.shutdown();
-            result
-        }
+        Command::HostShell => run_host_shell(common),
         Command::HostSend {
             text,
             count,
             options,
             wait,
-        } => {
-            let attached = node::attach(common)?;
-            let region = node::region(&attached.mapping)?;
-            let config = node::config(common, &attached.ivshmem)?;
-            // stdout carries only the echo blocks: the banner is a diagnostic here.
-            let mut host = HostNode::start(
-                region,
-                config,
-                attached.ivshmem,
-                common.board.clone(),
-                Some(Stream::Stderr),
-            )?;
-            host.set_spin(common.spin);
-            let outcome = if host.wait_ready(wait) {
-                host.send(&text, count, options)
-            } else {
-                Console::new().line(Stream::Stdout, NOT_READY);
-                eprintln!(
-                    "rpmsg-ivshmem: no remote attached within {} s (start one with \
-                     `rpmsg-ivshmem remote -S {}`, or wait longer with --wait)",
-                    wait.as_secs(),
-                    common.socket.display()
-                );
-                SendOutcome::NotReady
-            };
-            host.shutdown();
-            match outcome {
-                SendOutcome::Done => Ok(()),
-                _ => Err(Error::Reported),
-            }
-        }
+        } => run_host_send(common, &text, count, options, wait),
     }
+}
+
+fn run_remote(common: &Common, options: RemoteOptions) -> Result<()> {
+    node::with_attached(common, |region, config, ivshmem| {
+        let board = common.board.clone();
+        let mut remote = RemoteNode::new(region, config, ivshmem, board, options)?;
+        remote.set_spin(common.spin);
+        remote.run()
+    })
+}
+
+fn run_host_shell(common: &Common) -> Result<()> {
+    node::with_attached(common, |region, config, ivshmem| {
+        let board = common.board.clone();
+        let banner = Some(Stream::Stdout);
+        let mut host = HostNode::start(region, config, ivshmem, board, banner)?;
+        host.set_spin(common.spin);
+        let result = host.run_shell();
+        host.shutdown();
+        result
+    })
+}
+
+fn run_host_send(
+    common: &Common,
+    text: &[u8],
+    count: u64,
+    options: SendOptions,
+    wait: Duration,
+) -> Result<()> {
+    node::with_attached(common, |region, config, ivshmem| {
+        let board = common.board.clone();
+        // stdout carries only the echo blocks: the banner is a diagnostic here.
+        let banner = Some(Stream::Stderr);
+        let mut host = HostNode::start(region, config, ivshmem, board, banner)?;
+        host.set_spin(common.spin);
+        let outcome = if host.wait_ready(wait) {
+            host.send(text, count, options)
+        } else {
+            Console::new().line(Stream::Stdout, NOT_READY);
+            eprintln!(
+                "rpmsg-ivshmem: no remote attached within {} s (start one with \
+                 `rpmsg-ivshmem remote -S {}`, or wait longer with --wait)",
+                wait.as_secs(),
+                common.socket.display()
+            );
+            SendOutcome::NotReady
+        };
+        host.shutdown();
+        match outcome {
+            SendOutcome::Done => Ok(()),
+            _ => Err(Error::Reported),
+        }
+    })
 }

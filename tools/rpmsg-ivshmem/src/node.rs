@@ -32,6 +32,18 @@ pub fn attach(common: &Common) -> Result<Attached> {
     Ok(Attached { ivshmem, mapping })
 }
 
+/// Connects to the server named in `common`, maps its shared memory, checks the layout,
+/// and runs `f` with the region, the engine configuration and the connection.
+pub fn with_attached<T>(
+    common: &Common,
+    f: impl FnOnce(SharedRegion<'_>, Config, Ivshmem) -> Result<T>,
+) -> Result<T> {
+    let Attached { ivshmem, mapping } = attach(common)?;
+    let region = region(&mapping)?;
+    let config = config(common, &ivshmem)?;
+    f(region, config, ivshmem)
+}
+
 /// The engine's view of a mapping.
 pub fn region(mapping: &ShmMapping) -> Result<SharedRegion<'_>> {
     // SAFETY: the mapping is a live MAP_SHARED mapping of `len()` bytes that stays mapped
@@ -169,12 +181,10 @@ pub fn layout_mismatch(region: SharedRegion<'_>, config: &Config) -> Error {
             p.queue_size, p.buf_size, p.align, p.shm_size
         )),
         None => {
-            let version = region
-                .load_u16(
-                    rpmsg_engine::wire::CONTROL_BLOCK_OFFSET
-                        + core::mem::offset_of!(rpmsg_engine::wire::ControlBlock, version),
-                    core::sync::atomic::Ordering::Acquire,
-                )
+            let version = ControlView::new(region)
+                .and_then(|c| c.layout_version())
+                .ok()
+                .flatten()
                 .unwrap_or(0);
             Error::runtime(format!(
                 "the host speaks another layout version ({version}; this remote speaks {}): \

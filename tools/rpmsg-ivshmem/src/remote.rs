@@ -1,19 +1,20 @@
-//! The remote role: waits for a host, announces endpoint "k", and echoes every message on
-//! it, printing each as the remote image does. Survives host restarts: a new host session
+//! The remote role: the shared application ([`rpmsg_app::remote`]: endpoints "k" and
+//! "bench", echo, banner) over an ivshmem connection, plus the bench tool's sink. Survives host restarts: a new host session
 //! is attached to as soon as it is published.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ivshmem::PeerEvent;
-use rpmsg_engine::{Config, Error as EngineError, Event, LinkState, Remote, SharedRegion};
+use rpmsg_app::remote::{self as app, Received, RemoteApp};
+use rpmsg_app::{text, ErrorOnce, Port, Sender};
+use rpmsg_engine::{Config, Error as EngineError, Remote, SharedRegion};
 
 use crate::baseline::{self, BareRing};
-use crate::console::{Console, Stream};
+use crate::console::Console;
 use crate::diag;
 use crate::error::{Error, Result};
-use crate::node::{self, ECHO_ENDPOINT};
+use crate::node;
 use crate::platform::{self, Ivshmem};
-use crate::validate;
 use crate::SINK_ENDPOINT;
 
 /// Longest sleep between two looks at the link when nothing rings (the host's start is
@@ -49,30 +50,52 @@ pub const RAW_STREAM_MAGIC: [u8; 8] = *b"\0rawstrm";
 /// How long the remote waits for the next bare doorbell before it gives the baseline up.
 pub const RAW_PING_IDLE: Duration = Duration::from_millis(500);
 
+/// The remote node and its platform: what [`rpmsg_app`] drives through [`Port`].
+#[derive(Debug)]
+struct RemotePort<'a> {
+    app: RemoteApp<'a, Ivshmem>,
+    spin: Duration,
+    epoch: Instant,
+}
+
+impl<'a> Port<RemoteApp<'a, Ivshmem>> for RemotePort<'a> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut RemoteApp<'a, Ivshmem>) -> R) -> Option<R> {
+        Some(f(&mut self.app))
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn ticks_per_sec(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn wait(&mut self, deadline: u64) {
+        let left = Duration::from_nanos(deadline.saturating_sub(self.now()));
+        platform::wait_for_peer(&mut self.app.node, self.spin, left.min(IDLE_POLL), None);
+    }
+}
+
 /// A remote node over an ivshmem connection.
 #[derive(Debug)]
 pub struct RemoteNode<'a> {
-    engine: Remote<'a, Ivshmem>,
+    port: RemotePort<'a>,
     region: SharedRegion<'a>,
     config: Config,
-    ept: u32,
     sink: Option<u32>,
     sink_messages: u64,
     sink_bytes: u64,
     options: RemoteOptions,
     board: String,
     console: Console,
-    /// Session for which the banner was printed.
-    greeted: Option<u32>,
     /// Session found stale (its host is not connected), reported once.
     stale_reported: Option<u32>,
-    logged: Vec<EngineError>,
-    echoed: u64,
-    spin: Duration,
+    errors: ErrorOnce,
 }
 
 impl<'a> RemoteNode<'a> {
-    /// Creates the remote and its endpoint(s); attaches when the host is ready.
+    /// Creates the remote and its endpoints; attaches when the host is ready.
     pub fn new(
         region: SharedRegion<'a>,
         config: Config,
@@ -82,14 +105,16 @@ impl<'a> RemoteNode<'a> {
     ) -> Result<Self> {
         node::check_no_other_remote(region, &mut ivshmem)?;
         let own_id = ivshmem.id();
-        let mut engine = Remote::new_remote(region, config, Some(own_id), ivshmem)
+        let engine = Remote::new_remote(region, config, Some(own_id), ivshmem)
             .map_err(|e| Error::runtime(format!("cannot set up the remote: {e}")))?;
-        let ept = engine
-            .create_endpoint(ECHO_ENDPOINT, None, None)
-            .map_err(|e| Error::runtime(format!("cannot create endpoint \"k\": {e}")))?;
+        // "bench" (the silent echo `rpmsg_ivshmem bench` measures through) comes with the
+        // sink: both are for benchmarks, and a C OpenAMP host expects "k" alone.
+        let mut app = RemoteApp::new(engine, options.sink)
+            .map_err(|e| Error::runtime(format!("cannot create the endpoints: {e}")))?;
+        app.quiet = options.quiet;
         let sink = if options.sink {
             Some(
-                engine
+                app.node
                     .create_endpoint(SINK_ENDPOINT, None, None)
                     .map_err(|e| Error::runtime(format!("cannot create the sink: {e}")))?,
             )
@@ -98,100 +123,70 @@ impl<'a> RemoteNode<'a> {
         };
         diag!("remote: ivshmem id {own_id}, waiting for a host");
         Ok(Self {
-            engine,
+            port: RemotePort {
+                app,
+                spin: platform::DEFAULT_SPIN,
+                epoch: Instant::now(),
+            },
             region,
             config,
-            ept,
             sink,
             sink_messages: 0,
             sink_bytes: 0,
             options,
             board,
             console: Console::new(),
-            greeted: None,
             stale_reported: None,
-            logged: Vec::new(),
-            echoed: 0,
-            spin: platform::DEFAULT_SPIN,
+            errors: ErrorOnce::new(),
         })
     }
 
     /// How long to spin before blocking on the doorbell (default [`platform::DEFAULT_SPIN`];
     /// zero: block at once).
     pub fn set_spin(&mut self, spin: Duration) {
-        self.spin = spin;
+        self.port.spin = spin;
     }
 
     /// Blocks until the host rings or `timeout` passes, spinning first (see
     /// [`platform::wait_for_peer`]).
     fn wait(&mut self, timeout: Duration) {
-        platform::wait_for_peer(&mut self.engine, self.spin, timeout, None);
+        platform::wait_for_peer(&mut self.port.app.node, self.port.spin, timeout, None);
     }
 
     /// Messages echoed so far.
     pub fn echoed(&self) -> u64 {
-        self.echoed
-    }
-
-    fn log_once(&mut self, e: EngineError) {
-        if !self.logged.contains(&e) {
-            self.logged.push(e);
-            diag!("remote: {e} (counted; further occurrences are only counted)");
-        }
+        self.port.app.echoed
     }
 
     /// Runs until the message limit (if any) is reached, or a fatal error.
     pub fn run(&mut self) -> Result<()> {
-        let mut scratch = vec![0u8; self.engine.max_payload()];
+        let mut scratch = vec![0u8; self.port.app.node.max_payload()];
         loop {
-            if self.options.count.is_some_and(|n| self.echoed >= n) {
+            if self.options.count.is_some_and(|n| self.echoed() >= n) {
                 if self.options.quiet {
-                    self.console
-                        .fmt(format_args!("Echoed {} messages\n", self.echoed));
+                    let echoed = self.echoed();
+                    text::remote_summary(&mut self.console, echoed);
                     self.console.flush();
                 }
                 return Ok(());
             }
-            if self.engine.peer_id().is_none() {
-                // A C OpenAMP host publishes no id: learn it from the server before the
-                // attach that announces "k" must ring it.
-                let bell = self.engine.doorbell();
-                bell.absorb_server_messages();
-                if let Some(id) = node::fallback_peer_id(&bell.peer_ids()) {
-                    self.engine.set_fallback_peer_id(Some(id));
-                }
-            }
-            let event = match self.engine.recv() {
-                Ok(e) => e,
-                Err(EngineError::LayoutMismatch) => {
-                    return Err(node::layout_mismatch(self.region, &self.config))
-                }
-                Err(e) => {
-                    self.log_once(e);
-                    None
-                }
-            };
-            match event {
-                Some(Event::Message(rx)) => {
-                    let (dst, len) = (rx.dst(), rx.len());
+            self.learn_unpublished_peer();
+            let errors = &mut self.errors;
+            match app::receive(&mut self.port, &mut self.console, &self.board, errors) {
+                Received::Handled => {}
+                Received::Other(rx) => {
                     let n = rx.read(0, &mut scratch).unwrap_or(0);
-                    if let Err(e) = self.engine.release_rx(rx) {
-                        self.log_once(e);
-                    }
-                    if n != len {
-                        continue;
-                    }
-                    if dst == self.ept {
-                        self.echo(&scratch[..n]);
-                    } else if Some(dst) == self.sink {
+                    let complete = n == rx.len();
+                    let dst = rx.dst();
+                    let _ = self.port.app.node.release_rx(rx);
+                    if complete && Some(dst) == self.sink {
                         self.consume(&scratch[..n]);
                     }
                 }
-                Some(Event::NameServiceCreate { name, addr }) => {
-                    diag!("remote: the host announced endpoint \"{name}\" (address {addr})");
+                Received::Failed(EngineError::LayoutMismatch) => {
+                    return Err(node::layout_mismatch(self.region, &self.config))
                 }
-                Some(Event::NameServiceDestroy { .. }) => {}
-                None => {
+                Received::Idle | Received::Failed(_) => {
                     self.on_peer_events();
                     self.update_greeting();
                     self.wait(IDLE_POLL);
@@ -200,35 +195,29 @@ impl<'a> RemoteNode<'a> {
         }
     }
 
-    /// Echoes `payload` back on "k" (waiting for a buffer if the host has none posted),
-    /// then prints it.
-    fn echo(&mut self, payload: &[u8]) {
-        loop {
-            match self.engine.try_send(self.ept, payload) {
-                Ok(()) => {
-                    self.echoed += 1;
-                    break;
-                }
-                Err(EngineError::NoTxBuffer) if self.engine.link_state() == LinkState::Up => {
-                    self.wait(IDLE_POLL);
-                    if let Err(e) = self.engine.poll() {
-                        self.log_once(e);
-                    }
-                }
-                // The session ended meanwhile: the message belongs to it.
-                Err(e) => {
-                    self.log_once(e);
-                    return;
-                }
+    /// A C OpenAMP host publishes no id: learn it from the server before the attach that
+    /// announces "k" must ring it.
+    fn learn_unpublished_peer(&mut self) {
+        let node = &mut self.port.app.node;
+        if node.peer_id().is_none() {
+            let bell = node.doorbell();
+            bell.absorb_server_messages();
+            if let Some(id) = node::fallback_peer_id(&bell.peer_ids()) {
+                node.set_fallback_peer_id(Some(id));
             }
         }
-        if !self.options.quiet {
-            self.update_greeting();
-            self.console
-                .put(b"Host side sent a string:\n[ ")
-                .put(validate::c_string(payload))
-                .put(b" ]\nNow echoing it back!\n\n");
-            self.console.flush();
+    }
+
+    /// Sends `data` on the sink, waiting for a buffer; false (logged) if it failed.
+    fn send_on_sink(&mut self, sink: u32, data: &[u8]) -> bool {
+        let deadline = self.port.now() + self.port.ms(rpmsg_app::REPLY_TIMEOUT_MS);
+        let send = |a: &mut RemoteApp<'a, Ivshmem>| a.node.try_send_parts(sink, &[data]);
+        match rpmsg_app::send_blocking(&mut self.port, send, deadline) {
+            Ok(()) => true,
+            Err(e) => {
+                self.errors.report(&mut self.console, "remote", "sink", e);
+                false
+            }
         }
     }
 
@@ -255,40 +244,21 @@ impl<'a> RemoteNode<'a> {
         report[8..].copy_from_slice(&self.sink_bytes.to_le_bytes());
         self.sink_messages = 0;
         self.sink_bytes = 0;
-        loop {
-            match self.engine.try_send(sink, &report) {
-                Err(EngineError::NoTxBuffer) if self.engine.link_state() == LinkState::Up => {
-                    self.wait(IDLE_POLL);
-                    let _ = self.engine.poll();
-                }
-                Err(e) => return self.log_once(e),
-                Ok(()) => return,
-            }
-        }
+        self.send_on_sink(sink, &report);
     }
 
     /// Answers a baseline request on the sink (and flushes: the host waits for it).
     fn answer(&mut self, sink: u32, request: &[u8]) -> bool {
-        loop {
-            match self.engine.try_send(sink, request) {
-                Ok(()) => break,
-                Err(EngineError::NoTxBuffer) if self.engine.link_state() == LinkState::Up => {
-                    self.wait(IDLE_POLL);
-                    let _ = self.engine.poll();
-                }
-                Err(e) => {
-                    self.log_once(e);
-                    return false;
-                }
-            }
+        if !self.send_on_sink(sink, request) {
+            return false;
         }
-        let _ = self.engine.flush_doorbell();
+        let _ = self.port.app.node.flush_doorbell();
         true
     }
 
     /// The bench's bare shared-memory stream (see [`RAW_STREAM_MAGIC`]).
     fn raw_stream(&mut self, sink: u32, request: &[u8], count: u64) {
-        let layout = *self.engine.layout();
+        let layout = *self.port.app.node.layout();
         let window = baseline::unused_window(&layout, self.region.len());
         let slot = layout.config().buf_size as usize;
         let Some(ring) = BareRing::new(self.region, &window, layout.config().queue_size, slot)
@@ -309,15 +279,15 @@ impl<'a> RemoteNode<'a> {
 
     /// The bench's eventfd ping-pong baseline (see [`RAW_PING_MAGIC`]).
     fn raw_ping_pong(&mut self, sink: u32, request: &[u8], count: u64) {
-        let Some(host) = self.engine.peer_id() else {
+        let Some(host) = self.port.app.node.peer_id() else {
             return;
         };
         // A doorbell still pending from the request would answer the first ping early.
-        self.engine.doorbell().clear_interrupt();
+        self.port.app.node.doorbell().clear_interrupt();
         if !self.answer(sink, request) {
             return;
         }
-        let Some(raw) = self.engine.doorbell().raw_doorbell(host) else {
+        let Some(raw) = self.port.app.node.doorbell().raw_doorbell(host) else {
             return;
         };
         for _ in 0..count {
@@ -329,14 +299,15 @@ impl<'a> RemoteNode<'a> {
     }
 
     fn on_peer_events(&mut self) {
-        if !self.engine.doorbell().has_events() {
+        let node = &mut self.port.app.node;
+        if !node.doorbell().has_events() {
             return;
         }
-        for event in self.engine.doorbell().take_events() {
+        for event in node.doorbell().take_events() {
             match event {
-                PeerEvent::Disconnected { id } if self.engine.peer_id() == Some(id) => {
+                PeerEvent::Disconnected { id } if node.peer_id() == Some(id) => {
                     diag!("remote: the host (ivshmem id {id}) left the server; waiting for a host");
-                    self.greeted = None;
+                    self.port.app.greeted = None;
                 }
                 PeerEvent::ServerClosed => diag!(
                     "remote: the ivshmem-server closed the connection; the link keeps working, \
@@ -348,23 +319,21 @@ impl<'a> RemoteNode<'a> {
         // A C OpenAMP host publishes no id: ring the peer that is there now (a remote started
         // before the C host saw nobody). A host that left stays the fallback, so that its
         // stale session is reported as such instead of being trusted.
-        if let Some(id) = node::fallback_peer_id(&self.engine.doorbell().peer_ids()) {
-            self.engine.set_fallback_peer_id(Some(id));
+        let node = &mut self.port.app.node;
+        if let Some(id) = node::fallback_peer_id(&node.doorbell().peer_ids()) {
+            node.set_fallback_peer_id(Some(id));
         }
     }
 
     /// Prints the banner once per session, when the link is up with a host that is alive.
     fn update_greeting(&mut self) {
-        if self.engine.link_state() != LinkState::Up {
+        let Some(session) = self.port.app.to_greet() else {
             return;
-        }
-        let session = self.engine.session();
-        if self.greeted == Some(session) {
-            return;
-        }
-        let host = self.engine.peer_id();
+        };
+        let node = &mut self.port.app.node;
+        let host = node.peer_id();
         let alive = match host {
-            Some(id) => self.engine.doorbell().is_connected(id),
+            Some(id) => node.doorbell().is_connected(id),
             None => true, // a C host publishes no id: trust it
         };
         if !alive {
@@ -378,15 +347,6 @@ impl<'a> RemoteNode<'a> {
             }
             return;
         }
-        self.greeted = Some(session);
-        diag!(
-            "remote: link up with the host (ivshmem id {}), session {session}",
-            host.map_or_else(|| "unknown".to_string(), |h| h.to_string())
-        );
-        let text = format!(
-            "Hello {} - Remote Side, the communication over RPMsg is ready to use!",
-            self.board
-        );
-        self.console.line(Stream::Stdout, &text);
+        app::greet(&mut self.port, &mut self.console, &self.board);
     }
 }

@@ -1,5 +1,5 @@
 //! The host's stdin command language: the firmware shell's `rpmsg_ivshmem send <string>
-//! <number of messages>` and `status`, split into words the way Zephyr's shell does it.
+//! <number of messages>`, `rpmsg_ivshmem bench [payload] [count]` and `status`, split into words the way Zephyr's shell does it.
 //!
 //! Zephyr's rules (`subsys/shell/shell_utils.c`, `make_argv`), reimplemented:
 //!
@@ -109,17 +109,6 @@ pub fn split_words(line: &[u8]) -> Result<Vec<Vec<u8>>, u8> {
     Ok(words)
 }
 
-/// Usage line of the send command, as the firmware's shell prints it.
-pub const SEND_USAGE: &str = "send - Usage: rpmsg_ivshmem send <string> <number of messages>";
-
-/// Help text of the command group.
-pub const HELP: &str = "\
-rpmsg_ivshmem - RPMsg over IVSHMEM commands
-Subcommands:
-  send    : Usage: rpmsg_ivshmem send <string> <number of messages>
-  status  : Usage: rpmsg_ivshmem status (or just: status)
-";
-
 /// One parsed command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -134,6 +123,15 @@ pub enum Command {
     },
     /// `send` with the wrong number of arguments.
     SendWrongCount,
+    /// `rpmsg_ivshmem bench [payload] [count]`: the arguments as typed.
+    Bench {
+        /// Payload size.
+        payload: Option<Vec<u8>>,
+        /// Round trips.
+        count: Option<Vec<u8>>,
+    },
+    /// `bench` with more than two arguments.
+    BenchWrongCount,
     /// `status` or `rpmsg_ivshmem status`.
     Status,
     /// `help`, `rpmsg_ivshmem`, `rpmsg_ivshmem help` or `-h`.
@@ -162,6 +160,11 @@ pub fn parse_line(line: &[u8]) -> Command {
             count: count.to_vec(),
         },
         [b"rpmsg_ivshmem", b"send", ..] => Command::SendWrongCount,
+        [b"rpmsg_ivshmem", b"bench", args @ ..] if args.len() <= 2 => Command::Bench {
+            payload: args.first().map(|a| a.to_vec()),
+            count: args.get(1).map(|a| a.to_vec()),
+        },
+        [b"rpmsg_ivshmem", b"bench", ..] => Command::BenchWrongCount,
         [b"rpmsg_ivshmem", sub, ..] => {
             Command::NotFound(format!("rpmsg_ivshmem {}", String::from_utf8_lossy(sub)))
         }
@@ -223,6 +226,17 @@ mod tests {
             }
         );
         assert_eq!(parse_line(b"rpmsg_ivshmem send"), Command::SendWrongCount);
+        assert_eq!(
+            parse_line(b"rpmsg_ivshmem bench 16"),
+            Command::Bench {
+                payload: Some(b"16".to_vec()),
+                count: None
+            }
+        );
+        assert_eq!(
+            parse_line(b"rpmsg_ivshmem bench 1 2 3"),
+            Command::BenchWrongCount
+        );
         assert_eq!(parse_line(b"rpmsg_ivshmem send a"), Command::SendWrongCount);
         assert_eq!(
             parse_line(b"rpmsg_ivshmem send a 1 2"),

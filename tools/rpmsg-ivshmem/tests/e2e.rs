@@ -592,3 +592,59 @@ fn host_killed_and_restarted_works_with_the_same_remote() {
         remote.describe()
     );
 }
+
+#[test]
+fn the_stdin_shell_runs_the_firmwares_bench() {
+    let server = TestServer::start();
+    let remote = start_remote(&server, &["--sink"]);
+    let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    let at = host.out.len();
+    host.send_line("rpmsg_ivshmem bench 16 50");
+    assert!(
+        host.out.wait_for_from(at, " KB/s echoed\n", T),
+        "{}",
+        host.describe()
+    );
+    let text = host.out.text()[at..].to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("bench: 50 round trips of 16 bytes: "),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with("bench: 50 messages of 16 bytes streamed, 8 in flight: "),
+        "{text}"
+    );
+    let at_err = host.err.len();
+    host.send_line("rpmsg_ivshmem bench 497");
+    assert!(
+        host.err.wait_for_from(
+            at_err,
+            "bench: invalid payload size \"497\": expected a whole number from 0 to 496\n",
+            T
+        ),
+        "{}",
+        host.describe()
+    );
+    // The remote prints nothing for bench traffic: only its banner.
+    assert_eq!(remote.out.text(), banner("Remote"));
+    host.close_stdin();
+    assert!(host.expect_exit(T).success(), "{}", host.describe());
+}
+
+#[test]
+fn without_its_bench_endpoint_the_remote_is_refused_by_bench() {
+    let server = TestServer::start();
+    let _remote = start_remote(&server, &[]);
+    let mut host = Proc::spawn(&["host", "-S", server.sock()]);
+    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    let at = host.out.len();
+    host.send_line("rpmsg_ivshmem bench");
+    let want =
+        "bench: the remote has no \"bench\" endpoint (it echoes silently); nothing was sent\n";
+    assert!(host.out.wait_for_from(at, want, T), "{}", host.describe());
+    host.close_stdin();
+    assert!(host.expect_exit(T).success(), "{}", host.describe());
+}

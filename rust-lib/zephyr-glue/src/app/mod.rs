@@ -1,32 +1,25 @@
-//! The two applications (feature `engine`): [`host`] and [`remote`]. The image crates
-//! (`host/src/lib.rs`, `remote/src/lib.rs`) only call their `main`.
+//! The two images' adapters over `rpmsg-app` (feature `engine`): [`host`] and [`remote`].
+//! The image crates (`host/src/lib.rs`, `remote/src/lib.rs`) call their `main` and, as the
+//! entry of the receive thread, their `rx_main`.
 //!
-//! Both run the rust-lib engine over the IVSHMEM region in one receive thread that
-//! waits for the doorbell with a short timeout ([`RX_POLL_MS`]), so link changes are
-//! noticed even without a doorbell. The console text is exactly the reference's
-//! (see [`text`]); diagnostics go through `log`. Nothing on the per-message path
-//! allocates: payloads and console lines live in fixed buffers.
+//! What the images do — the commands, the console text, send/echo with its timeout, the
+//! echo, bench, status — is `rpmsg-app`'s, shared with the native peer. Here is only what
+//! is Zephyr's: the IVSHMEM device, the threads and how they wait (doorbell, event, cycle
+//! counter), the shell and the console. Nothing on the per-message path allocates:
+//! console lines live in fixed buffers.
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_SHELL)]
+mod commands;
 pub mod host;
 pub mod remote;
-pub(crate) mod text;
 
 use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;
+use crate::FixedBuf;
 use rpmsg_engine::{Config, PeerIdRule, SharedRegion, Side};
-
-/// The name of the remote's echo endpoint (as in the reference).
-pub const ECHO_ENDPOINT: &str = "k";
-
-/// The name of the remote's silent echo endpoint for `rpmsg_ivshmem bench`: it echoes every
-/// message unchanged and prints nothing.
-pub const BENCH_ENDPOINT: &str = "bench";
 
 /// Payload bytes per message with the default 512-byte buffers (header: 16 bytes).
 pub const MAX_PAYLOAD: usize = 496;
-
-/// The longest string `send` accepts: the payload holds it and its terminating NUL.
-pub const MAX_TEXT: usize = MAX_PAYLOAD - 1;
 
 /// How long the receive thread sleeps on the doorbell before it looks at the link
 /// anyway (a peer that restarted may not ring).
@@ -43,12 +36,49 @@ pub const SILENT_PEER_POLL_MS: u32 = 1;
 /// of a burst comes within this, and an idle link costs no more than with our host.
 pub const SILENT_PEER_WINDOW_US: u64 = 250_000;
 
+/// The board in the banners.
+pub(crate) const BOARD: &str = zephyr::kconfig::CONFIG_BOARD;
+
 /// How long a thread that just had traffic keeps looking at the rings itself (the peer
 /// need not ring it meanwhile) before it asks for doorbells again and blocks:
 /// CONFIG_RPMSG_IVSHMEM_SPIN_US, in cycles of [`crate::time::cycles`].
 pub(crate) fn spin_cycles() -> u64 {
     // SAFETY: plain call into the C shim.
     crate::time::us_to_cycles(u64::from(unsafe { crate::ffi::rpmsg_glue_spin_us() }))
+}
+
+/// Milliseconds from now until `deadline` (cycles), at least 1.
+pub(crate) fn ms_left(deadline: u64) -> u32 {
+    let us = crate::time::cycles_to_us(deadline.saturating_sub(crate::time::cycles()));
+    (us / 1000 + 1).min(u64::from(u32::MAX)) as u32
+}
+
+/// The console as `rpmsg-app` writes to it: blocks of up to `N` bytes (truncated beyond),
+/// each written in one piece; diagnostics go to the log.
+pub(crate) struct Console<'b, const N: usize> {
+    pub(crate) line: &'b mut FixedBuf<N>,
+    /// The shell of the running command; `None`: the console (shell or printk).
+    pub(crate) shell: Option<&'b crate::shell::Shell>,
+}
+
+impl<const N: usize> rpmsg_app::Text for Console<'_, N> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.line.push_bytes(bytes);
+    }
+}
+
+impl<const N: usize> rpmsg_app::Console for Console<'_, N> {
+    fn end(&mut self) {
+        match self.shell {
+            Some(sh) => sh.write_bytes(self.line.as_bytes()),
+            None => crate::console::write_bytes(self.line.as_bytes()),
+        }
+        self.line.clear();
+    }
+
+    fn diag(&mut self, args: core::fmt::Arguments<'_>) {
+        log::info!("{}", args);
+    }
 }
 
 /// The shared region, opened and checked: doorbell vector 0 enabled, a region the
@@ -63,40 +93,23 @@ pub(crate) struct Opened {
     pub also: Option<u16>,
 }
 
-/// The doorbell for `opened`, ringing [`Opened::also`] too until the peer publishes its id.
-pub(crate) fn doorbell(opened: &Opened) -> IvshmemDoorbell {
-    let mut bell = IvshmemDoorbell::new(opened.shm);
-    bell.set_also(opened.also);
-    bell
-}
-
-/// For the link-up log line: whom the doorbell goes to, and why.
-pub(crate) struct PeerDesc {
-    /// The id rung ([`rpmsg_engine::Rpmsg::peer_id`]).
-    pub peer: Option<u16>,
-    /// Whether the peer published it.
-    pub published: bool,
-    /// The second id rung while it publishes none.
-    pub also: Option<u16>,
-}
-
-impl core::fmt::Display for PeerDesc {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let peer = self.peer.map_or(-1, i32::from);
-        match (self.published, self.also) {
-            (true, _) => write!(f, "ivshmem id {}, published", peer),
-            (false, Some(also)) => write!(
-                f,
-                "no ivshmem id published: ringing {} and {}, CONFIG_RPMSG_IVSHMEM_PEER_ID=-1",
-                peer, also
-            ),
-            (false, None) => write!(
-                f,
-                "no ivshmem id published: ringing {}, CONFIG_RPMSG_IVSHMEM_PEER_ID",
-                peer
-            ),
-        }
+impl Opened {
+    /// The doorbell, ringing [`Opened::also`] too until the peer publishes its id.
+    pub(crate) fn doorbell(&self) -> IvshmemDoorbell {
+        let mut bell = IvshmemDoorbell::new(self.shm);
+        bell.set_also(self.also);
+        bell
     }
+}
+
+/// Keeps ringing `also` as well only while the peer has published no id of its own (a
+/// published id always wins).
+pub(crate) fn ring_also_while_silent<'a, R: rpmsg_engine::rpmsg::Role<'a>>(
+    node: &mut rpmsg_engine::Rpmsg<'a, R, IvshmemDoorbell>,
+    also: Option<u16>,
+) {
+    let silent = node.published_peer_id().is_none();
+    node.doorbell().set_also(if silent { also } else { None });
 }
 
 /// CONFIG_RPMSG_IVSHMEM_PEER_ID as a rule, logged: whom a node of `side` with `own_id`
@@ -177,25 +190,4 @@ pub(crate) fn open(role: &str, side: Side) -> Option<Opened> {
         id,
         also,
     })
-}
-
-/// Logs an engine error only when it differs from the previous one, so a persistent
-/// condition (a peer with another layout, say) does not flood the log every poll.
-pub(crate) struct ErrorOnce(Option<rpmsg_engine::Error>);
-
-impl ErrorOnce {
-    pub(crate) const fn new() -> Self {
-        Self(None)
-    }
-
-    pub(crate) fn report(&mut self, role: &str, what: &str, e: rpmsg_engine::Error) {
-        if self.0 != Some(e) {
-            self.0 = Some(e);
-            log::warn!("{}: {}: {} (repeats are only counted)", role, what, e);
-        }
-    }
-
-    pub(crate) fn clear(&mut self) {
-        self.0 = None;
-    }
 }

@@ -330,39 +330,16 @@ impl App {
                 let t = parse_u64(arg(0, "milliseconds")?)?;
                 self.pump(Duration::from_millis(t), |_| false);
             }
-            "wait-int" => {
-                // Succeeds at once if an interrupt came since the last
-                // wait-int (or since we connected): scripts need no race.
-                let seen = self.irqs_acked;
-                if !self.pump(ms(0)?, |a| a.irqs.iter().sum::<u64>() > seen) {
-                    return Err("no interrupt arrived".into());
-                }
-                self.irqs_acked = self.irqs.iter().sum();
-            }
+            "wait-int" => self.wait_int(ms(0)?)?,
             "wait-peer" => {
                 let id = parse_id(arg(0, "peer id")?)?;
                 let want = match args.get(1) {
                     Some(n) => parse_u64(n)? as usize,
                     None => 1,
                 };
-                let t = ms(2)?;
-                let have = |a: &App| {
-                    a.conn
-                        .peers()
-                        .iter()
-                        .any(|p| p.id == id && p.vectors >= want)
-                };
-                if !self.pump(t, have) {
-                    return Err(format!("peer {id} did not show up with {want} vectors"));
-                }
+                self.wait_peer(id, want, ms(2)?)?;
             }
-            "wait-gone" => {
-                let id = parse_id(arg(0, "peer id")?)?;
-                let gone = |a: &App| !a.conn.peers().iter().any(|p| p.id == id);
-                if !self.pump(ms(1)?, gone) {
-                    return Err(format!("peer {id} is still connected"));
-                }
-            }
+            "wait-gone" => self.wait_gone(parse_id(arg(0, "peer id")?)?, ms(1)?)?,
             "hexdump" | "x" => {
                 let off = parse_offset(arg(0, "offset")?)?;
                 let len = parse_offset(arg(1, "length")?)?;
@@ -381,6 +358,40 @@ impl App {
             other => return Err(format!("unknown command '{other}'; type help")),
         }
         Ok(false)
+    }
+
+    /// `wait-int`: succeeds at once if an interrupt came since the last `wait-int` (or
+    /// since we connected), so scripts need no race.
+    fn wait_int(&mut self, t: Duration) -> Result<(), String> {
+        let seen = self.irqs_acked;
+        if !self.pump(t, |a| a.irqs.iter().sum::<u64>() > seen) {
+            return Err("no interrupt arrived".into());
+        }
+        self.irqs_acked = self.irqs.iter().sum();
+        Ok(())
+    }
+
+    /// `wait-peer`: peer `id` connected with at least `want` vectors.
+    fn wait_peer(&mut self, id: u16, want: usize, t: Duration) -> Result<(), String> {
+        let have = |a: &App| {
+            a.conn
+                .peers()
+                .iter()
+                .any(|p| p.id == id && p.vectors >= want)
+        };
+        if !self.pump(t, have) {
+            return Err(format!("peer {id} did not show up with {want} vectors"));
+        }
+        Ok(())
+    }
+
+    /// `wait-gone`: peer `id` disconnected.
+    fn wait_gone(&mut self, id: u16, t: Duration) -> Result<(), String> {
+        let gone = |a: &App| !a.conn.peers().iter().any(|p| p.id == id);
+        if !self.pump(t, gone) {
+            return Err(format!("peer {id} is still connected"));
+        }
+        Ok(())
     }
 
     fn dump(&self) {

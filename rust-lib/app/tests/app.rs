@@ -1,0 +1,483 @@
+//! The application over the engine's in-memory region, in one thread: the host's port
+//! runs the remote whenever the host waits, and time is a counter that jumps to the
+//! deadline when nothing moves, so the 5 s timeout takes no time. Texts are checked
+//! byte for byte: both platforms print exactly these.
+
+use rpmsg_app::bench::{self, BenchOutcome};
+use rpmsg_app::command::{self, ArgError};
+use rpmsg_app::host::{self, HostApp, SendOptions, SendOutcome};
+use rpmsg_app::remote::{self, RemoteApp};
+use rpmsg_app::{status, Console, ErrorOnce, Port, Text};
+use rpmsg_engine::testing::HeapRegion;
+use rpmsg_engine::{Config, Host, NoDoorbell, Remote};
+
+const BOARD: &str = "qemu_cortex_a53";
+const HZ: u64 = 1_000_000;
+
+/// Console text as blocks, diagnostics apart.
+#[derive(Default)]
+struct Out {
+    text: Vec<u8>,
+    block: Vec<u8>,
+    errors: Vec<u8>,
+    diags: Vec<String>,
+}
+
+impl Text for Out {
+    fn put(&mut self, bytes: &[u8]) {
+        self.block.extend_from_slice(bytes);
+    }
+}
+
+impl Console for Out {
+    fn end(&mut self) {
+        self.text.append(&mut self.block);
+    }
+    fn end_error(&mut self) {
+        self.errors.append(&mut self.block);
+    }
+    fn diag(&mut self, args: std::fmt::Arguments<'_>) {
+        self.diags.push(args.to_string());
+    }
+}
+
+impl Out {
+    fn take(&mut self) -> String {
+        String::from_utf8(std::mem::take(&mut self.text)).unwrap()
+    }
+}
+
+/// The remote side, stepped by the host's waits.
+struct RemoteSide<'a> {
+    app: RemoteApp<'a, NoDoorbell>,
+    out: Out,
+    errors: ErrorOnce,
+    now: u64,
+}
+
+impl<'a> Port<RemoteApp<'a, NoDoorbell>> for RemoteSide<'a> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut RemoteApp<'a, NoDoorbell>) -> R) -> Option<R> {
+        Some(f(&mut self.app))
+    }
+    fn now(&self) -> u64 {
+        self.now
+    }
+    fn ticks_per_sec(&self) -> u64 {
+        HZ
+    }
+    fn wait(&mut self, deadline: u64) {
+        self.now = self.now.max(deadline);
+    }
+}
+
+impl RemoteSide<'_> {
+    /// Everything pending on the remote; true if it did anything.
+    fn step(&mut self) -> bool {
+        let mut out = std::mem::take(&mut self.out);
+        let mut errors = self.errors;
+        let mut any = false;
+        loop {
+            match remote::receive(self, &mut out, BOARD, &mut errors) {
+                remote::Received::Idle => break,
+                remote::Received::Other(rx) => {
+                    let _ = self.app.node.release_rx(rx);
+                }
+                _ => any = true,
+            }
+        }
+        let _ = self.app.node.poll();
+        any |= remote::greet(self, &mut out, BOARD);
+        self.out = out;
+        self.errors = errors;
+        any
+    }
+}
+
+/// The host and, behind its waits, the remote.
+struct Pair<'a> {
+    host: HostApp<'a, NoDoorbell>,
+    remote: RemoteSide<'a>,
+    /// The remote answers (false: it hangs).
+    remote_runs: bool,
+    now: u64,
+    waits: u64,
+}
+
+impl<'a> Port<HostApp<'a, NoDoorbell>> for Pair<'a> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut HostApp<'a, NoDoorbell>) -> R) -> Option<R> {
+        Some(f(&mut self.host))
+    }
+    fn now(&self) -> u64 {
+        self.now
+    }
+    fn ticks_per_sec(&self) -> u64 {
+        HZ
+    }
+    fn wait(&mut self, deadline: u64) {
+        self.waits += 1;
+        self.remote.now = self.now;
+        if self.remote_runs && self.remote.step() {
+            self.now += 7; // a round trip takes a little time
+        } else {
+            self.now = self.now.max(deadline);
+        }
+    }
+}
+
+fn pair(mem: &HeapRegion) -> Pair<'_> {
+    let cfg = Config::new(mem.region().len());
+    let mut node = Host::new_host(mem.region(), cfg, Some(0), NoDoorbell).unwrap();
+    node.start().unwrap();
+    let remote = Remote::new_remote(mem.region(), cfg, Some(1), NoDoorbell).unwrap();
+    Pair {
+        host: HostApp::new(node),
+        remote: RemoteSide {
+            app: RemoteApp::new(remote, true).unwrap(),
+            out: Out::default(),
+            errors: ErrorOnce::new(),
+            now: 0,
+        },
+        remote_runs: true,
+        now: 0,
+        waits: 0,
+    }
+}
+
+/// Brings the link up: the remote attaches and announces, the host binds "k" and "bench".
+fn link_up(p: &mut Pair<'_>, out: &mut Out) {
+    p.remote.step();
+    host::drain(p, out, &mut ErrorOnce::new());
+    assert!(host::greet(p, out, BOARD));
+}
+
+const HOST_BANNER: &str =
+    "Hello qemu_cortex_a53 - Host Side, the communication over RPMsg is ready to use!\n";
+const REMOTE_BANNER: &str =
+    "Hello qemu_cortex_a53 - Remote Side, the communication over RPMsg is ready to use!\n";
+
+fn echo_block(s: &str, i: u64) -> String {
+    format!("Remote side echoed the string back:\n[ {s} ]\nat message number {i}\n\n")
+}
+
+fn received_block(s: &str) -> String {
+    format!("Host side sent a string:\n[ {s} ]\nNow echoing it back!\n\n")
+}
+
+#[test]
+fn send_prints_the_samples_blocks_on_both_sides() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    link_up(&mut p, &mut out);
+    assert_eq!(out.take(), HOST_BANNER);
+    let outcome = host::send(
+        &mut p,
+        &mut out,
+        b"RPMsg over IVSHMEM",
+        3,
+        SendOptions::default(),
+    );
+    assert_eq!(outcome, SendOutcome::Done);
+    let want: String = (1..=3)
+        .map(|i| echo_block("RPMsg over IVSHMEM", i))
+        .collect();
+    assert_eq!(out.take(), want);
+    let want = REMOTE_BANNER.to_string() + &received_block("RPMsg over IVSHMEM").repeat(3);
+    assert_eq!(p.remote.out.take(), want);
+    assert_eq!(p.remote.app.echoed, 3);
+    // Three messages and the two announcements; the message carries the NUL.
+    let stats = *p.host.node.stats();
+    assert_eq!((stats.tx_messages, stats.rx_messages), (3, 5));
+    assert_eq!(p.host.stray, 0);
+    assert!(!p.host.busy);
+}
+
+#[test]
+fn the_echo_is_printed_up_to_its_nul_and_the_empty_string_works() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    link_up(&mut p, &mut out);
+    out.take();
+    assert_eq!(
+        host::send(&mut p, &mut out, b"", 1, SendOptions::default()),
+        SendOutcome::Done
+    );
+    assert_eq!(out.take(), echo_block("", 1));
+    let long = "x".repeat(495);
+    assert_eq!(
+        host::send(&mut p, &mut out, long.as_bytes(), 2, SendOptions::default()),
+        SendOutcome::Done
+    );
+    assert_eq!(out.take(), echo_block(&long, 1) + &echo_block(&long, 2));
+}
+
+#[test]
+fn send_before_the_remote_is_not_ready() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    let outcome = host::send(&mut p, &mut out, b"hi", 1, SendOptions::default());
+    assert_eq!(outcome, SendOutcome::NotReady);
+    assert_eq!(out.take(), "RPMsg over IVSHMEM backend is not ready yet!\n");
+    assert_eq!(p.host.node.stats().tx_messages, 0);
+    assert_eq!(p.waits, 0, "not ready answers at once");
+}
+
+#[test]
+fn a_silent_remote_times_out_after_five_seconds() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    link_up(&mut p, &mut out);
+    out.take();
+    p.remote_runs = false;
+    let start = p.now;
+    let outcome = host::send(&mut p, &mut out, b"hi", 2, SendOptions::default());
+    assert_eq!(outcome, SendOutcome::TimedOut);
+    assert_eq!(out.take(), "Remote side response timed out!\n");
+    assert_eq!(p.now - start, 5 * HZ, "gives up exactly at the timeout");
+    // The late echo, when it comes, is a stray: counted and returned.
+    p.remote_runs = true;
+    p.remote.step();
+    host::drain(&mut p, &mut out, &mut ErrorOnce::new());
+    assert_eq!(p.host.stray, 1);
+    assert!(out.take().is_empty());
+    assert_eq!(
+        host::send(&mut p, &mut out, b"again", 1, SendOptions::default()),
+        SendOutcome::Done
+    );
+    assert_eq!(out.take(), echo_block("again", 1));
+}
+
+#[test]
+fn numbered_messages_in_a_window_come_back_in_order() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    link_up(&mut p, &mut out);
+    out.take();
+    p.remote.app.quiet = true;
+    let options = SendOptions {
+        window: 4,
+        seq: true,
+        quiet: true,
+    };
+    assert_eq!(
+        host::send(&mut p, &mut out, b"abc", 100, options),
+        SendOutcome::Done
+    );
+    assert_eq!(
+        out.take(),
+        "100 messages echoed back in order: none lost, duplicated or changed\n"
+    );
+    assert_eq!(p.remote.app.echoed, 100);
+    assert_eq!(p.remote.out.take(), REMOTE_BANNER);
+}
+
+#[test]
+fn bench_measures_through_the_silent_endpoint() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    link_up(&mut p, &mut out);
+    out.take();
+    p.remote.out.take();
+    let mut samples = vec![0u32; 50];
+    assert_eq!(
+        bench::run(&mut p, &mut out, 16, &mut samples),
+        BenchOutcome::Done
+    );
+    let text = out.take();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("bench: 50 round trips of 16 bytes: "),
+        "{text}"
+    );
+    assert!(lines[0].contains(" round trips/s, RTT p50 ") && lines[0].ends_with(" us"));
+    assert!(
+        lines[1].starts_with("bench: 50 messages of 16 bytes streamed, 8 in flight: "),
+        "{text}"
+    );
+    assert!(lines[1].ends_with(" KB/s echoed"));
+    assert!(
+        p.remote.out.take().is_empty(),
+        "the remote prints nothing for bench"
+    );
+    assert_eq!(p.remote.app.echoed, 0);
+    assert_eq!(p.host.stray, 0);
+    assert!(!p.host.bench.active && !p.host.busy);
+    // Every payload size works, the empty one too.
+    for size in [0, 3, 4, 496] {
+        let mut samples = vec![0u32; 5];
+        assert_eq!(
+            bench::run(&mut p, &mut out, size, &mut samples),
+            BenchOutcome::Done
+        );
+    }
+}
+
+#[test]
+fn bench_without_link_or_endpoint() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    let mut samples = vec![0u32; 5];
+    assert_eq!(
+        bench::run(&mut p, &mut out, 16, &mut samples),
+        BenchOutcome::NotReady
+    );
+    assert_eq!(out.take(), "RPMsg over IVSHMEM backend is not ready yet!\n");
+    link_up(&mut p, &mut out);
+    out.take();
+    p.host.bench_ept = None;
+    assert_eq!(
+        bench::run(&mut p, &mut out, 16, &mut samples),
+        BenchOutcome::NoEndpoint
+    );
+    assert_eq!(
+        out.take(),
+        "bench: the remote has no \"bench\" endpoint (it echoes silently); nothing was sent\n"
+    );
+    a_hung_bench_times_out(&mut p, &mut out);
+}
+
+fn a_hung_bench_times_out(p: &mut Pair<'_>, out: &mut Out) {
+    p.host.bench_ept = p.host.echo.map(|e| e + 1);
+    p.remote_runs = false;
+    let mut samples = vec![0u32; 5];
+    assert_eq!(bench::run(p, out, 16, &mut samples), BenchOutcome::TimedOut);
+    assert_eq!(
+        out.take(),
+        "bench: no echo of round trip 1 within 5 s; stopped\n"
+    );
+}
+
+#[test]
+fn status_text() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    let mut text = Vec::new();
+    status::write(&mut text, &p.host, &[]);
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        "role: host\nown id: 0\npeer id: none\nlink: waiting for a remote\nsession: 1\n\
+         endpoint: none\nbench endpoint: none\ntx messages: 0\nrx messages: 0\n\
+         notifications: 0\ndropped: 0\nresets: 0\nerrors: 0\npeer faults: 0\n\
+         stray messages: 0\n"
+    );
+    link_up(&mut p, &mut out);
+    host::send(&mut p, &mut out, b"x", 2, SendOptions::default());
+    let mut text = Vec::new();
+    status::write(&mut text, &p.host, &[("doorbells rung", 3)]);
+    assert_eq!(
+        String::from_utf8(text).unwrap(),
+        "role: host\nown id: 0\npeer id: 1\nlink: up\nsession: 1\n\
+         endpoint: k 1024 -> 1024\nbench endpoint: bench 1025 -> 1025\ntx messages: 2\n\
+         rx messages: 4\nnotifications: 2\ndoorbells rung: 3\ndropped: 0\nresets: 0\n\
+         errors: 0\npeer faults: 0\nstray messages: 0\n"
+    );
+}
+
+fn error_line(e: ArgError<'_>) -> String {
+    let mut v = Vec::new();
+    e.write_line(&mut v);
+    String::from_utf8(v).unwrap()
+}
+
+#[test]
+fn argument_checks_and_their_texts() {
+    assert_eq!(command::parse_count(b"10"), Ok(10));
+    assert_eq!(command::parse_count(b"010"), Ok(10));
+    assert_eq!(command::parse_count(b"18446744073709551615"), Ok(u64::MAX));
+    for bad in [
+        &b"abc"[..],
+        b"-1",
+        b"0",
+        b"000",
+        b"1e3",
+        b"+5",
+        b" 5",
+        b"5 ",
+        b"",
+        b"18446744073709551616",
+        b"0x10",
+        b"1\0",
+        b"\x001",
+    ] {
+        assert_eq!(command::parse_count(bad), Err(ArgError::BadCount(bad)));
+    }
+    assert_eq!(
+        error_line(ArgError::BadCount(b"abc")),
+        "send: invalid number of messages \"abc\": expected a whole number from 1 to \
+         18446744073709551615\n"
+    );
+    assert_eq!(command::check_text(&[b'a'; 495], 496), Ok(()));
+    assert_eq!(command::check_text(b"", 496), Ok(()));
+    let e = command::check_text(&[b'a'; 496], 496).unwrap_err();
+    assert_eq!(
+        error_line(e),
+        "send: string too long: 496 bytes, but at most 495 fit in one message (496-byte \
+         payload, including the terminating NUL); nothing was sent\n"
+    );
+    assert_eq!(
+        error_line(command::check_text(b"a\0b", 496).unwrap_err()),
+        "send: the string contains a NUL byte, which would end it on the wire\n"
+    );
+    // The count is checked first.
+    assert_eq!(
+        command::send_args(&[b'a'; 600], b"x", 496),
+        Err(ArgError::BadCount(b"x"))
+    );
+    assert_eq!(command::send_args(b"hi", b"3", 496), Ok((&b"hi"[..], 3)));
+}
+
+#[test]
+fn bench_argument_checks() {
+    assert_eq!(command::bench_args(None, None, 496, 2000), Ok((496, 1000)));
+    assert_eq!(
+        command::bench_args(Some(b"0"), Some(b"2000"), 496, 2000),
+        Ok((0, 2000))
+    );
+    for (payload, count, want) in [
+        (
+            &b"497"[..],
+            None,
+            "bench: invalid payload size \"497\": expected a whole number from 0 to 496\n",
+        ),
+        (
+            b"x",
+            Some(&b"5"[..]),
+            "bench: invalid payload size \"x\": expected a whole number from 0 to 496\n",
+        ),
+        (
+            b"16",
+            Some(b"0"),
+            "bench: invalid number of round trips \"0\": expected a whole number from 1 to 2000\n",
+        ),
+        (
+            b"16",
+            Some(b"2001"),
+            "bench: invalid number of round trips \"2001\": expected a whole number from 1 to \
+             2000\n",
+        ),
+    ] {
+        let e = command::bench_args(Some(payload), count, 496, 2000).unwrap_err();
+        assert_eq!(error_line(e), want);
+    }
+}
+
+#[test]
+fn percentiles_of_sorted_samples() {
+    let mut v: Vec<u32> = (0..2000).rev().map(|i| i * 3 % 2000).collect();
+    bench::sort(&mut v);
+    assert!(v.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(bench::percentile(&v, 50), v[999]);
+    assert_eq!(bench::percentile(&v, 100), 1999);
+    assert_eq!(bench::percentile(&[], 50), 0);
+    let mut one = [7];
+    bench::sort(&mut one);
+    assert_eq!(bench::percentile(&one, 99), 7);
+}

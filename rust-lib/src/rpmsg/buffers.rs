@@ -1,0 +1,352 @@
+//! Zero-copy buffers ([`TxBuffer`], [`RxBuffer`]) and a node's sending and receiving.
+
+use super::{LinkState, Role, Rpmsg, WAIT_SLICE_US};
+use crate::error::{Error, PeerFault, Result};
+use crate::platform::{Clock, Doorbell};
+use crate::shm::{read_message_header, read_ns_record, BufferRef, MessageHeader, SharedRegion};
+use crate::wire::{RpmsgHeader, RPMSG_ADDR_ANY, RPMSG_NS_ADDR};
+
+/// A transmit buffer obtained with [`Rpmsg::get_tx_buffer`]: write the payload into it,
+/// then give it back with [`Rpmsg::send_nocopy`] or [`Rpmsg::release_tx_buffer`].
+#[must_use = "a transmit buffer must be sent or released, or it is lost until the next reset"]
+#[derive(Debug)]
+pub struct TxBuffer<'a> {
+    region: SharedRegion<'a>,
+    id: u16,
+    buf: BufferRef,
+    epoch: u32,
+}
+
+impl TxBuffer<'_> {
+    /// Payload bytes this buffer can hold.
+    pub fn capacity(&self) -> usize {
+        self.buf.len as usize - RpmsgHeader::SIZE
+    }
+
+    /// Writes `data` into the payload at `offset`.
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<()> {
+        let end = offset
+            .checked_add(data.len())
+            .ok_or(Error::PayloadTooLarge)?;
+        if end > self.capacity() {
+            return Err(Error::PayloadTooLarge);
+        }
+        self.region
+            .write_bytes(self.buf.offset + RpmsgHeader::SIZE + offset, data)
+    }
+}
+
+/// A received message held in its shared buffer (zero-copy receive). Read it with
+/// [`RxBuffer::read`], then return it with [`Rpmsg::release_rx`].
+#[must_use = "a received buffer must be released, or the peer runs out of buffers"]
+#[derive(Debug)]
+pub struct RxBuffer<'a> {
+    region: SharedRegion<'a>,
+    id: u16,
+    buf: BufferRef,
+    epoch: u32,
+    header: MessageHeader,
+}
+
+impl RxBuffer<'_> {
+    /// Sender's address.
+    pub const fn src(&self) -> u32 {
+        self.header.src
+    }
+    /// Our endpoint's address.
+    pub const fn dst(&self) -> u32 {
+        self.header.dst
+    }
+    /// Payload length.
+    pub const fn len(&self) -> usize {
+        self.header.len as usize
+    }
+    /// True for an empty payload.
+    pub const fn is_empty(&self) -> bool {
+        self.header.len == 0
+    }
+    /// Copies payload bytes from `offset` into `dst` straight from shared memory; returns
+    /// how many were copied (fewer than `dst.len()` at the end of the payload).
+    pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<usize> {
+        let avail = self.len().saturating_sub(offset);
+        let n = avail.min(dst.len());
+        self.region.read_bytes(
+            self.buf.offset + RpmsgHeader::SIZE + offset.min(self.len()),
+            &mut dst[..n],
+        )?;
+        Ok(n)
+    }
+}
+
+/// What [`Rpmsg::recv`] delivers.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// A message for one of our endpoints (already bound to its sender if it was unbound).
+    Message(RxBuffer<'a>),
+    /// The peer announced an endpoint; bind to it with [`Rpmsg::bind`].
+    NameServiceCreate {
+        /// Its name.
+        name: heapless::String<31>,
+        /// Its address.
+        addr: u32,
+    },
+    /// The peer destroyed an endpoint; our endpoints bound to it are now unbound.
+    NameServiceDestroy {
+        /// Its name.
+        name: heapless::String<31>,
+        /// Its address.
+        addr: u32,
+    },
+}
+
+impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
+    /// Takes a free transmit buffer (zero-copy send).
+    pub fn get_tx_buffer(&mut self) -> Result<TxBuffer<'a>> {
+        if self.link != LinkState::Up && self.link != LinkState::Waiting {
+            return Err(Error::NotReady);
+        }
+        if !self.session_current() {
+            return Err(Error::NotReady);
+        }
+        match self.role.acquire_tx(&mut self.counters) {
+            Ok(Some((id, buf))) => Ok(TxBuffer {
+                region: self.region,
+                id,
+                buf,
+                epoch: self.epoch,
+            }),
+            Ok(None) => Err(Error::NoTxBuffer),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Returns an unused transmit buffer.
+    pub fn release_tx_buffer(&mut self, buf: TxBuffer<'a>) -> Result<()> {
+        if buf.epoch != self.epoch {
+            return Err(Error::StaleBuffer);
+        }
+        self.role.cancel_tx(buf.id, buf.buf)
+    }
+
+    /// Sends `len` payload bytes already written into `buf` from endpoint `src` to `dst`.
+    pub fn send_offchannel_nocopy(
+        &mut self,
+        src: u32,
+        dst: u32,
+        buf: TxBuffer<'a>,
+        len: usize,
+    ) -> Result<()> {
+        if !self.session_current() {
+            // The session ended since the buffer was taken: it no longer exists.
+            return Err(Error::StaleBuffer);
+        }
+        self.submit(src, dst, buf, len)
+    }
+
+    /// [`Rpmsg::send_offchannel_nocopy`] once the session is confirmed.
+    fn submit(&mut self, src: u32, dst: u32, buf: TxBuffer<'a>, len: usize) -> Result<()> {
+        if buf.epoch != self.epoch {
+            return Err(Error::StaleBuffer);
+        }
+        if len > buf.capacity() {
+            self.role.cancel_tx(buf.id, buf.buf)?;
+            return Err(Error::PayloadTooLarge);
+        }
+        if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
+            self.role.cancel_tx(buf.id, buf.buf)?;
+            return Err(Error::EndpointNotBound);
+        }
+        // len <= capacity < 65536 - 16 (MAX_BUF_SIZE), so it fits the u16 field.
+        let header = RpmsgHeader::new(src, dst, len as u16);
+        self.region
+            .write_bytes(buf.buf.offset, &header.to_bytes())?;
+        let notify = self
+            .role
+            .submit_tx(buf.id, buf.buf, (RpmsgHeader::SIZE + len) as u32)?;
+        self.stats.tx_messages += 1;
+        if notify {
+            self.ring_peer();
+        }
+        Ok(())
+    }
+
+    /// Sends `len` payload bytes already written into `buf` from endpoint `ept` to the
+    /// address it is bound to.
+    pub fn send_nocopy(&mut self, ept: u32, buf: TxBuffer<'a>, len: usize) -> Result<()> {
+        let dst = match self.endpoints.get(ept).map(|e| e.dest()) {
+            Some(Some(d)) => d,
+            other => {
+                self.release_tx_buffer(buf)?;
+                return Err(if other.is_none() {
+                    Error::EndpointNotFound
+                } else {
+                    Error::EndpointNotBound
+                });
+            }
+        };
+        self.send_offchannel_nocopy(ept, dst, buf, len)
+    }
+
+    pub(super) fn try_send_raw(&mut self, src: u32, dst: u32, data: &[u8]) -> Result<()> {
+        let mut buf = self.get_tx_buffer()?;
+        if let Err(e) = buf.write(0, data) {
+            self.release_tx_buffer(buf)?;
+            return Err(e);
+        }
+        // get_tx_buffer checked the session a moment ago, within this call.
+        self.submit(src, dst, buf, data.len())
+    }
+
+    /// Copies `data` into a free buffer and sends it from `ept` to its bound address, or
+    /// fails at once with [`Error::NoTxBuffer`].
+    pub fn try_send(&mut self, ept: u32, data: &[u8]) -> Result<()> {
+        if self.link != LinkState::Up {
+            return Err(Error::NotReady);
+        }
+        let dst = self
+            .endpoints
+            .get(ept)
+            .ok_or(Error::EndpointNotFound)?
+            .dest()
+            .ok_or(Error::EndpointNotBound)?;
+        self.try_send_to(ept, dst, data)
+    }
+
+    /// Copies `data` into a free buffer and sends it from `src` to `dst`.
+    pub fn try_send_to(&mut self, src: u32, dst: u32, data: &[u8]) -> Result<()> {
+        if data.len() > self.max_payload() {
+            return Err(Error::PayloadTooLarge);
+        }
+        if self.link != LinkState::Up {
+            return Err(Error::NotReady);
+        }
+        self.try_send_raw(src, dst, data)
+    }
+
+    /// Like [`Rpmsg::try_send`], but waits up to `timeout_us` (by `clock`) for a buffer.
+    ///
+    /// For a node shared between threads, loop over `try_send` and wait outside the lock
+    /// instead: this method holds `&mut self` while it waits.
+    pub fn send(
+        &mut self,
+        ept: u32,
+        data: &[u8],
+        clock: &mut impl Clock,
+        timeout_us: u64,
+    ) -> Result<()> {
+        let deadline = clock.now_us().saturating_add(timeout_us);
+        loop {
+            match self.try_send(ept, data) {
+                Err(Error::NoTxBuffer) | Err(Error::NotReady) => {}
+                other => return other,
+            }
+            let now = clock.now_us();
+            if now >= deadline {
+                return Err(Error::Timeout);
+            }
+            clock.wait_until(deadline.min(now.saturating_add(WAIT_SLICE_US)));
+            self.poll()?;
+        }
+    }
+
+    /// Receives the next message or name-service event, if any (zero-copy: a message stays
+    /// in its shared buffer until [`Rpmsg::release_rx`]). Invalid buffers are counted,
+    /// returned to the peer and skipped. Also advances the link, like [`Rpmsg::poll`].
+    pub fn recv(&mut self) -> Result<Option<Event<'a>>> {
+        self.poll()?;
+        if !self.may_receive() {
+            return Ok(None);
+        }
+        let n = self.layout.config().queue_size;
+        for _ in 0..=n {
+            let (id, buf, written) = match self.role.next_rx() {
+                Ok(Some(x)) => x,
+                Ok(None) => return Ok(None),
+                Err(
+                    e @ (Error::Peer(PeerFault::AvailIndexOutOfRange)
+                    | Error::Peer(PeerFault::UsedIndexOutOfRange)),
+                ) => return Err(self.fail(e)),
+                Err(e) => {
+                    self.stats.dropped += 1;
+                    self.counters.record(e);
+                    continue;
+                }
+            };
+            self.stats.rx_messages += 1;
+            let header = match read_message_header(&self.region, buf, written) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.drop_rx(id, buf, e)?;
+                    continue;
+                }
+            };
+            self.on_valid_message();
+            if header.dst == RPMSG_NS_ADDR && self.layout.config().name_service {
+                let record = read_ns_record(&self.region, buf, header.len);
+                let release = self.role.release_rx(id, buf);
+                self.after_release(release)?;
+                match record {
+                    Ok(r) if r.destroy => {
+                        self.endpoints.unbind(r.addr);
+                        return Ok(Some(Event::NameServiceDestroy {
+                            name: r.name,
+                            addr: r.addr,
+                        }));
+                    }
+                    Ok(r) => {
+                        return Ok(Some(Event::NameServiceCreate {
+                            name: r.name,
+                            addr: r.addr,
+                        }))
+                    }
+                    Err(e) => {
+                        self.stats.dropped += 1;
+                        self.counters.record(e);
+                        continue;
+                    }
+                }
+            }
+            if self.endpoints.get(header.dst).is_none() {
+                self.drop_rx(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
+                continue;
+            }
+            self.endpoints.learn(header.dst, header.src);
+            return Ok(Some(Event::Message(RxBuffer {
+                region: self.region,
+                id,
+                buf,
+                epoch: self.epoch,
+                header,
+            })));
+        }
+        Ok(None)
+    }
+
+    fn after_release(&mut self, notify: Result<bool>) -> Result<()> {
+        match notify {
+            Ok(true) => {
+                self.ring_peer();
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn drop_rx(&mut self, id: u16, buf: BufferRef, why: Error) -> Result<()> {
+        self.stats.dropped += 1;
+        self.counters.record(why);
+        let release = self.role.release_rx(id, buf);
+        self.after_release(release)
+    }
+
+    /// Gives a received buffer back to the peer.
+    pub fn release_rx(&mut self, buf: RxBuffer<'a>) -> Result<()> {
+        if buf.epoch != self.epoch || !self.session_current() {
+            // The session ended while the buffer was held: it no longer exists.
+            return Err(Error::StaleBuffer);
+        }
+        let release = self.role.release_rx(buf.id, buf.buf);
+        self.after_release(release)
+    }
+}

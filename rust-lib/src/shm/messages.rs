@@ -1,0 +1,92 @@
+//! What a received buffer holds: the RPMsg header and, for the name service, its record,
+//! read from shared memory and validated.
+
+use super::region::SharedRegion;
+use super::BufferRef;
+use crate::error::{Error, PeerFault, Result};
+use crate::wire::{
+    NsMessage, RpmsgHeader, RPMSG_ADDR_ANY, RPMSG_NAME_SIZE, RPMSG_NS_CREATE, RPMSG_NS_DESTROY,
+};
+
+/// A validated RPMsg header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// Source address (never `RPMSG_ADDR_ANY`).
+    pub src: u32,
+    /// Destination address (never `RPMSG_ADDR_ANY`).
+    pub dst: u32,
+    /// Payload length; header plus payload fit the buffer.
+    pub len: u16,
+}
+
+/// A validated name-service record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsRecord {
+    /// The name bytes (no NUL, at most 31 bytes, valid UTF-8).
+    pub name: heapless::String<31>,
+    /// The announced endpoint address (never `RPMSG_ADDR_ANY`).
+    pub addr: u32,
+    /// True for destroy, false for create.
+    pub destroy: bool,
+}
+
+/// Reads a validated RPMsg header from a received buffer whose first `written` bytes are
+/// valid: the payload must fit both `written` and the buffer.
+pub fn read_message_header(
+    region: &SharedRegion<'_>,
+    buf: BufferRef,
+    written: u32,
+) -> Result<MessageHeader> {
+    let written = written.min(buf.len);
+    if (written as usize) < RpmsgHeader::SIZE {
+        return Err(Error::Peer(PeerFault::BadMessageLength));
+    }
+    let mut raw = [0u8; RpmsgHeader::SIZE];
+    region.read_bytes(buf.offset, &mut raw)?;
+    let h = RpmsgHeader::from_bytes(&raw);
+    let len = h.len.get();
+    if RpmsgHeader::SIZE + len as usize > written as usize {
+        return Err(Error::Peer(PeerFault::BadMessageLength));
+    }
+    let (src, dst) = (h.src.get(), h.dst.get());
+    if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
+        return Err(Error::Peer(PeerFault::BadMessageAddress));
+    }
+    Ok(MessageHeader { src, dst, len })
+}
+
+/// Reads and validates a name-service record from the payload of `buf` (`len` bytes).
+pub fn read_ns_record(region: &SharedRegion<'_>, buf: BufferRef, len: u16) -> Result<NsRecord> {
+    if len as usize != NsMessage::SIZE {
+        return Err(Error::Peer(PeerFault::BadNameService));
+    }
+    let mut raw = [0u8; NsMessage::SIZE];
+    region.read_bytes(buf.offset + RpmsgHeader::SIZE, &mut raw)?;
+    let m = NsMessage::from_bytes(&raw);
+    // Linux forces byte 31 to NUL; we require a NUL within the 32 bytes instead.
+    let name_len = m
+        .name
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or(Error::Peer(PeerFault::BadNameService))?;
+    debug_assert!(name_len < RPMSG_NAME_SIZE);
+    let text = core::str::from_utf8(&m.name[..name_len])
+        .map_err(|_| Error::Peer(PeerFault::BadNameService))?;
+    let mut name = heapless::String::new();
+    name.push_str(text)
+        .map_err(|_| Error::Peer(PeerFault::BadNameService))?;
+    let addr = m.addr.get();
+    if addr == RPMSG_ADDR_ANY {
+        return Err(Error::Peer(PeerFault::BadNameService));
+    }
+    let destroy = match m.flags.get() {
+        RPMSG_NS_CREATE => false,
+        RPMSG_NS_DESTROY => true,
+        _ => return Err(Error::Peer(PeerFault::BadNameService)),
+    };
+    Ok(NsRecord {
+        name,
+        addr,
+        destroy,
+    })
+}

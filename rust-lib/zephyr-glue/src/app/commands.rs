@@ -1,0 +1,202 @@
+//! The host's `rpmsg_ivshmem send`, `bench` and `status` shell commands (compiled with
+//! CONFIG_RPMSG_IVSHMEM_SHELL, as their registration in c/rpmsg_glue.c): `rpmsg-app`'s
+//! commands on the node the receive thread shares ([`STATE`]).
+
+use super::host::{App, STATE};
+use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
+use crate::shell::{self, Shell};
+use crate::time::{self, cycles, event};
+use crate::FixedBuf;
+use core::cell::UnsafeCell;
+use core::ffi::{c_char, c_int, c_void};
+use core::sync::atomic::{AtomicBool, Ordering};
+use rpmsg_app::bench::{self, BenchOutcome};
+use rpmsg_app::host::{self as app, SendOptions, SendOutcome};
+use rpmsg_app::{command, status, text, Port};
+
+/// Most round trips one `bench` measures (the samples live in a static array).
+pub const BENCH_MAX_COUNT: u64 = 2_000;
+
+const EINVAL: c_int = -22;
+const EAGAIN: c_int = -11;
+const ETIMEDOUT: c_int = -116;
+const EIO: c_int = -5;
+const EBUSY: c_int = -16;
+
+/// A command's view of the node: it receives in the shell thread, spinning first, then
+/// sleeping until the receive thread wakes it.
+struct CommandPort {
+    spin: u64,
+    /// Whether to spin before the next sleep: not after a sleep nothing ended early (a
+    /// peer that publishes no id is then looked at every SILENT_PEER_POLL_MS, and
+    /// spinning each time would burn the CPU — and, under QEMU's icount, run the guest
+    /// clock ahead of real time, shortening the 5 s timeout).
+    look: bool,
+    /// Messages received when the last wait ended: more at the next one means traffic,
+    /// so spinning is worth it again.
+    rx_seen: u64,
+}
+
+impl Port<App> for CommandPort {
+    fn with<R>(&mut self, f: impl FnOnce(&mut App) -> R) -> Option<R> {
+        STATE.with(f)
+    }
+
+    fn now(&self) -> u64 {
+        cycles()
+    }
+
+    fn ticks_per_sec(&self) -> u64 {
+        u64::from(time::cycles_per_sec())
+    }
+
+    #[inline(never)]
+    fn wait(&mut self, deadline: u64) {
+        // Look at the rings for a while (the remote does not ring us meanwhile) ...
+        let rx = STATE.with(|s| s.node.stats().rx_messages).unwrap_or(0);
+        let spin = if self.look || rx != self.rx_seen { self.spin } else { 0 };
+        let until = cycles().saturating_add(spin).min(deadline);
+        while cycles() < until {
+            if STATE.with(|s| s.node.has_pending()) != Some(false) {
+                return;
+            }
+        }
+        // ... then ask for doorbells again, and sleep unless something came meanwhile.
+        // A remote that publishes no id (a C OpenAMP remote) may ring nobody: then look
+        // again every SILENT_PEER_POLL_MS.
+        let state = STATE.with(|s| {
+            let arrived = s.node.prepare_to_wait().unwrap_or(true);
+            (arrived, s.node.published_peer_id().is_none())
+        });
+        self.look = true;
+        if let Some((false, silent)) = state {
+            let ms = ms_left(deadline);
+            self.look = event::wait(Some(if silent { ms.min(SILENT_PEER_POLL_MS) } else { ms }));
+        }
+        STATE.with(|s| s.node.busy_poll().ok());
+        self.rx_seen = rx;
+    }
+}
+
+fn command_port() -> CommandPort {
+    CommandPort {
+        spin: spin_cycles(),
+        look: true,
+        rx_seen: 0,
+    }
+}
+
+/// Arguments 1 and 2 of a shell command (`None` where not given).
+///
+/// # Safety
+///
+/// `argv` must hold `argc` valid NUL-terminated strings that live for `'s`, as Zephyr's
+/// shell passes them to a handler for the duration of the call.
+unsafe fn two_args<'s>(
+    argc: usize,
+    argv: *const *const c_char,
+) -> (Option<&'s [u8]>, Option<&'s [u8]>) {
+    // SAFETY: forwarded from the caller.
+    unsafe { (shell::arg(argc, argv, 1), shell::arg(argc, argv, 2)) }
+}
+
+/// Prints a refused argument's error line; the command's result.
+fn refuse<const N: usize>(out: &mut Console<'_, N>, e: command::ArgError<'_>) -> c_int {
+    e.write_line(out);
+    rpmsg_app::Console::end_error(out);
+    EINVAL
+}
+
+/// `rpmsg_ivshmem send <string> <number of messages>` (registered in c/rpmsg_glue.c;
+/// Zephyr's shell checks that there are two arguments).
+#[no_mangle]
+extern "C" fn rpmsg_glue_shell_send(
+    sh: *const c_void,
+    argc: usize,
+    argv: *const *const c_char,
+) -> c_int {
+    let sh = Shell::from_raw(sh);
+    let mut line = FixedBuf::<640>::new();
+    let mut out = Console {
+        line: &mut line,
+        shell: Some(&sh),
+    };
+    // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
+    let (text, count) = unsafe { two_args(argc, argv) };
+    let args = command::send_args(text.unwrap_or(b""), count.unwrap_or(b""), MAX_PAYLOAD);
+    let (text, count) = match args {
+        Ok(args) => args,
+        Err(e) => return refuse(&mut out, e),
+    };
+    let port = &mut command_port();
+    match app::send(port, &mut out, text, count, SendOptions::default()) {
+        SendOutcome::Done => 0,
+        SendOutcome::NotReady => EAGAIN,
+        SendOutcome::TimedOut => ETIMEDOUT,
+        SendOutcome::Failed => EIO,
+    }
+}
+
+/// The round-trip times of one `bench`, in cycles (no allocator: a static array).
+struct Samples(UnsafeCell<[u32; BENCH_MAX_COUNT as usize]>);
+// SAFETY: only `bench` touches the array, and only while it holds BENCH_BUSY, so there is
+// never more than one reference to it.
+unsafe impl Sync for Samples {}
+static SAMPLES: Samples = Samples(UnsafeCell::new([0; BENCH_MAX_COUNT as usize]));
+static BENCH_BUSY: AtomicBool = AtomicBool::new(false);
+
+/// `rpmsg_ivshmem bench [payload] [count]` (`rpmsg_app::bench`).
+#[no_mangle]
+extern "C" fn rpmsg_glue_shell_bench(
+    sh: *const c_void,
+    argc: usize,
+    argv: *const *const c_char,
+) -> c_int {
+    let sh = Shell::from_raw(sh);
+    let mut line = FixedBuf::<256>::new();
+    let mut out = Console {
+        line: &mut line,
+        shell: Some(&sh),
+    };
+    // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
+    let (payload, count) = unsafe { two_args(argc, argv) };
+    let (size, n) = match command::bench_args(payload, count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
+        Ok(args) => args,
+        Err(e) => return refuse(&mut out, e),
+    };
+    if BENCH_BUSY.swap(true, Ordering::Acquire) {
+        text::line(&mut out, text::BENCH_BUSY);
+        rpmsg_app::Console::end(&mut out);
+        return EBUSY;
+    }
+    // SAFETY: BENCH_BUSY is ours until the store below; nobody else touches SAMPLES.
+    let samples = unsafe { &mut (&mut *SAMPLES.0.get())[..n as usize] };
+    let outcome = bench::run(&mut command_port(), &mut out, size, samples);
+    BENCH_BUSY.store(false, Ordering::Release);
+    match outcome {
+        BenchOutcome::Done => 0,
+        BenchOutcome::NotReady => EAGAIN,
+        BenchOutcome::NoEndpoint | BenchOutcome::BadEchoes => EIO,
+        BenchOutcome::TimedOut => ETIMEDOUT,
+    }
+}
+
+/// `rpmsg_ivshmem status`: ids, link, session and counters, one `key: value` a line.
+#[no_mangle]
+extern "C" fn rpmsg_glue_shell_status(
+    sh: *const c_void,
+    _argc: usize,
+    _argv: *const *const c_char,
+) -> c_int {
+    let sh = Shell::from_raw(sh);
+    let mut text = FixedBuf::<640>::new();
+    // Copied inside the critical section, written to the shell outside it.
+    if STATE.with(|s| status::write(&mut text, s, &[])).is_none() {
+        text.push_bytes(text::NOT_READY.as_bytes());
+        text.push_bytes(b"\n");
+        sh.write_bytes(text.as_bytes());
+        return EIO;
+    }
+    sh.write_bytes(text.as_bytes());
+    0
+}
