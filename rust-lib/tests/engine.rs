@@ -801,6 +801,7 @@ fn a_c_remote_that_joins_after_the_host_is_rung_once_its_id_is_known() {
     assert_eq!(h.peer_id(), None);
     h.set_fallback_peer_id(Some(REMOTE_ID));
     assert_eq!(h.peer_id(), Some(REMOTE_ID));
+    assert_eq!(h.published_peer_id(), None, "a C remote publishes no id");
     let rung = h.doorbell().rung;
     h.try_send(ept, b"RPMsg over IVSHMEM\0").unwrap();
     assert_eq!(h.doorbell().rung, rung + 1);
@@ -829,6 +830,8 @@ fn a_published_id_wins_over_a_changed_fallback() {
     r.set_fallback_peer_id(Some(HOST_ID + 7));
     assert_eq!(h.peer_id(), Some(REMOTE_ID));
     assert_eq!(r.peer_id(), Some(HOST_ID));
+    assert_eq!(h.published_peer_id(), Some(REMOTE_ID));
+    assert_eq!(r.published_peer_id(), Some(HOST_ID));
     h.try_send(ept, b"x").unwrap();
     assert_eq!(h.doorbell().last_peer_id, Some(REMOTE_ID));
 }
@@ -855,6 +858,7 @@ fn a_remote_of_a_c_host_follows_a_changed_fallback() {
     let k = r.create_endpoint("k", Some(1024), Some(1024)).unwrap();
     assert_eq!(r.poll(), Ok(true));
     assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
+    assert_eq!(r.published_peer_id(), None, "a C host publishes no id");
     r.set_fallback_peer_id(Some(HOST_ID + 1));
     assert_eq!(r.peer_id(), Some(HOST_ID + 1));
     r.try_send(k, b"x").unwrap();

@@ -26,8 +26,12 @@ counts instructions while a guest runs (fast when it spins) and real time while 
 so the guest's figures are printed but not compared.
 
 `--pair NAME:HOST_ELF:REMOTE_ELF` adds another image pair, e.g. the OpenAMP C sample built
-elsewhere, measured in the same runs (only `send` if its host has no `bench`). The table
-gives median, min and max per figure and pair, and ratios to the C reference.
+elsewhere, measured in the same runs (only `send` if its host has no `bench`). `--spin-off`
+also builds our images with busy-polling off (CONFIG_RPMSG_IVSHMEM_SPIN_US=0: every wake-up
+is a doorbell, the C sample's waiting strategy) and measures that pair in the same runs too.
+The table gives median, min and max per figure and pair. Ratios between pairs come only
+from samples of the same run (pairs take turns within a run); with no other pair measured,
+no ratio is printed.
 """
 
 import argparse
@@ -44,15 +48,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import firmware  # noqa: E402
-from firmware import BANNER, BOARD, PROMPT, TIMED_OUT, Failure, Guest, Rig, log  # noqa: E402
+from firmware import (  # noqa: E402
+    BANNER, BOARD, HOST_READY, PROMPT, REMOTE_READY, TIMED_OUT, Failure, Guest, Rig,
+    icount_flags, log, qemu_cmd)
 
 TEXT = "RPMsg over IVSHMEM"
-
-# The OpenAMP C sample on this machine's QEMU pair (2 cores, QEMU 7.2 TCG, icount shift=4),
-# medians of 10 runs of `send "RPMsg over IVSHMEM" 1000` timed from Enter to the prompt
-# (issue 7): with its printing, and with the echo printing removed on both sides.
-C_PRINTED_MS = 0.85
-C_QUIET_MS = 0.52
 
 RT_LINE = re.compile(
     r"bench: (\d+) round trips of (\d+) bytes: (\d+) round trips/s, "
@@ -62,38 +62,6 @@ STREAM_LINE = re.compile(
     r"(\d+) messages/s, (\d+) KB/s echoed\r*\n")
 BENCH_END = re.compile(r"bench: no echo[^\n]*\n|bench: invalid[^\n]*\n|bench: the remote[^\n]*\n|"
                        + re.escape(firmware.NOT_READY))
-HOST_READY = "Host Side, the communication over RPMsg is ready to use!"
-REMOTE_READY = "Remote Side, the communication over RPMsg is ready to use!"
-
-
-def icount_flags(build_dir):
-    """`-icount ...` as Zephyr's cmake/emu/qemu.cmake builds it from the image's .config."""
-    cfg = {}
-    try:
-        for line in open(os.path.join(build_dir, "zephyr", ".config")):
-            m = re.match(r"(CONFIG_QEMU_ICOUNT\w*)=(.*)", line.strip())
-            if m:
-                cfg[m.group(1)] = m.group(2)
-    except OSError:
-        pass
-    if cfg.get("CONFIG_QEMU_ICOUNT") != "y":
-        return []
-    sleep = "on" if cfg.get("CONFIG_QEMU_ICOUNT_SLEEP") == "y" else "off"
-    return ["-icount", "shift=%s,align=off,sleep=%s" % (cfg.get("CONFIG_QEMU_ICOUNT_SHIFT", "4"), sleep)]
-
-
-def qemu_cmd(elf, socket, icount):
-    """Zephyr's `run` target for qemu_cortex_a53 with an ivshmem doorbell (2 vectors)."""
-    return (["qemu-system-aarch64", "-cpu", "cortex-a53", "-nographic",
-             "-machine", "virt,gic-version=3", "-net", "none",
-             "-chardev", "stdio,id=con,mux=on", "-serial", "chardev:con",
-             "-mon", "chardev=con,mode=readline"] + icount +
-            ["-rtc", "clock=vm",
-             "-device", "ivshmem-doorbell,vectors=2,chardev=ivshmem",
-             "-chardev", "socket,path=%s,id=ivshmem" % socket,
-             "-kernel", elf])
-
-
 class FileGuest:
     """A guest whose console goes to a file (nobody types into it)."""
 
@@ -143,8 +111,8 @@ class Pair:
         with open(self.host_elf, "rb") as f:
             elf = f.read()
         self.has_bench = b"rpmsg_ivshmem bench" in elf
-        # A print-free build (e.g. the C sample's BASELINE_QUIET): `send` prints no echo
-        # blocks; it is timed to the prompt instead.
+        # A print-free build (e.g. the C sample without its per-message printf): `send`
+        # prints no echo blocks; it is timed to the prompt instead.
         self.quiet = b"at message number" not in elf
         self.icount = icount
         self.socket = os.path.join(self.dir, "ivshmem.sock")
@@ -189,12 +157,7 @@ class Pair:
                     pass
         self.host = self.remote = None
         if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(5)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+            firmware.terminate(self.server)
             self.server = None
 
 
@@ -302,13 +265,34 @@ def stats(values):
             "n": len(values)}
 
 
-def row(name, values, unit, ref=None, ref_lower=True):
+def row(name, values, unit):
     s = stats(values)
-    line = "%-46s %10.3f %10.3f %10.3f  %-6s" % (name, s["median"], s["min"], s["max"], unit)
-    if ref:
-        ratio = ref / s["median"] if ref_lower else s["median"] / ref
-        line += "  %.2fx vs %.3f" % (ratio, ref)
-    return line
+    return "%-46s %10.3f %10.3f %10.3f  %-6s" % (name, s["median"], s["min"], s["max"], unit)
+
+
+def same_run_ratios(pairs, results):
+    """Rows of speed-ups, each from two pairs' samples of the same runs: a printing pair's
+    `send` against each of our pairs' `send`; a print-free pair's `send` against each of our
+    pairs' print-free `bench` of the same payload (19 bytes: "RPMsg over IVSHMEM" and its
+    NUL). Ours are the pairs that have `bench`; the others are the references."""
+    ours = [p for p in pairs if p.has_bench]
+    others = [p for p in pairs if not p.has_bench]
+    lines = []
+    for ref in others:
+        theirs = results[ref.name]["send"]
+        for our in ours:
+            if ref.quiet:
+                mine = [b["wall_ms_per_rt"] for b in results[our.name]["bench"].get(19, [])]
+                what = "%s send / %s bench 19 B" % (ref.name, our.name)
+            else:
+                mine = results[our.name]["send"]
+                what = "%s send / %s send" % (ref.name, our.name)
+            if theirs and mine:
+                lines.append(row("speed-up, run by run: %s" % what,
+                                 [t / o for t, o in zip(theirs, mine)], "x"))
+    if not lines:
+        lines.append("no speed-up: no reference pair (--pair) was measured in these runs")
+    return lines
 
 
 def main():
@@ -326,12 +310,16 @@ def main():
     p.add_argument("--pair", action="append", default=[], metavar="NAME:HOST_ELF:REMOTE_ELF",
                    help="another image pair to measure in the same runs (e.g. the C sample)")
     p.add_argument("--json", metavar="FILE", help="also write every sample to FILE")
+    p.add_argument("--spin-off", action="store_true",
+                   help="also measure our images built with CONFIG_RPMSG_IVSHMEM_SPIN_US=0")
     p.add_argument("--keep", action="store_true", help="keep the consoles")
     a = p.parse_args()
     if not a.build_root:
         p.error("--build-root (or RPMSG_E2E_BUILD) is required")
     payloads = a.payload or [19, 496]
     rig = Rig(a.build_root, a.cmake)
+    spin_rig = Rig(os.path.join(a.build_root, "spin-off"),
+                   a.cmake + " -DCONFIG_RPMSG_IVSHMEM_SPIN_US=0") if a.spin_off else None
     pairs = []
     results = {}
     loads = []
@@ -349,6 +337,13 @@ def main():
         if not a.no_ours:
             pairs.append(Pair("rust", os.path.join(host_dir, "zephyr", "zephyr.elf"),
                               os.path.join(remote_dir, "zephyr", "zephyr.elf"), icount, rig))
+        if spin_rig is not None:
+            spin_rig.server_bin = rig.server_bin
+            dirs = [os.path.join(spin_rig.build_root, app) for app in ("host", "remote")]
+            if not a.no_build:
+                dirs = [spin_rig.build(app) for app in ("host", "remote")]
+            pairs.append(Pair("rust-spin0", *[os.path.join(d, "zephyr", "zephyr.elf") for d in dirs],
+                              icount, rig))
         for spec in a.pair:
             name, h, r = spec.split(":", 2)
             pairs.append(Pair(name, os.path.expanduser(h), os.path.expanduser(r), icount, rig))
@@ -391,6 +386,8 @@ def main():
         for pair in pairs:
             pair.stop()
         rig.cleanup(keep_logs=not ok or a.keep)
+        if spin_rig is not None:
+            spin_rig.cleanup(keep_logs=False)
     if not ok:
         return 1
 
@@ -402,20 +399,20 @@ def main():
         a.runs, a.send_count, a.count, a.count))
     print("wall: real time seen by this script; guest: the host image's own clock (icount)")
     print()
-    print("%-46s %10s %10s %10s  %-6s  %s" % ("", "median", "min", "max", "unit", "ratio (C reference)"))
+    print("%-46s %10s %10s %10s  %-6s" % ("", "median", "min", "max", "unit"))
     for pair in pairs:
         res = results[pair.name]
         if res["send"]:
             if pair.quiet:
-                print(row("%s: send (print-free build), wall" % pair.name, res["send"], "ms/rt", C_QUIET_MS))
+                print(row("%s: send (print-free build), wall" % pair.name, res["send"], "ms/rt"))
             else:
-                print(row("%s: send (printing), wall" % pair.name, res["send"], "ms/rt", C_PRINTED_MS))
+                print(row("%s: send (printing), wall" % pair.name, res["send"], "ms/rt"))
         for n in payloads:
             rs = res["bench"][n]
             if not rs:
                 continue
             print(row("%s: bench %d B round trips, wall" % (pair.name, n),
-                      [b["wall_ms_per_rt"] for b in rs], "ms/rt", C_QUIET_MS if n <= 32 else None))
+                      [b["wall_ms_per_rt"] for b in rs], "ms/rt"))
             # (The stream's wall rate is in the JSON only: a thousand messages take a few
             # milliseconds, too short to time from outside through the console.)
             for key, label, unit in (("guest_rt_s", "round trips", "rt/s"),
@@ -425,22 +422,8 @@ def main():
                                      ("guest_stream_msgs_s", "stream", "msgs/s"),
                                      ("guest_stream_kb_s", "stream", "KB/s")):
                 print(row("%s: bench %d B %s, guest" % (pair.name, n, label), [b[key] for b in rs], unit))
-    # Same-run ratios against the first pair (ours): a printing pair's `send` against our
-    # `send`, a print-free pair's `send` against our print-free `bench` of the same payload
-    # (19 bytes: "RPMsg over IVSHMEM" and its NUL).
-    base = pairs[0].name if pairs else None
-    for pair in pairs[1:]:
-        theirs = results[pair.name]["send"]
-        if not theirs:
-            continue
-        if pair.quiet:
-            ours = [b["wall_ms_per_rt"] for b in results[base]["bench"].get(19, [])]
-            what = "%s send / %s bench 19 B" % (pair.name, base)
-        else:
-            ours = results[base]["send"]
-            what = "%s send / %s send" % (pair.name, base)
-        if ours:
-            print(row("speed-up, run by run: %s" % what, [t / o for t, o in zip(theirs, ours)], "x"))
+    for line in same_run_ratios(pairs, results):
+        print(line)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"machine": machine(), "runs": a.runs, "count": a.count, "loads": loads,

@@ -12,8 +12,7 @@
 #   C toolchain          ZEPHYR_TOOLCHAIN_VARIANT as set; else the Zephyr SDK
 #                        (ZEPHYR_SDK_INSTALL_DIR or ~/zephyr-sdk-*); else Debian's
 #                        /usr/bin/aarch64-linux-gnu-gcc (cross-compile)
-#   Rust                 rustup with the aarch64-unknown-none target; else Debian's
-#                        /usr/bin/rustc + rust-src with -Z build-std (RUSTC_BOOTSTRAP)
+#   Rust                 chosen by the image's CMake, not here (RPMSG_RUSTC to override)
 #   libclang (bindgen)   LIBCLANG_PATH as set, else the newest /usr/lib/llvm-*/lib
 #   zephyr-lang-rust     a project of the west workspace, else <workspace>/modules/lang/rust
 #                        (passed as EXTRA_ZEPHYR_MODULES, see FW_CMAKE_ARGS)
@@ -60,20 +59,9 @@ fw_setup_env() {
         fi
     fi
 
-    # Rust for aarch64-unknown-none.
-    if command -v rustup >/dev/null 2>&1 \
-        && rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-none; then
-        : # rustup's prebuilt core/alloc: nothing to set
-    elif [ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] \
-        && [ -d "$(/usr/bin/rustc --print sysroot)/lib/rustlib/src/rust/library/core" ]; then
-        # Debian's rustc-web/cargo-web + rust-web-src: build core/alloc from source.
-        export PATH=${VIRTUAL_ENV:+$VIRTUAL_ENV/bin:}/usr/bin:$PATH
-        export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=core,alloc
-    else
-        fw_skip "no Rust for aarch64-unknown-none (rustup target add aarch64-unknown-none, or apt-get install rustc-web cargo-web rust-web-src)"
-        return 1
-    fi
-    command -v cargo >/dev/null 2>&1 || { fw_skip "cargo not found"; return 1; }
+    # Rust: nothing to set. The image's CMake chooses the toolchain itself
+    # (../../CMakeLists.txt, rpmsg_rust_toolchain; RPMSG_RUSTC overrides it).
+    command -v cargo >/dev/null 2>&1 || [ -x /usr/bin/cargo ] || { fw_skip "cargo not found"; return 1; }
 
     # libclang for zephyr-lang-rust's bindgen.
     if [ -z "${LIBCLANG_PATH:-}" ]; then

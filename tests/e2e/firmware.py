@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,6 +40,10 @@ BENCH_RT = (r"bench: \d+ round trips of \d+ bytes: \d+ round trips/s, "
 BENCH_STREAM = (r"bench: \d+ messages of \d+ bytes streamed, \d+ in flight: "
                 r"\d+ messages/s, \d+ KB/s echoed")
 TIMED_OUT = "Remote side response timed out!"
+# The end of both banners: the C sample's images print only this part (its README
+# shows "Hello <board> - " before it, as our images print it).
+HOST_READY = "Host Side, the communication over RPMsg is ready to use!"
+REMOTE_READY = "Remote Side, the communication over RPMsg is ready to use!"
 
 BUILD_TIMEOUT = 1200  # a clean build compiles core/alloc: ~1.5 min per image on 2 cores
 BOOT_TIMEOUT = 90
@@ -92,6 +97,44 @@ def count_block(lines, block):
             return count
         count += 1
         i += len(block)
+
+
+def icount_flags(build_dir):
+    """`-icount ...` as Zephyr's cmake/emu/qemu.cmake builds it from the image's .config."""
+    cfg = {}
+    try:
+        for line in open(os.path.join(build_dir, "zephyr", ".config")):
+            m = re.match(r"(CONFIG_QEMU_ICOUNT\w*)=(.*)", line.strip())
+            if m:
+                cfg[m.group(1)] = m.group(2)
+    except OSError:
+        pass
+    if cfg.get("CONFIG_QEMU_ICOUNT") != "y":
+        return []
+    sleep = "on" if cfg.get("CONFIG_QEMU_ICOUNT_SLEEP") == "y" else "off"
+    return ["-icount", "shift=%s,align=off,sleep=%s" % (cfg.get("CONFIG_QEMU_ICOUNT_SHIFT", "4"), sleep)]
+
+
+def qemu_cmd(elf, socket, icount):
+    """Zephyr's `run` target for qemu_cortex_a53 with an ivshmem doorbell (2 vectors)."""
+    return (["qemu-system-aarch64", "-cpu", "cortex-a53", "-nographic",
+             "-machine", "virt,gic-version=3", "-net", "none",
+             "-chardev", "stdio,id=con,mux=on", "-serial", "chardev:con",
+             "-mon", "chardev=con,mode=readline"] + icount +
+            ["-rtc", "clock=vm",
+             "-device", "ivshmem-doorbell,vectors=2,chardev=ivshmem",
+             "-chardev", "socket,path=%s,id=ivshmem" % socket,
+             "-kernel", elf])
+
+
+def terminate(proc):
+    """SIGTERM, then SIGKILL if `proc` has not exited within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 class Failure(Exception):
@@ -268,6 +311,7 @@ class Rig:
         self.shm = "rpmsg-e2e-%d" % os.getpid()
         self.server = None
         self.guests = []
+        self.natives = []
 
     def build(self, app):
         out = os.path.join(self.build_root, app)
@@ -291,22 +335,30 @@ class Rig:
         log("built %s in %.0f s" % (app, time.time() - t))
         return out
 
-    def build_server(self):
+    def _cargo_bin(self, package, binary):
+        """Builds a host binary of the Cargo workspace into the build root; returns its path."""
         target = os.path.join(self.build_root, "server-target")
-        log("building ivshmem-server")
+        log("building %s" % binary)
         # A host build: without the firmware's -Z build-std settings.
         env = {k: v for k, v in os.environ.items()
                if k not in ("CARGO_UNSTABLE_BUILD_STD", "RUSTC_BOOTSTRAP")}
-        r = subprocess.run(["cargo", "build", "--release", "-q", "-p", "ivshmem",
-                            "--bin", "ivshmem-server", "--target-dir", target],
+        r = subprocess.run(["cargo", "build", "--release", "-q", "-p", package,
+                            "--bin", binary, "--target-dir", target],
                            cwd=ROOT, env=env, timeout=BUILD_TIMEOUT)
         if r.returncode != 0:
-            raise Failure("building ivshmem-server failed")
-        self.server_bin = os.path.join(target, "release", "ivshmem-server")
+            raise Failure("building %s failed" % binary)
+        return os.path.join(target, "release", binary)
+
+    def build_server(self):
+        self.server_bin = self._cargo_bin("ivshmem", "ivshmem-server")
+
+    def build_native(self):
+        """The native peer (tools/rpmsg-ivshmem), for the native <-> C image pairs."""
+        self.native_bin = self._cargo_bin("rpmsg-ivshmem", "rpmsg-ivshmem")
 
     def start_server(self):
         log("ivshmem-server -F -S %s -M %s -l 4M -n 2" % (self.socket, self.shm))
-        self.server_log = open(os.path.join(self.work, "server.log"), "wb")
+        self.server_log = open(os.path.join(self.work, "server.log"), "ab")
         self.server = subprocess.Popen(
             [self.server_bin, "-F", "-v", "-S", self.socket, "-M", self.shm, "-l", "4M", "-n", "2"],
             stdout=self.server_log, stderr=subprocess.STDOUT)
@@ -317,6 +369,52 @@ class Rig:
                 break
             time.sleep(0.05)
         raise Failure("ivshmem-server did not start (see %s)" % self.server_log.name)
+
+    def stop_server(self):
+        if self.server is not None:
+            terminate(self.server)
+            self.server = None
+
+    def fresh_server(self, tag):
+        """Stops every guest, native peer and the server, and starts a server on a new
+        socket and shared-memory name: the C sample's nodes expect a region nobody used."""
+        for g in list(self.guests):
+            self.stop(g)
+        for n in list(self.natives):
+            self.stop_native(n)
+        self.stop_server()
+        self.socket = os.path.join(self.work, "ivshmem-%s.sock" % tag)
+        self.shm = "rpmsg-e2e-%d-%s" % (os.getpid(), tag)
+        self.start_server()
+
+    def boot_elf(self, name, elf):
+        """Boots a prebuilt image (a C sample image) with the board's QEMU command line.
+        The C sample prints no boot banner before its backend is up: wait for its first
+        line."""
+        g = Guest(name, None, self.socket, self.work,
+                  cmd=qemu_cmd(elf, self.socket, self.icount))
+        self.guests.append(g)
+        g.expect(r"\*\*\* Booting Zephyr OS|shmem mapped at", BOOT_TIMEOUT, "first console line")
+        g.pos = g.start
+        return g
+
+    def start_native(self, name, args):
+        """Starts the native peer on the current server; stdout and stderr go to files,
+        commands to its stdin (a pipe)."""
+        out = os.path.join(self.work, name + ".stdout")
+        err = os.path.join(self.work, name + ".stderr")
+        proc = subprocess.Popen([self.native_bin, "-S", self.socket] + args,
+                                stdin=subprocess.PIPE, stdout=open(out, "wb"),
+                                stderr=open(err, "wb"), start_new_session=True)
+        proc.out_path, proc.err_path = out, err
+        self.natives.append(proc)
+        return proc
+
+    def stop_native(self, proc):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        self.natives.remove(proc)
 
     def boot(self, name, build_dir, echo=None):
         g = Guest(name, build_dir, self.socket, self.work, echo)
@@ -343,14 +441,9 @@ class Rig:
             except Exception:  # best effort
                 pass
         self.guests = []
-        if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(5)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-            self.server = None
+        for n in list(self.natives):
+            self.stop_native(n)
+        self.stop_server()
         if keep_logs:
             log("consoles and server log kept in %s" % self.work)
         else:
@@ -557,6 +650,170 @@ def scenario_host_first(rig, host_dir, remote_dir, old):
     exchange_ok(host, remote, "after a host restart", 2, "host restarted")
 
 
+# ---- mixed pairs: the OpenAMP C sample's images (OPENAMP_HOST_ELF, OPENAMP_REMOTE_ELF) ----
+
+C_USAGE = ["send: wrong parameter count", "send - Usage: rpmsg_ivshmem send <string>"]
+
+
+def c_usage_ok(lines):
+    """The C host's usage text: Zephyr's two lines. Its help string lacks the space the
+    README shows ("<string><number of messages>"), so only the common start is compared."""
+    i = find_block(lines, C_USAGE[:1])
+    return i >= 0 and i + 1 < len(lines) and lines[i + 1].startswith(C_USAGE[1])
+
+
+def timeout_after_kill(rig, host, peer, what):
+    """Kills `peer`'s QEMU; the host's next send prints the timeout line after about 5 s."""
+    log("killing %s" % what)
+    rig.stop(peer)
+    m = host.mark()
+    t = time.time()
+    run_command(host, 'rpmsg_ivshmem send "RPMsg over IVSHMEM" 10', re.escape(TIMED_OUT), 15,
+                "timeout line")
+    elapsed = time.time() - t
+    hl = host.lines(m)
+    check(TIMED_OUT in hl and "Remote side echoed the string back:" not in hl,
+          "%s gone: '%s' after %.1f s" % (what, TIMED_OUT, elapsed))
+    check(4.5 <= elapsed <= 9, "the timeout took about 5 s")
+
+
+def boot_pair(rig, tag, boot_host, boot_remote, host_first, banners, what):
+    """On a fresh server, boots the two guests (`boot_host`, `boot_remote`: functions), the
+    host first or not, and checks both banners (`banners`: host's, remote's)."""
+    log("--- mixed: %s" % what)
+    rig.fresh_server(tag)
+    if host_first:
+        host, remote = boot_host(), boot_remote()
+    else:
+        remote, host = boot_remote(), boot_host()
+    host.expect(re.escape(banners[0]), LINK_TIMEOUT, "host banner")
+    remote.expect(re.escape(banners[1]), 10, "remote banner")
+    check(banners[0] in host.lines() and banners[1] in remote.lines(),
+          "%s: both banners" % what)
+    return host, remote
+
+
+def scenario_c_host(rig, c_host_elf, remote_dir, consoles):
+    """The C host image with our remote image: the C sample's order (host first), with all
+    the checks of our own pair the C host supports; then our remote first."""
+    banners = (HOST_READY, BANNER % (BOARD, "Remote"))
+    host, remote = boot_pair(rig, "c-host", partial(rig.boot_elf, "c-host", c_host_elf),
+                             partial(rig.boot, "remote-with-c-host", remote_dir), True,
+                             banners, "the C host image first, then our remote image")
+    m = run_command(host, "rpmsg_ivshmem send", re.escape("send - Usage:"), 10, "usage text")
+    check(c_usage_ok(host.lines(m)), "C host: wrong parameter count prints the usage")
+    exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "C host + our remote")
+    timeout_after_kill(rig, host, remote, "our remote image")
+    if consoles:
+        print_console("C host", host)
+        print_console("our remote (killed at the end)", remote)
+    host, remote = boot_pair(rig, "c-host-2", partial(rig.boot_elf, "c-host-2", c_host_elf),
+                             partial(rig.boot, "remote-before-c-host", remote_dir), False,
+                             banners, "our remote image first, then the C host image")
+    exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "our remote first, C host")
+
+
+def scenario_c_remote(rig, host_dir, c_remote_elf, consoles):
+    """Our host image with the C remote image, host first; then the C remote first."""
+    banners = (BANNER % (BOARD, "Host"), REMOTE_READY)
+    host, remote = boot_pair(rig, "c-remote", partial(rig.boot, "host-with-c-remote", host_dir),
+                             partial(rig.boot_elf, "c-remote", c_remote_elf), True,
+                             banners, "our host image first, then the C remote image")
+    m = run_command(host, "rpmsg_ivshmem send", re.escape("send - Usage:"), 10, "usage text")
+    check(find_block(host.lines(m), USAGE) >= 0, "wrong parameter count prints the usage")
+    exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "our host + C remote")
+    m = run_command(host, "rpmsg_ivshmem bench", re.escape("bench: the remote"), 10, "bench refusal")
+    want = 'bench: the remote has no "bench" endpoint (it echoes silently); nothing was sent'
+    check(want in host.lines(m), "bench against the C remote: %s" % want)
+    m = run_command(host, "rpmsg_ivshmem status", r"stray messages: \d+", 10, "status")
+    sl = host.lines(m)
+    check(status_value(sl, "link") == "up" and status_value(sl, "errors") == "0",
+          "status: link up, no errors")
+    timeout_after_kill(rig, host, remote, "the C remote image")
+    if consoles:
+        print_console("our host", host)
+        print_console("C remote (killed at the end)", remote)
+    host, remote = boot_pair(rig, "c-remote-2", partial(rig.boot, "host-after-c-remote", host_dir),
+                             partial(rig.boot_elf, "c-remote-2", c_remote_elf), False, banners,
+                             "the C remote image first, then our host image")
+    exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "C remote first, our host")
+
+
+def wait_file(path, text, timeout, what):
+    end = time.time() + timeout
+    while time.time() < end:
+        with open(path, "rb") as f:
+            if text.encode() in f.read():
+                return
+        time.sleep(0.1)
+    raise Failure("no %s within %d s (%s)" % (what, timeout, path))
+
+
+def file_lines(path):
+    with open(path, "rb") as f:
+        return normalize(f.read())
+
+
+def scenario_native_c(rig, c_host_elf, c_remote_elf):
+    """The native peer (rpmsg-ivshmem) with each C image, in the C sample's order."""
+    text = "RPMsg over IVSHMEM"
+    expected = []
+    for i in range(1, 11):
+        expected += echo_block(text, i)
+    if c_remote_elf:
+        log("--- mixed: the native host (rpmsg-ivshmem host) first, then the C remote image")
+        rig.fresh_server("native-host")
+        native = rig.start_native("native-host", ["--board", BOARD, "host"])
+        time.sleep(0.5)
+        remote = rig.boot_elf("c-remote-native", c_remote_elf)
+        # The C remote prints its banner after it announced "k", from another thread than
+        # its echoes: send only then, so that its console has whole blocks.
+        remote.expect(re.escape(REMOTE_READY), LINK_TIMEOUT, "C remote banner")
+        wait_file(native.out_path, BANNER % (BOARD, "Host"), 10, "native host banner")
+        native.stdin.write(('rpmsg_ivshmem send "%s" 10\n' % text).encode())
+        native.stdin.flush()
+        wait_file(native.out_path, "at message number 10\n", 70, "echo number 10")
+        remote.pump(0.5)
+        check(find_block(file_lines(native.out_path), expected) >= 0,
+              "native host: exactly the 10 echo blocks")
+        check(count_block(remote.lines(), remote_block(text)) == 10, "C remote: 10 blocks")
+    if c_host_elf:
+        log("--- mixed: the C host image first, then the native remote (rpmsg-ivshmem remote)")
+        rig.fresh_server("native-remote")
+        host = rig.boot_elf("c-host-native", c_host_elf)
+        native = rig.start_native("native-remote", ["--board", BOARD, "remote"])
+        host.expect(re.escape(HOST_READY), LINK_TIMEOUT, "C host banner")
+        wait_file(native.out_path, BANNER % (BOARD, "Remote"), 10, "native remote banner")
+        m = host.mark_prompt()
+        run_command(host, 'rpmsg_ivshmem send "%s" 10' % text,
+                    re.escape("at message number 10") + r"\r*\n", 70, "echo number 10")
+        time.sleep(0.3)
+        check(find_block(host.lines(m), expected) >= 0, "C host: 10 echo blocks")
+        check(count_block(file_lines(native.out_path), remote_block(text)) == 10,
+              "native remote: 10 blocks")
+
+
+def c_images():
+    """The C images named by the environment: (host, remote, reason to skip what is
+    missing or None). A name that is set but is no file is an error."""
+    found = {}
+    missing = []
+    for var in ("OPENAMP_HOST_ELF", "OPENAMP_REMOTE_ELF"):
+        path = os.environ.get(var, "")
+        if not path:
+            missing.append(var)
+            continue
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise Failure("%s=%s: no such file" % (var, path))
+        found[var] = path
+    reason = None
+    if missing:
+        reason = "%s not set (the OpenAMP dual_qemu_ivshmem sample's zephyr.elf; see README)" % (
+            " and ".join(missing))
+    return found.get("OPENAMP_HOST_ELF"), found.get("OPENAMP_REMOTE_ELF"), reason
+
+
 def print_console(title, g):
     print("---------------- %s console ----------------" % title)
     for line in g.lines():
@@ -566,19 +823,30 @@ def print_console(title, g):
 def cmd_test(args):
     rig = Rig(args.build_root, args.cmake)
     ok = False
+    skipped = None
     try:
+        c_host, c_remote, skipped = c_images()
         rig.build_server()
         host_dir = rig.build("host")
         remote_dir = rig.build("remote")
-        rig.start_server()
-        host, remote = scenario_main(rig, host_dir, remote_dir)
-        if args.consoles:
-            # The consoles of the main scenario, for the record.
-            print_console("host", host)
-            print_console("remote (killed at the end)", remote)
-        if not args.quick:
-            remote2 = scenario_remote_restart(rig, host, remote_dir)
-            scenario_host_first(rig, host_dir, remote_dir, [host, remote2])
+        rig.icount = icount_flags(host_dir)
+        if not args.only_mixed:
+            rig.start_server()
+            host, remote = scenario_main(rig, host_dir, remote_dir)
+            if args.consoles:
+                # The consoles of the main scenario, for the record.
+                print_console("host", host)
+                print_console("remote (killed at the end)", remote)
+            if not args.quick:
+                remote2 = scenario_remote_restart(rig, host, remote_dir)
+                scenario_host_first(rig, host_dir, remote_dir, [host, remote2])
+        if c_host or c_remote:
+            rig.build_native()
+            if c_host:
+                scenario_c_host(rig, c_host, remote_dir, args.consoles)
+            if c_remote:
+                scenario_c_remote(rig, host_dir, c_remote, args.consoles)
+            scenario_native_c(rig, c_host, c_remote)
         ok = True
     except Failure as e:
         log("FAILED: %s" % e)
@@ -588,6 +856,8 @@ def cmd_test(args):
                 print(line)
     finally:
         rig.cleanup(keep_logs=not ok or args.keep)
+    if skipped:
+        print("SKIPPED mixed C pairs: %s" % skipped, flush=True)
     log("PASSED" if ok else "FAILED")
     return 0 if ok else 1
 
@@ -600,7 +870,7 @@ def cmd_demo(args):
         host_dir = rig.build("host")
         remote_dir = rig.build("remote")
         rig.start_server()
-        log("booting the remote, then the host (consoles: %s)" % rig.work)
+        log("booting the remote, then the host" + (" (consoles kept in %s)" % rig.work if args.keep else ""))
         remote = rig.boot("remote", remote_dir)
         host = rig.boot("host", host_dir)
         host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
@@ -644,7 +914,7 @@ def cmd_demo(args):
     except KeyboardInterrupt:
         log("interrupted")
     finally:
-        rig.cleanup(keep_logs=False)
+        rig.cleanup(keep_logs=args.keep)
     return status
 
 
@@ -666,8 +936,12 @@ def main():
     t.add_argument("--quick", action="store_true",
                    help="only the remote-first scenario (no restarts, no host-first order)")
     t.add_argument("--keep", action="store_true", help="keep the consoles")
-    t.add_argument("--consoles", action="store_true", help="print the consoles of the main scenario")
+    t.add_argument("--consoles", action="store_true",
+                   help="print the consoles of the main scenario and of the mixed pairs")
+    t.add_argument("--only-mixed", action="store_true",
+                   help="only the pairs with the C sample's images (OPENAMP_HOST_ELF, OPENAMP_REMOTE_ELF)")
     d = sub.add_parser("demo")
+    d.add_argument("--keep", action="store_true", help="keep the consoles and the server log")
     d.add_argument("string")
     d.add_argument("count")
     args = p.parse_args()

@@ -232,6 +232,12 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
             .or(self.layout.config().fallback_peer_id)
     }
 
+    /// The peer's id as published in the control area; `None` while it published none
+    /// (a C OpenAMP peer, or ours before it attached), when [`Rpmsg::peer_id`] is the fallback.
+    pub const fn published_peer_id(&self) -> Option<u16> {
+        self.published_peer
+    }
+
     /// Replaces [`crate::Config::fallback_peer_id`], the peer rung while the other side has
     /// published no id (a C OpenAMP peer). It may change while the node runs — e.g. from the
     /// ivshmem-server's peer list, when a C peer connects after this node started or comes

@@ -149,7 +149,7 @@ int rpmsg_glue_doorbell_wait(int32_t timeout_ms)
 
 /* The hardware cycle counter (the ARM generic timer: 62.5 MHz on QEMU virt), for
  * timeouts, measurements and short spins; the kernel's tick clock has
- * CONFIG_SYS_CLOCK_TICKS_PER_SEC resolution (10 ms on qemu_cortex_a53).
+ * CONFIG_SYS_CLOCK_TICKS_PER_SEC resolution (1 ms with our qemu_cortex_a53 config).
  */
 uint64_t rpmsg_glue_cycles(void)
 {
@@ -167,6 +167,12 @@ uint32_t rpmsg_glue_cycles_per_sec(void)
 uint32_t rpmsg_glue_spin_us(void)
 {
 	return CONFIG_RPMSG_IVSHMEM_SPIN_US;
+}
+
+/* CONFIG_RPMSG_IVSHMEM_PEER_ID: -1 automatic, else the id to ring (see Kconfig). */
+int32_t rpmsg_glue_peer_id_config(void)
+{
+	return CONFIG_RPMSG_IVSHMEM_PEER_ID;
 }
 
 /* ---- event: "something changed", from one thread to a waiting one -------------- */

@@ -6,22 +6,44 @@
 use crate::ivshmem::Ivshmem;
 use rpmsg_engine::Doorbell;
 
-/// Rings vector 0 of the peer's ivshmem device.
+/// Rings vector 0 of the peer's ivshmem device (and of a second id, see
+/// [`IvshmemDoorbell::set_also`]).
 pub struct IvshmemDoorbell {
     shm: Ivshmem,
+    also: Option<u16>,
 }
 
 impl IvshmemDoorbell {
     /// Doorbell through `shm` (vector 0 must exist on the peer).
     pub fn new(shm: Ivshmem) -> Self {
-        Self { shm }
+        Self { shm, also: None }
+    }
+
+    /// Rings `also` too with every doorbell, or stops that (`None`): for a peer that
+    /// publishes no id and may sit on either side of ours ([`rpmsg_engine::PeerIdRule::also`]).
+    pub fn set_also(&mut self, also: Option<u16>) {
+        self.also = also;
+    }
+
+    /// Rings the second id alone, if one is set.
+    pub fn ring_also(&self) {
+        if let Some(also) = self.also {
+            self.notify(also);
+        }
+    }
+
+    fn notify(&self, peer_id: u16) {
+        if let Err(e) = self.shm.notify(u32::from(peer_id), 0) {
+            log::warn!("doorbell to peer {}: {}", peer_id, e);
+        }
     }
 }
 
 impl Doorbell for IvshmemDoorbell {
     fn ring(&mut self, peer_id: u16) {
-        if let Err(e) = self.shm.notify(u32::from(peer_id), 0) {
-            log::warn!("doorbell to peer {}: {}", peer_id, e);
+        self.notify(peer_id);
+        if let Some(also) = self.also.filter(|&a| a != peer_id) {
+            self.notify(also);
         }
     }
 }

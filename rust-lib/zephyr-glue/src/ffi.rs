@@ -14,6 +14,7 @@ extern "C" {
     pub fn rpmsg_glue_cycles() -> u64;
     pub fn rpmsg_glue_cycles_per_sec() -> u32;
     pub fn rpmsg_glue_spin_us() -> u32;
+    pub fn rpmsg_glue_peer_id_config() -> i32;
     pub fn rpmsg_glue_event_raise();
     pub fn rpmsg_glue_event_wait(timeout_ms: i32) -> c_int;
 

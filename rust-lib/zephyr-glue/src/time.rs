@@ -4,7 +4,7 @@
 use crate::ffi;
 
 /// The hardware cycle counter (64 bits, never wraps in practice): for measurements and
-/// short spins (the kernel's tick clock has 10 ms resolution on qemu_cortex_a53).
+/// short spins (the kernel's tick clock has 1 ms resolution with our qemu_cortex_a53 config).
 #[inline]
 pub fn cycles() -> u64 {
     // SAFETY: plain call into the C shim.

@@ -1,212 +1,100 @@
-//! Command-line parsing for `ivshmem-server` and `ivshmem-client`.
+//! Command lines of `ivshmem-server` and `ivshmem-client`, on `clap`.
 //!
-//! A small GNU-getopt-style parser: QEMU's short options work exactly as
-//! with QEMU's tools (`-Fv`, `-l 4M`, `-l4M`), long options are added
-//! (`--size 4M`, `--size=4M`), options and arguments may be mixed, and `--`
-//! ends the options.
+//! QEMU's short options work exactly as with QEMU's tools (`-Fv`, `-l 4M`,
+//! `-l4M`, a later `-S` replacing an earlier one, `-m` and `-M` replacing
+//! each other), long options are added (`--size 4M`, `--size=4M`), options
+//! and arguments may be mixed, and `--` ends the options.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::log::LogLevel;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
 use crate::server::{
-    lookup_group, lookup_user, ServerConfig, ShmBacking, DEFAULT_PID_FILE, DEFAULT_SOCKET_PATH,
-    MAX_VECTORS,
+    lookup_group, lookup_user, ServerConfig, ShmBacking, DEFAULT_MAX_BACKLOG, DEFAULT_PID_FILE,
+    DEFAULT_SHM_NAME, DEFAULT_SOCKET_PATH, MAX_VECTORS,
 };
 use crate::size::{parse_mode, parse_size, parse_u64};
+use crate::LogLevel;
 
-/// One option a program accepts.
-#[derive(Debug, Clone, Copy)]
-pub struct OptSpec {
-    /// Short form, e.g. `'S'` for `-S`.
-    pub short: Option<char>,
-    /// Long form without dashes; also the key returned by [`getopt`].
-    pub long: &'static str,
-    /// Whether the option takes a value.
-    pub has_arg: bool,
-}
+/// Exit status for a bad command line, as QEMU's tools (clap's own is 2).
+pub const USAGE_EXIT: u8 = 1;
 
-/// One parsed command-line item.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParsedArg {
-    /// An option (by long name) and its value, if it takes one.
-    Opt(&'static str, Option<String>),
-    /// A non-option argument.
-    Positional(String),
-}
-
-/// Parses `args` (without the program name) against `specs`.
-pub fn getopt(args: &[String], specs: &[OptSpec]) -> Result<Vec<ParsedArg>, String> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        if arg == "--" {
-            out.extend(args[i..].iter().cloned().map(ParsedArg::Positional));
-            break;
-        }
-        if let Some(long) = arg.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (long, None),
-            };
-            let spec = specs
-                .iter()
-                .find(|s| s.long == name)
-                .ok_or_else(|| format!("unknown option '--{name}'"))?;
-            let value = if spec.has_arg {
-                match inline {
-                    Some(v) => Some(v),
-                    None => {
-                        let v = args
-                            .get(i)
-                            .cloned()
-                            .ok_or_else(|| format!("option '--{name}' requires an argument"))?;
-                        i += 1;
-                        Some(v)
-                    }
-                }
-            } else {
-                if inline.is_some() {
-                    return Err(format!("option '--{name}' does not take an argument"));
-                }
-                None
-            };
-            out.push(ParsedArg::Opt(spec.long, value));
-            continue;
-        }
-        if arg.len() > 1 && arg.starts_with('-') {
-            let chars: Vec<char> = arg[1..].chars().collect();
-            let mut j = 0;
-            while j < chars.len() {
-                let c = chars[j];
-                j += 1;
-                let spec = specs
-                    .iter()
-                    .find(|s| s.short == Some(c))
-                    .ok_or_else(|| format!("invalid option -- '{c}'"))?;
-                if spec.has_arg {
-                    let value = if j < chars.len() {
-                        chars[j..].iter().collect()
-                    } else {
-                        let v = args
-                            .get(i)
-                            .cloned()
-                            .ok_or_else(|| format!("option requires an argument -- '{c}'"))?;
-                        i += 1;
-                        v
-                    };
-                    out.push(ParsedArg::Opt(spec.long, Some(value)));
-                    break;
-                }
-                out.push(ParsedArg::Opt(spec.long, None));
-            }
-            continue;
-        }
-        out.push(ParsedArg::Positional(arg.clone()));
-    }
-    Ok(out)
-}
-
-/// Options of `ivshmem-server`.
-pub const SERVER_OPTS: &[OptSpec] = &[
-    OptSpec {
-        short: Some('h'),
-        long: "help",
-        has_arg: false,
-    },
-    OptSpec {
-        short: Some('v'),
-        long: "verbose",
-        has_arg: false,
-    },
-    OptSpec {
-        short: Some('F'),
-        long: "foreground",
-        has_arg: false,
-    },
-    OptSpec {
-        short: Some('p'),
-        long: "pid-file",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('S'),
-        long: "socket",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('M'),
-        long: "shm-name",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('m'),
-        long: "shm-dir",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('l'),
-        long: "size",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('n'),
-        long: "vectors",
-        has_arg: true,
-    },
-    OptSpec {
-        short: None,
-        long: "socket-mode",
-        has_arg: true,
-    },
-    OptSpec {
-        short: None,
-        long: "shm-mode",
-        has_arg: true,
-    },
-    OptSpec {
-        short: None,
-        long: "owner",
-        has_arg: true,
-    },
-    OptSpec {
-        short: None,
-        long: "group",
-        has_arg: true,
-    },
-    OptSpec {
-        short: None,
-        long: "keep-shm",
-        has_arg: false,
-    },
-    OptSpec {
-        short: None,
-        long: "max-backlog",
-        has_arg: true,
-    },
-    OptSpec {
-        short: None,
-        long: "log-file",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('V'),
-        long: "version",
-        has_arg: false,
-    },
-];
-
-/// What `ivshmem-server`'s command line asks for.
-#[derive(Debug, Clone)]
-pub enum ServerCommand {
-    /// Print the help and exit 0.
-    Help,
-    /// Print the version and exit 0.
-    Version,
-    /// Run the server.
-    Run(ServerOptions),
+/// `ivshmem-server`'s command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ivshmem-server",
+    version,
+    about = "ivshmem server, compatible with QEMU's contrib/ivshmem-server (protocol 0).",
+    args_override_self = true,
+    after_help = "A stale socket file (nothing listening) is replaced; a live server on the \
+path is an error. SIGINT/SIGTERM shut down cleanly and remove the socket and the shm object \
+(unless --keep-shm)."
+)]
+struct ServerArgs {
+    /// Log every peer event (needs -F or --log-file)
+    #[arg(short, long)]
+    verbose: bool,
+    /// Foreground mode (default is to daemonize)
+    #[arg(short = 'F', long)]
+    foreground: bool,
+    /// Write the PID there [default in daemon mode: /var/run/ivshmem-server.pid; none with -F]
+    #[arg(short, long, value_name = "FILE", allow_hyphen_values = true)]
+    pid_file: Option<PathBuf>,
+    /// Unix socket to listen on
+    #[arg(short = 'S', long, value_name = "PATH", default_value = DEFAULT_SOCKET_PATH,
+          allow_hyphen_values = true)]
+    socket: PathBuf,
+    /// POSIX shared memory object to use (/dev/shm/NAME) [default: ivshmem]
+    #[arg(
+        short = 'M',
+        long,
+        value_name = "NAME",
+        overrides_with = "shm_dir",
+        allow_hyphen_values = true
+    )]
+    shm_name: Option<String>,
+    /// Create the shared memory as an unlinked temporary file in DIR (e.g. hugetlbfs)
+    #[arg(
+        short = 'm',
+        long,
+        value_name = "DIR",
+        overrides_with = "shm_name",
+        allow_hyphen_values = true
+    )]
+    shm_dir: Option<PathBuf>,
+    /// Size of shared memory in bytes; suffixes K, M, G (1K = 1024). Rounded UP to the next
+    /// power of two (QEMU's device needs one), e.g. 1500K gives 2M; a warning says so
+    #[arg(short = 'l', long, value_name = "SIZE", default_value = "4M",
+          value_parser = size_arg)]
+    size: u64,
+    /// Number of vectors (eventfds) per peer, 0..64
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 1, value_parser = vectors_arg)]
+    vectors: u16,
+    /// Octal mode of the socket file
+    #[arg(long, value_name = "MODE", default_value = "600", value_parser = mode_arg)]
+    socket_mode: u32,
+    /// Octal mode of the shm object
+    #[arg(long, value_name = "MODE", default_value = "600", value_parser = mode_arg)]
+    shm_mode: u32,
+    /// Owner of socket and shm object (name or uid)
+    #[arg(long, value_name = "USER", value_parser = user_arg)]
+    owner: Option<u32>,
+    /// Group of socket and shm object (name or gid)
+    #[arg(long, value_name = "GROUP", value_parser = group_arg)]
+    group: Option<u32>,
+    /// Do not remove the shm object on shutdown
+    #[arg(long)]
+    keep_shm: bool,
+    /// Messages queued for a peer that does not read before it is dropped
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_BACKLOG,
+          value_parser = backlog_arg)]
+    max_backlog: usize,
+    /// Append the log to FILE instead of standard error
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    log_file: Option<PathBuf>,
 }
 
 /// Parsed `ivshmem-server` options.
@@ -224,159 +112,112 @@ pub struct ServerOptions {
     pub log_file: Option<PathBuf>,
 }
 
-/// Help text of `ivshmem-server`.
-pub fn server_usage(prog: &str) -> String {
-    format!(
-        "Usage: {prog} [OPTION]...
-ivshmem server, compatible with QEMU's contrib/ivshmem-server (protocol 0).
-
-  -h, --help               show this help
-  -v, --verbose            log every peer event (needs -F or --log-file)
-  -F, --foreground         foreground mode (default is to daemonize)
-  -p, --pid-file FILE      write the PID there; default {DEFAULT_PID_FILE}
-                           in daemon mode, none in foreground mode
-  -S, --socket PATH        Unix socket to listen on
-                           default {DEFAULT_SOCKET_PATH}
-  -M, --shm-name NAME      POSIX shared memory object to use (/dev/shm/NAME)
-                           default ivshmem
-  -m, --shm-dir DIR        create the shared memory as an unlinked temporary
-                           file in DIR (e.g. a hugetlbfs mount)
-  -l, --size SIZE          size of shared memory in bytes; suffixes K, M and G
-                           can be used, e.g. 1K means 1024; default 4M.
-                           Rounded UP to the next power of two (QEMU's device
-                           needs one), e.g. 1500K gives 2M; a warning says so
-  -n, --vectors N          number of vectors (eventfds) per peer, 0..{MAX_VECTORS}
-                           default 1
-      --socket-mode MODE   octal mode of the socket file (default 600)
-      --shm-mode MODE      octal mode of the shm object (default 600)
-      --owner USER         owner of socket and shm object (name or uid)
-      --group GROUP        group of socket and shm object (name or gid)
-      --keep-shm           do not remove the shm object on shutdown
-      --max-backlog N      messages queued for a peer that does not read
-                           before it is dropped (default 4096)
-      --log-file FILE      append the log to FILE instead of standard error
-  -V, --version            print the version
-
-A stale socket file (nothing listening) is replaced; a live server on the
-path is an error. SIGINT/SIGTERM shut down cleanly and remove the socket and
-the shm object (unless --keep-shm).
-"
-    )
-}
-
-/// Parses `ivshmem-server`'s arguments (without the program name).
-pub fn parse_server_args(args: &[String]) -> Result<ServerCommand, String> {
-    let mut config = ServerConfig::default();
-    let mut foreground = false;
-    let mut verbose = false;
-    let mut pid_file = None;
-    let mut log_file = None;
-    for item in getopt(args, SERVER_OPTS)? {
-        let (name, value) = match item {
-            ParsedArg::Positional(p) => return Err(format!("unexpected argument '{p}'")),
-            ParsedArg::Opt(n, v) => (n, v.unwrap_or_default()),
-        };
-        match name {
-            "help" => return Ok(ServerCommand::Help),
-            "version" => return Ok(ServerCommand::Version),
-            "verbose" => verbose = true,
-            "foreground" => foreground = true,
-            "pid-file" => pid_file = Some(PathBuf::from(value)),
-            "socket" => config.socket_path = PathBuf::from(value),
-            "shm-name" => config.shm = ShmBacking::Posix(value),
-            "shm-dir" => config.shm = ShmBacking::Directory(PathBuf::from(value)),
-            "size" => {
-                config.shm_size = parse_size(&value)?;
-                if config.shm_size == 0 {
-                    return Err("size must not be 0".into());
-                }
-            }
-            "vectors" => {
-                let n = parse_u64(&value).map_err(|_| "cannot parse n_vectors".to_string())?;
-                if n > u64::from(MAX_VECTORS) {
-                    return Err(format!("too many requested vectors (max is {MAX_VECTORS})"));
-                }
-                config.vectors = n as u16;
-            }
-            "socket-mode" => config.socket_mode = parse_mode(&value)?,
-            "shm-mode" => config.shm_mode = parse_mode(&value)?,
-            "owner" => config.owner = Some(lookup_user(&value).map_err(|e| e.to_string())?),
-            "group" => config.group = Some(lookup_group(&value).map_err(|e| e.to_string())?),
-            "keep-shm" => config.keep_shm = true,
-            "max-backlog" => {
-                let n = parse_u64(&value)?;
-                if n == 0 {
-                    return Err("max backlog must be at least 1".into());
-                }
-                config.max_backlog = usize::try_from(n).map_err(|_| "max backlog too large")?;
-            }
-            "log-file" => log_file = Some(PathBuf::from(value)),
-            other => return Err(format!("unhandled option '{other}'")),
-        }
+/// Parses `ivshmem-server`'s arguments (the program name first). `--help`
+/// and `--version` come back as errors of kind `DisplayHelp` and
+/// `DisplayVersion`: [`exit_on`] prints them and exits 0.
+pub fn parse_server_args<I, T>(args: I) -> Result<ServerOptions, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let a = ServerArgs::try_parse_from(args)?;
+    if a.verbose && !a.foreground && a.log_file.is_none() {
+        return Err(ServerArgs::command().error(
+            ErrorKind::ArgumentConflict,
+            "cannot use verbose in daemon mode (add -F or --log-file)",
+        ));
     }
-    if verbose && !foreground && log_file.is_none() {
-        return Err("cannot use verbose in daemon mode (add -F or --log-file)".into());
-    }
-    if !foreground && pid_file.is_none() {
-        pid_file = Some(PathBuf::from(DEFAULT_PID_FILE));
-    }
-    config.log_level = if verbose {
-        LogLevel::Debug
-    } else {
-        LogLevel::Warn
+    let shm = match (a.shm_name, a.shm_dir) {
+        (_, Some(dir)) => ShmBacking::Directory(dir),
+        (name, None) => ShmBacking::Posix(name.unwrap_or_else(|| DEFAULT_SHM_NAME.into())),
     };
-    Ok(ServerCommand::Run(ServerOptions {
+    let pid_file = match a.pid_file {
+        None if !a.foreground => Some(PathBuf::from(DEFAULT_PID_FILE)),
+        p => p,
+    };
+    let config = ServerConfig {
+        socket_path: a.socket,
+        shm,
+        shm_size: a.size,
+        vectors: a.vectors,
+        socket_mode: a.socket_mode,
+        shm_mode: a.shm_mode,
+        owner: a.owner,
+        group: a.group,
+        keep_shm: a.keep_shm,
+        max_backlog: a.max_backlog,
+        log_level: if a.verbose {
+            LogLevel::Debug
+        } else {
+            LogLevel::Warn
+        },
+    };
+    Ok(ServerOptions {
         config,
-        foreground,
-        verbose,
+        foreground: a.foreground,
+        verbose: a.verbose,
         pid_file,
-        log_file,
-    }))
+        log_file: a.log_file,
+    })
 }
 
-/// Options of `ivshmem-client`.
-pub const CLIENT_OPTS: &[OptSpec] = &[
-    OptSpec {
-        short: Some('h'),
-        long: "help",
-        has_arg: false,
-    },
-    OptSpec {
-        short: Some('v'),
-        long: "verbose",
-        has_arg: false,
-    },
-    OptSpec {
-        short: Some('S'),
-        long: "socket",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('n'),
-        long: "vectors",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('t'),
-        long: "timeout",
-        has_arg: true,
-    },
-    OptSpec {
-        short: Some('V'),
-        long: "version",
-        has_arg: false,
-    },
-];
+/// `ivshmem-client`'s command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ivshmem-client",
+    version,
+    about = "ivshmem troubleshooting client, a peer like QEMU's ivshmem-doorbell device.",
+    args_override_self = true,
+    after_help = CLIENT_AFTER_HELP
+)]
+struct ClientArgs {
+    /// Show every vector received
+    #[arg(short, long)]
+    verbose: bool,
+    /// Unix socket of the server
+    #[arg(short = 'S', long, value_name = "PATH", default_value = DEFAULT_SOCKET_PATH,
+          allow_hyphen_values = true)]
+    socket: PathBuf,
+    /// Also wait for at least N of our own vectors in the handshake [default: take the
+    /// vectors the server sends, as QEMU's client]
+    #[arg(short = 'n', long, value_name = "N", value_parser = count_arg)]
+    vectors: Option<usize>,
+    /// Handshake timeout in seconds
+    #[arg(short = 't', long, value_name = "SECS", default_value = "5", value_parser = timeout_arg)]
+    timeout: Duration,
+    /// Commands to run, one per argument (or several separated by ';')
+    #[arg(value_name = "COMMAND")]
+    commands: Vec<String>,
+}
 
-/// What `ivshmem-client`'s command line asks for.
-#[derive(Debug, Clone)]
-pub enum ClientCommand {
-    /// Print the help and exit 0.
-    Help,
-    /// Print the version and exit 0.
-    Version,
-    /// Connect and run commands.
-    Run(ClientOptions),
+const CLIENT_AFTER_HELP: &str = "\
+With COMMANDs, runs them and exits. Otherwise reads commands from standard input:
+interactively with a prompt on a terminal, else as a script that stops at the first
+failing command (exit status 1) and exits 0 at end of input.
+
+Commands:
+  help, ?                        this help
+  dump, peers, list              our id, shm size, vectors and the peers
+  int <peer> <vector>            interrupt one vector of a peer
+  int <peer> all                 interrupt all vectors of a peer
+  int all                        interrupt all vectors of all other peers
+  irqs                           interrupts received so far, per vector
+  wait <ms>                      show events and interrupts for <ms> ms
+  wait-int [<ms>]                wait for an interrupt not yet waited for
+                                 (since connecting or the last wait-int;
+                                 default timeout 5000 ms)
+  wait-peer <peer> [<n> [<ms>]]  wait until <peer> has <n> vectors (default 1)
+  wait-gone <peer> [<ms>]        wait until <peer> has disconnected
+  hexdump <offset> <length>      hex dump of the shared memory (alias x)
+  write <offset> <byte>...       write hex bytes, e.g. write 0x10 de ad be ef
+  write <offset> \"<text>\"        write text
+  quit, exit                     leave";
+
+/// The client's command summary (also printed by its `help` command).
+pub fn command_help() -> &'static str {
+    CLIENT_AFTER_HELP
+        .split_once("\n\n")
+        .map_or(CLIENT_AFTER_HELP, |(_, commands)| commands)
 }
 
 /// Parsed `ivshmem-client` options.
@@ -386,8 +227,9 @@ pub struct ClientOptions {
     pub socket_path: PathBuf,
     /// `-v`: print every message and vector.
     pub verbose: bool,
-    /// `-n`: own eventfds to wait for during the handshake.
-    pub min_vectors: usize,
+    /// `-n`: own eventfds to wait for at least during the handshake; `None`:
+    /// learn the count from what the server sends.
+    pub min_vectors: Option<usize>,
     /// `-t`: handshake timeout.
     pub timeout: Duration,
     /// Commands given as arguments (each argument is one command line);
@@ -395,105 +237,102 @@ pub struct ClientOptions {
     pub commands: Vec<String>,
 }
 
-/// Help text of `ivshmem-client`.
-pub fn client_usage(prog: &str) -> String {
-    format!(
-        "Usage: {prog} [OPTION]... [COMMAND]...
-ivshmem troubleshooting client, a peer like QEMU's ivshmem-doorbell device.
-
-  -h, --help            show this help
-  -v, --verbose         show every vector received
-  -S, --socket PATH     Unix socket of the server
-                        default {DEFAULT_SOCKET_PATH}
-  -n, --vectors N       wait for N of our own vectors in the handshake
-                        (use the server's -n; default 1)
-  -t, --timeout SECS    handshake timeout in seconds (default 5)
-  -V, --version         print the version
-
-With COMMANDs (one per argument, or several separated by ';'), runs them and
-exits. Otherwise reads commands from standard input: interactively with a
-prompt on a terminal, else as a script that stops at the first failing
-command (exit status 1) and exits 0 at end of input.
-
-{}",
-        COMMAND_HELP
-    )
+/// Parses `ivshmem-client`'s arguments (the program name first); see
+/// [`parse_server_args`] for help and version.
+pub fn parse_client_args<I, T>(args: I) -> Result<ClientOptions, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let a = ClientArgs::try_parse_from(args)?;
+    Ok(ClientOptions {
+        socket_path: a.socket,
+        verbose: a.verbose,
+        min_vectors: a.vectors,
+        timeout: a.timeout,
+        commands: a.commands,
+    })
 }
 
-/// The client's command summary (also printed by its `help` command).
-pub const COMMAND_HELP: &str = "Commands:
-  help, ?                      this help
-  dump, peers, list            our id, shm size, vectors and the peers
-  int <peer> <vector>          interrupt one vector of a peer
-  int <peer> all               interrupt all vectors of a peer
-  int all                      interrupt all vectors of all other peers
-  irqs                         interrupts received so far, per vector
-  wait <ms>                    show events and interrupts for <ms> ms
-  wait-int [<ms>]              wait for an interrupt not yet waited for
-                               (since connecting or the last wait-int;
-                               default timeout 5000 ms)
-  wait-peer <peer> [<n> [<ms>]]  wait until <peer> has <n> vectors (default 1)
-  wait-gone <peer> [<ms>]      wait until <peer> has disconnected
-  hexdump <offset> <length>    hex dump of the shared memory (alias x)
-  write <offset> <byte>...     write hex bytes, e.g. write 0x10 de ad be ef
-  write <offset> \"<text>\"      write text
-  quit, exit                   leave
-";
-
-/// Parses `ivshmem-client`'s arguments (without the program name).
-pub fn parse_client_args(args: &[String]) -> Result<ClientCommand, String> {
-    let mut opts = ClientOptions {
-        socket_path: PathBuf::from(DEFAULT_SOCKET_PATH),
-        verbose: false,
-        min_vectors: 1,
-        timeout: Duration::from_secs(5),
-        commands: Vec::new(),
-    };
-    for item in getopt(args, CLIENT_OPTS)? {
-        match item {
-            ParsedArg::Positional(p) => opts.commands.push(p),
-            ParsedArg::Opt("help", _) => return Ok(ClientCommand::Help),
-            ParsedArg::Opt("version", _) => return Ok(ClientCommand::Version),
-            ParsedArg::Opt("verbose", _) => opts.verbose = true,
-            ParsedArg::Opt("socket", v) => opts.socket_path = PathBuf::from(v.unwrap_or_default()),
-            ParsedArg::Opt("vectors", v) => {
-                let n = parse_u64(&v.unwrap_or_default())?;
-                opts.min_vectors = usize::try_from(n).map_err(|_| "too many vectors")?;
-            }
-            ParsedArg::Opt("timeout", v) => {
-                let v = v.unwrap_or_default();
-                let secs: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 1e9)
-                    .ok_or_else(|| format!("invalid timeout '{v}'"))?;
-                opts.timeout = Duration::from_secs_f64(secs);
-            }
-            ParsedArg::Opt(other, _) => return Err(format!("unhandled option '{other}'")),
-        }
+/// Prints a parse result that is not options (help, version, a usage error)
+/// and returns the exit status: 0 for help and version, [`USAGE_EXIT`] else.
+pub fn exit_on(error: &clap::Error) -> u8 {
+    let _ = error.print();
+    if error.use_stderr() {
+        USAGE_EXIT
+    } else {
+        0
     }
-    Ok(ClientCommand::Run(opts))
+}
+
+fn size_arg(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("size must not be 0".into()),
+        n => Ok(n),
+    }
+}
+
+fn vectors_arg(text: &str) -> Result<u16, String> {
+    let n = parse_u64(text).map_err(|_| "cannot parse n_vectors".to_string())?;
+    if n > u64::from(MAX_VECTORS) {
+        return Err(format!("too many requested vectors (max is {MAX_VECTORS})"));
+    }
+    Ok(n as u16)
+}
+
+fn mode_arg(text: &str) -> Result<u32, String> {
+    parse_mode(text)
+}
+
+fn user_arg(text: &str) -> Result<u32, String> {
+    lookup_user(text).map_err(|e| e.to_string())
+}
+
+fn group_arg(text: &str) -> Result<u32, String> {
+    lookup_group(text).map_err(|e| e.to_string())
+}
+
+fn backlog_arg(text: &str) -> Result<usize, String> {
+    match parse_u64(text)? {
+        0 => Err("max backlog must be at least 1".into()),
+        n => usize::try_from(n).map_err(|_| "max backlog too large".into()),
+    }
+}
+
+fn count_arg(text: &str) -> Result<usize, String> {
+    usize::try_from(parse_u64(text)?).map_err(|_| "too many vectors".into())
+}
+
+fn timeout_arg(text: &str) -> Result<Duration, String> {
+    text.parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("invalid timeout '{text}'"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    fn server(v: &[&str]) -> Result<ServerOptions, clap::Error> {
+        parse_server_args(std::iter::once("ivshmem-server").chain(v.iter().copied()))
     }
 
     fn run(v: &[&str]) -> ServerOptions {
-        match parse_server_args(&s(v)) {
-            Ok(ServerCommand::Run(o)) => o,
-            other => panic!("{other:?}"),
-        }
+        server(v).unwrap_or_else(|e| panic!("{v:?}: {e}"))
+    }
+
+    #[test]
+    fn command_definitions_are_consistent() {
+        ServerArgs::command().debug_assert();
+        ClientArgs::command().debug_assert();
     }
 
     #[test]
     fn qemu_defaults() {
         let o = run(&[]);
-        assert!(!o.foreground);
+        assert!(!o.foreground && !o.verbose);
         assert_eq!(
             o.pid_file,
             Some(PathBuf::from("/var/run/ivshmem-server.pid"))
@@ -503,6 +342,7 @@ mod tests {
         assert_eq!(o.config.shm_size, 4 << 20);
         assert_eq!(o.config.vectors, 1);
         assert_eq!(o.config.socket_mode, 0o600);
+        assert_eq!(o.config.max_backlog, DEFAULT_MAX_BACKLOG);
         assert_eq!(o.config.log_level, LogLevel::Warn);
     }
 
@@ -518,10 +358,26 @@ mod tests {
         assert_eq!(o.config.shm, ShmBacking::Posix("foo".into()));
         assert_eq!(o.pid_file, Some(PathBuf::from("/tmp/p")));
         assert_eq!(o.config.log_level, LogLevel::Debug);
-        // -m after -M wins, like QEMU's getopt loop.
+        // Every form of a value: attached, separate, and the long ones.
+        for args in [
+            &["-F", "-l4M"][..],
+            &["-F", "-l", "4M"],
+            &["-F", "--size", "4M"],
+            &["-F", "--size=4M"],
+            &["-vF", "-l", "4194304"],
+        ] {
+            assert_eq!(run(args).config.shm_size, 4 << 20, "{args:?}");
+        }
+        // -m after -M wins and the other way round, like QEMU's getopt loop.
         let o = run(&["-F", "-M", "foo", "-m", "/dev/hugepages"]);
         assert_eq!(o.config.shm, ShmBacking::Directory("/dev/hugepages".into()));
         assert_eq!(o.pid_file, None);
+        let o = run(&["-F", "-m", "/dev/hugepages", "-M", "foo"]);
+        assert_eq!(o.config.shm, ShmBacking::Posix("foo".into()));
+        // A repeated option: the last one counts, as with getopt.
+        let o = run(&["-F", "-S", "/tmp/a", "-S", "/tmp/b", "-n", "1", "-n2"]);
+        assert_eq!(o.config.socket_path, PathBuf::from("/tmp/b"));
+        assert_eq!(o.config.vectors, 2);
     }
 
     #[test]
@@ -559,40 +415,49 @@ mod tests {
             &["-n", "65"][..],
             &["-n", "x"],
             &["-l", "4Q"],
+            &["-l", "1M "],
+            &["-l", " 1M"],
+            &["-l", "0"],
             &["-l"],
             &["-x"],
             &["--nope"],
             &["-v"],
             &["extra"],
             &["--keep-shm=1"],
+            &["--max-backlog", "0"],
             &["-F", "--owner", "no-such-user-here"],
         ] {
-            assert!(parse_server_args(&s(bad)).is_err(), "{bad:?}");
+            let e = server(bad).expect_err(&format!("{bad:?}"));
+            assert!(e.use_stderr(), "{bad:?}");
         }
-        assert!(matches!(
-            parse_server_args(&s(&["-h"])),
-            Ok(ServerCommand::Help)
-        ));
+        for (args, kind) in [
+            ("-h", ErrorKind::DisplayHelp),
+            ("--help", ErrorKind::DisplayHelp),
+            ("-V", ErrorKind::DisplayVersion),
+            ("--version", ErrorKind::DisplayVersion),
+        ] {
+            assert_eq!(server(&[args]).unwrap_err().kind(), kind);
+        }
         // Verbose in daemon mode is fine with a log file.
-        assert!(parse_server_args(&s(&["-v", "--log-file", "/tmp/l"])).is_ok());
+        assert!(server(&["-v", "--log-file", "/tmp/l"]).is_ok());
+    }
+
+    fn client(v: &[&str]) -> Result<ClientOptions, clap::Error> {
+        parse_client_args(std::iter::once("ivshmem-client").chain(v.iter().copied()))
     }
 
     #[test]
     fn client_args() {
-        let Ok(ClientCommand::Run(o)) = parse_client_args(&s(&[
-            "dump",
-            "-S",
-            "/tmp/s",
-            "-n2",
-            "int 1 all",
-            "--",
-            "-x",
-        ])) else {
-            panic!()
-        };
+        let o = client(&["dump", "-S", "/tmp/s", "-n2", "int 1 all", "--", "-x"]).unwrap();
         assert_eq!(o.socket_path, PathBuf::from("/tmp/s"));
-        assert_eq!(o.min_vectors, 2);
-        assert_eq!(o.commands, s(&["dump", "int 1 all", "-x"]));
-        assert!(parse_client_args(&s(&["-t", "0"])).is_err());
+        assert_eq!(o.min_vectors, Some(2));
+        assert_eq!(o.commands, ["dump", "int 1 all", "-x"]);
+        let o = client(&["-vS/tmp/t"]).unwrap();
+        assert!(o.verbose && o.commands.is_empty() && o.min_vectors.is_none());
+        assert_eq!(o.socket_path, PathBuf::from("/tmp/t"));
+        assert_eq!(o.timeout, Duration::from_secs(5));
+        assert!(client(&["-t", "0"]).is_err());
+        assert!(client(&["-x"]).is_err());
+        assert!(command_help().starts_with("Commands:"));
     }
 }

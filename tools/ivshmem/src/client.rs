@@ -4,15 +4,24 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustix::event::PollFlags;
+use rustix::io::Errno;
 
 use crate::error::{Context, Error};
 use crate::shm::ShmMapping;
 use crate::sys;
 use crate::PROTOCOL_VERSION;
+
+/// How long the socket must stay quiet after our own vectors before a
+/// learning handshake ends.
+const HANDSHAKE_QUIET: Duration = Duration::from_millis(20);
+/// The same while none of our own vectors has come.
+const HANDSHAKE_QUIET_NO_VECTORS: Duration = Duration::from_millis(200);
 
 /// Something that changed after [`PeerConnection::connect`] returned, as
 /// reported by [`PeerConnection::process_messages`].
@@ -98,6 +107,97 @@ struct Core {
     closed: bool,
 }
 
+/// A Unix stream socket connected to `path`; a full listen backlog (the server
+/// is busy) is retried until `deadline`.
+fn connect_socket(path: &Path, deadline: Instant) -> Result<OwnedFd, Error> {
+    let sock = sys::unix_stream_socket().context(|| "create a Unix socket".into())?;
+    loop {
+        match sys::connect_unix(sock.as_fd(), path) {
+            Ok(()) => return Ok(sock),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(Error::io(format!("connect to {}", path.display()), e)),
+        }
+    }
+}
+
+impl Core {
+    /// Handshake steps 1 and 2: the protocol version and our id, neither with an fd.
+    fn read_greeting(&mut self, wait: Wait) -> Result<(), Error> {
+        let (version, fd) = self.read_frame(wait)?;
+        if fd.is_some() {
+            return Err(Error::Protocol(
+                "server sent invalid version message (with an fd)".into(),
+            ));
+        }
+        if version != PROTOCOL_VERSION {
+            return Err(Error::Protocol(format!(
+                "server sent version {version}, expecting {PROTOCOL_VERSION}"
+            )));
+        }
+        let (id, fd) = self.read_frame(wait)?;
+        if fd.is_some() || !(0..=0xffff).contains(&id) {
+            return Err(Error::Protocol(format!(
+                "server sent invalid ID message {id}"
+            )));
+        }
+        self.id = id as u16;
+        Ok(())
+    }
+
+    /// Handshake step 3: everything up to and including -1 with the shared-memory fd
+    /// (QEMU also accepts peer messages before it); the fd and its size.
+    fn read_until_shm(
+        &mut self,
+        wait: Wait,
+        ignored: &mut Vec<PeerEvent>,
+    ) -> Result<(OwnedFd, u64), Error> {
+        loop {
+            let (value, fd) = self.read_frame(wait)?;
+            if value == -1 {
+                let fd = fd.ok_or_else(|| {
+                    Error::Protocol("server sent shared memory message without an fd".into())
+                })?;
+                let st = sys::fstat(fd.as_fd()).context(|| "fstat the shared memory fd".into())?;
+                return Ok((fd, st.st_size as u64));
+            }
+            self.handle(value, fd, ignored)?;
+        }
+    }
+
+    /// Handshake step 5: whatever else is already there; when `learning` the server's
+    /// vector count, all the rest of the handshake. Our own vectors come last, in one
+    /// burst: wait a little for the rest of it (longer while none of ours came: the
+    /// server may have -n 0, or be slow).
+    fn read_rest(
+        &mut self,
+        learning: bool,
+        deadline: Instant,
+        ignored: &mut Vec<PeerEvent>,
+    ) -> Result<(), Error> {
+        loop {
+            while let Some((value, fd)) = self.try_read_frame()? {
+                self.handle(value, fd, ignored)?;
+            }
+            if !learning {
+                return Ok(());
+            }
+            let quiet = if !self.own.is_empty() {
+                HANDSHAKE_QUIET
+            } else {
+                HANDSHAKE_QUIET_NO_VECTORS
+            };
+            let until = deadline.min(Instant::now() + quiet);
+            match self.read_frame(Wait::Until(until)) {
+                Ok((value, fd)) => self.handle(value, fd, ignored)?,
+                Err(Error::Timeout(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 impl PeerConnection {
     /// Connects to the server at `path` and performs the handshake:
     /// protocol version (must be 0), our id, the shared-memory fd (its size
@@ -108,26 +208,33 @@ impl PeerConnection {
     /// waits until at least `min_own_vectors` of our own eventfds arrived
     /// (use the server's `-n`), then also takes whatever else is immediately
     /// readable. The whole handshake, including waiting for a full listen
-    /// backlog, must finish within `timeout`.
+    /// backlog, must finish within `timeout`. [`PeerConnection::connect_learning`]
+    /// needs no vector count.
     pub fn connect(
         path: &Path,
         min_own_vectors: usize,
         timeout: Duration,
     ) -> Result<PeerConnection, Error> {
+        Self::handshake(path, Some(min_own_vectors), timeout)
+    }
+
+    /// Like [`PeerConnection::connect`], but learns the server's vector
+    /// count as QEMU's client does: it takes every eventfd the server sends.
+    /// Our own come last, in one burst, so the handshake is over when the
+    /// socket has been quiet for a moment after them (20 ms; 200 ms while
+    /// none came, which is what a server with `-n 0` looks like).
+    pub fn connect_learning(path: &Path, timeout: Duration) -> Result<PeerConnection, Error> {
+        Self::handshake(path, None, timeout)
+    }
+
+    fn handshake(
+        path: &Path,
+        min_own_vectors: Option<usize>,
+        timeout: Duration,
+    ) -> Result<PeerConnection, Error> {
         let deadline = Instant::now() + timeout;
-        let sock = sys::unix_stream_socket().context(|| "create a Unix socket".into())?;
-        loop {
-            match sys::connect_unix(sock.as_fd(), path) {
-                Ok(()) => break,
-                // Listen backlog full: the server is busy, retry until the deadline.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(Error::io(format!("connect to {}", path.display()), e)),
-            }
-        }
         let mut conn = Core {
-            sock,
+            sock: connect_socket(path, deadline)?,
             id: 0,
             own: Vec::new(),
             peers: BTreeMap::new(),
@@ -145,58 +252,27 @@ impl PeerConnection {
             )),
             e => e,
         };
-
-        // 1. Protocol version, no fd.
-        let (version, fd) = conn.read_frame(wait).map_err(handshake_err)?;
-        if fd.is_some() {
-            return Err(Error::Protocol(
-                "server sent invalid version message (with an fd)".into(),
-            ));
-        }
-        if version != PROTOCOL_VERSION {
-            return Err(Error::Protocol(format!(
-                "server sent version {version}, expecting {PROTOCOL_VERSION}"
-            )));
-        }
-        // 2. Our id, no fd.
-        let (id, fd) = conn.read_frame(wait).map_err(handshake_err)?;
-        if fd.is_some() || !(0..=0xffff).contains(&id) {
-            return Err(Error::Protocol(format!(
-                "server sent invalid ID message {id}"
-            )));
-        }
-        conn.id = id as u16;
-        // 3. Everything up to and including -1 + shm fd (QEMU also accepts
-        //    peer messages before it).
+        conn.read_greeting(wait).map_err(handshake_err)?;
         let mut ignored = Vec::new();
-        let (shm, shm_size) = loop {
-            let (value, fd) = conn.read_frame(wait).map_err(handshake_err)?;
-            if value == -1 {
-                let fd = fd.ok_or_else(|| {
-                    Error::Protocol("server sent shared memory message without an fd".into())
-                })?;
-                let st = sys::fstat(fd.as_fd()).context(|| "fstat the shared memory fd".into())?;
-                break (fd, st.st_size as u64);
-            }
-            conn.handle(value, fd, &mut ignored)?;
-        };
+        let (shm, shm_size) = conn
+            .read_until_shm(wait, &mut ignored)
+            .map_err(handshake_err)?;
         // 4. Other peers' eventfds, then ours.
-        while conn.own.len() < min_own_vectors {
+        let min_own = min_own_vectors.unwrap_or(0);
+        while conn.own.len() < min_own {
             let (value, fd) = conn.read_frame(wait).map_err(|e| match e {
                 Error::Timeout(_) => Error::Timeout(format!(
-                    "got {} of our own eventfds from {}, expected at least {min_own_vectors} \
+                    "got {} of our own eventfds from {}, expected at least {min_own} \
                      (does the server use fewer vectors, -n?)",
                     conn.own.len(),
-                    path.display()
+                    path.display(),
                 )),
                 e => handshake_err(e),
             })?;
             conn.handle(value, fd, &mut ignored)?;
         }
-        // 5. Whatever else is already there.
-        while let Some((value, fd)) = conn.try_read_frame().map_err(handshake_err)? {
-            conn.handle(value, fd, &mut ignored)?;
-        }
+        conn.read_rest(min_own_vectors.is_none(), deadline, &mut ignored)
+            .map_err(handshake_err)?;
         Ok(PeerConnection {
             core: conn,
             shm,
@@ -403,10 +479,10 @@ impl Core {
                     if left.is_zero() {
                         return Err(Error::Timeout("no message from the server".into()));
                     }
-                    let mut pfd = [sys::pollfd(self.sock.as_raw_fd(), libc::POLLIN)];
+                    let mut pfd = [sys::pollfd(&self.sock, PollFlags::IN)];
                     sys::poll(&mut pfd, Some(left)).context(|| "poll the server socket".into())?;
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) => {
+                Err(e) if Errno::from_io_error(&e) == Some(Errno::CONNRESET) => {
                     self.closed = true;
                     return Err(Error::ServerClosed);
                 }
@@ -490,15 +566,11 @@ pub fn wait_eventfds_each<F: AsFd>(fds: &[F], timeout: Option<Duration>) -> io::
     }
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
-        let mut pfds: Vec<libc::pollfd> = fds
-            .iter()
-            .map(|f| sys::pollfd(f.as_fd().as_raw_fd(), libc::POLLIN))
-            .collect();
         let left = deadline.map(sys::remaining);
-        sys::poll(&mut pfds, left)?;
+        let ready = sys::poll_each(fds.iter().map(|f| (f.as_fd(), PollFlags::IN)), left)?;
         let mut any = false;
-        for (i, p) in pfds.iter().enumerate() {
-            if p.revents & libc::POLLIN != 0 {
+        for (i, revents) in ready.iter().enumerate() {
+            if revents.contains(PollFlags::IN) {
                 counts[i] += sys::eventfd_read(fds[i].as_fd())?;
                 any |= counts[i] > 0;
             }

@@ -18,13 +18,18 @@
 //! * [`PeerConnection`]: attach to a server as a peer (what QEMU does), get
 //!   [`PeerEvent`]s, ring doorbells with [`PeerConnection::notify`], wait for
 //!   interrupts, map the memory with [`PeerConnection::map_shm`].
-//! * [`cli`]: the command-line parsing shared by the two binaries.
-#![deny(missing_docs)]
+//! * [`cli`]: the command lines of the two binaries (`clap`).
+//! * [`logfmt`]: the server's log format and the binaries' logger.
+#![deny(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 pub mod cli;
 mod client;
 mod error;
-pub mod log;
+pub mod logfmt;
 mod server;
 mod shm;
 pub mod size;
@@ -35,7 +40,8 @@ pub use client::{
     PeerInfo,
 };
 pub use error::Error;
-pub use log::{LogLevel, Logger};
+/// How much the server logs: `Warn` by default, `Debug` with `-v`.
+pub use log::Level as LogLevel;
 pub use server::{
     install_signal_handlers, lookup_group, lookup_user, Server, ServerConfig, ServerStats,
     ShmBacking, Step, StopHandle, DEFAULT_MAX_BACKLOG, DEFAULT_PID_FILE, DEFAULT_SHM_NAME,

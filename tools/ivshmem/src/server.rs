@@ -10,19 +10,24 @@
 //! the server hold an unbounded number of messages or fds.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
+use std::fs::{OpenOptions, Permissions};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustix::event::PollFlags;
+use rustix::fs::{FileType, Mode, Stat};
+use rustix::io::Errno;
+use rustix::shm;
 
 use crate::error::{Context, Error};
-use crate::log::{LogLevel, Logger};
 use crate::size::round_up_pow2;
 use crate::sys;
+use crate::LogLevel;
 use crate::PROTOCOL_VERSION;
 
 /// Default socket path, as QEMU's server.
@@ -121,56 +126,49 @@ pub struct ServerStats {
     pub max_queue_seen: AtomicUsize,
 }
 
+/// Logs one server event through the `log` facade if `$level` is within the
+/// server's configured level: the event name is the message, the fields are
+/// its key-values (shown with `Display`).
+macro_rules! event {
+    ($max:expr, $level:expr, $event:literal) => {{
+        let level: log::Level = $level;
+        if level <= $max {
+            log::log!(level, $event);
+        }
+    }};
+    ($max:expr, $level:expr, $event:literal, $($key:ident = $value:expr),+ $(,)?) => {{
+        let level: log::Level = $level;
+        if level <= $max {
+            log::log!(level, $($key:% = $value),+; $event);
+        }
+    }};
+}
+
 /// Stops a running [`Server`] from any thread (or a signal handler, see
 /// [`install_signal_handlers`]).
 #[derive(Debug, Clone)]
 pub struct StopHandle {
+    /// Write end of the server's non-blocking stop pipe.
     fd: Arc<OwnedFd>,
 }
 
 impl StopHandle {
     /// Asks the server to shut down cleanly.
     pub fn stop(&self) {
-        let _ = sys::eventfd_write(self.fd.as_fd(), 1);
+        // A full pipe already holds a stop request.
+        let _ = rustix::io::write(self.fd.as_fd(), &[1]);
     }
 }
 
-/// The eventfd that the SIGINT/SIGTERM handler writes to (-1: none).
-static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
-/// Keeps the descriptor behind `SIGNAL_FD` open for the process lifetime.
-static SIGNAL_HANDLE: std::sync::Mutex<Option<StopHandle>> = std::sync::Mutex::new(None);
-
-extern "C" fn on_signal(_sig: libc::c_int) {
-    let fd = SIGNAL_FD.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: write() is async-signal-safe; fd stays open (SIGNAL_HANDLE).
-        unsafe {
-            libc::write(fd, one.as_ptr().cast(), one.len());
-        }
-    }
-}
-
-/// Makes SIGINT and SIGTERM stop the server through `handle`, and ignores
-/// SIGPIPE. For the binary; tests use [`StopHandle::stop`].
+/// Makes SIGINT and SIGTERM stop the server through `handle` (the handler
+/// writes a byte to its stop pipe), and makes SIGPIPE harmless. For the
+/// binary; tests use [`StopHandle::stop`].
 pub fn install_signal_handlers(handle: &StopHandle) -> io::Result<()> {
-    if let Ok(mut slot) = SIGNAL_HANDLE.lock() {
-        SIGNAL_FD.store(handle.fd.as_raw_fd(), Ordering::SeqCst);
-        *slot = Some(handle.clone());
+    use signal_hook::consts::{SIGINT, SIGPIPE, SIGTERM};
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::low_level::pipe::register(signal, handle.fd.try_clone()?)?;
     }
-    // SAFETY: installing handlers; on_signal only calls write().
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        sa.sa_flags = libc::SA_RESTART;
-        sys::cvt(libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut()))?;
-        sys::cvt(libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()))?;
-        let mut ign: libc::sigaction = std::mem::zeroed();
-        ign.sa_sigaction = libc::SIG_IGN;
-        libc::sigemptyset(&mut ign.sa_mask);
-        sys::cvt(libc::sigaction(libc::SIGPIPE, &ign, std::ptr::null_mut()))?;
-    }
+    signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))?;
     Ok(())
 }
 
@@ -211,7 +209,6 @@ pub enum Step {
 #[derive(Debug)]
 pub struct Server {
     config: ServerConfig,
-    log: Arc<Logger>,
     listener: OwnedFd,
     /// (st_dev, st_ino) of the socket file we bound, to unlink only ours.
     socket_id: (u64, u64),
@@ -219,23 +216,18 @@ pub struct Server {
     shm_size: u64,
     peers: Vec<Peer>,
     cur_id: u16,
-    stop: Arc<OwnedFd>,
+    /// Read end of the stop pipe; [`StopHandle`]s hold the write end.
+    stop: OwnedFd,
+    stop_tx: Arc<OwnedFd>,
     stats: Arc<ServerStats>,
     accept_paused_until: Option<Instant>,
-    pollfds: Vec<libc::pollfd>,
     shut_down: bool,
 }
 
 impl Server {
-    /// Opens/creates the shared memory and listens on the socket, logging to
-    /// stderr at `config.log_level`.
+    /// Opens/creates the shared memory and listens on the socket. Events up
+    /// to `config.log_level` go to the `log` facade (see [`crate::logfmt`]).
     pub fn new(config: ServerConfig) -> Result<Server, Error> {
-        let log = Arc::new(Logger::stderr(config.log_level));
-        Server::with_logger(config, log)
-    }
-
-    /// Like [`Server::new`] with a caller-provided logger.
-    pub fn with_logger(config: ServerConfig, log: Arc<Logger>) -> Result<Server, Error> {
         if config.vectors > MAX_VECTORS {
             return Err(Error::Config(format!(
                 "too many requested vectors {} (max is {MAX_VECTORS})",
@@ -255,20 +247,20 @@ impl Server {
             ))
         })?;
         if size != config.shm_size {
-            log.log(
+            event!(
+                config.log_level,
                 LogLevel::Warn,
                 "shm-size-rounded",
-                &[
-                    ("requested", &config.shm_size),
-                    ("size", &size),
-                    ("why", &"QEMU's ivshmem device needs a power of two"),
-                ],
+                requested = config.shm_size,
+                size = size,
+                why = "QEMU's ivshmem device needs a power of two"
             );
         }
         // The socket first: if another server is live on it, touch nothing
         // (its shared memory included).
-        prepare_socket_path(&config.socket_path, &log)?;
-        let (shm, created_shm) = open_shm(&config, &log)?;
+        check_fits_in_memory(size)?;
+        prepare_socket_path(&config)?;
+        let (shm, created_shm) = open_shm(&config)?;
         let shm_size = match set_shm_size(&shm, size, &config) {
             Ok(s) => s,
             Err(e) => {
@@ -279,10 +271,12 @@ impl Server {
             }
         };
         if shm_size != size {
-            log.log(
+            event!(
+                config.log_level,
                 LogLevel::Warn,
                 "shm-size-raised",
-                &[("requested", &size), ("size", &shm_size)],
+                requested = size,
+                size = shm_size
             );
         }
         let (listener, socket_id) = match listen_socket(&config) {
@@ -294,20 +288,21 @@ impl Server {
                 return Err(e);
             }
         };
-        let stop = Arc::new(sys::eventfd().context(|| "create the stop eventfd".into())?);
-        log.log(
+        let (stop, stop_tx) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
+        )
+        .map_err(|e| Error::io("create the stop pipe", e.into()))?;
+        event!(
+            config.log_level,
             LogLevel::Info,
             "listening",
-            &[
-                ("socket", &config.socket_path.display()),
-                ("shm", &shm_description(&config)),
-                ("size", &shm_size),
-                ("vectors", &config.vectors),
-            ],
+            socket = config.socket_path.display(),
+            shm = shm_description(&config),
+            size = shm_size,
+            vectors = config.vectors
         );
         Ok(Server {
             config,
-            log,
             listener,
             socket_id,
             shm: Arc::new(shm),
@@ -315,9 +310,9 @@ impl Server {
             peers: Vec::new(),
             cur_id: 0,
             stop,
+            stop_tx: Arc::new(stop_tx),
             stats: Arc::new(ServerStats::default()),
             accept_paused_until: None,
-            pollfds: Vec::new(),
             shut_down: false,
         })
     }
@@ -325,7 +320,7 @@ impl Server {
     /// A handle that stops [`Server::run`] from elsewhere.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle {
-            fd: self.stop.clone(),
+            fd: self.stop_tx.clone(),
         }
     }
 
@@ -380,41 +375,47 @@ impl Server {
             let left = t.saturating_duration_since(now);
             timeout = Some(timeout.map_or(left, |x| x.min(left)));
         }
-        self.pollfds.clear();
-        self.pollfds
-            .push(sys::pollfd(self.stop.as_raw_fd(), libc::POLLIN));
-        self.pollfds.push(sys::pollfd(
-            self.listener.as_raw_fd(),
-            if accepting { libc::POLLIN } else { 0 },
-        ));
-        for p in &self.peers {
-            let mut events = libc::POLLIN;
-            if !p.out.is_empty() {
-                events |= libc::POLLOUT;
-            }
-            self.pollfds.push(sys::pollfd(p.sock.as_raw_fd(), events));
-        }
-        sys::poll(&mut self.pollfds, timeout).context(|| "poll".into())?;
-        if self.pollfds[0].revents != 0 {
-            let _ = sys::eventfd_read(self.stop.as_fd());
+        let listen_events = if accepting {
+            PollFlags::IN
+        } else {
+            PollFlags::empty()
+        };
+        let fixed = [
+            (self.stop.as_fd(), PollFlags::IN),
+            (self.listener.as_fd(), listen_events),
+        ];
+        let peers = self.peers.iter().map(|p| {
+            let out = if p.out.is_empty() {
+                PollFlags::empty()
+            } else {
+                PollFlags::OUT
+            };
+            (p.sock.as_fd(), PollFlags::IN | out)
+        });
+        let ready =
+            sys::poll_each(fixed.into_iter().chain(peers), timeout).context(|| "poll".into())?;
+        if !ready[0].is_empty() {
+            let mut drain = [0u8; 64];
+            while matches!(rustix::io::read(&self.stop, &mut drain), Ok(n) if n > 0) {}
             return Ok(Step::Stop);
         }
-        let listener_ready = self.pollfds[1].revents & libc::POLLIN != 0;
+        let listener_ready = ready[1].contains(PollFlags::IN);
         // Peers first, by position: the list does not change before this
         // loop ends. Any readability (data, EOF, error) means disconnect,
         // as in QEMU's server; the server never reads from peers.
         for i in 0..self.peers.len() {
-            let revents = self.pollfds[i + 2].revents;
-            if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+            let revents = ready[i + 2];
+            if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL)
+            {
                 let peer = &mut self.peers[i];
                 if peer.failed.is_none() {
-                    peer.failed = Some(if revents & libc::POLLIN != 0 {
+                    peer.failed = Some(if revents.contains(PollFlags::IN) {
                         "closed or sent data".into()
                     } else {
                         "hung up".into()
                     });
                 }
-            } else if revents & libc::POLLOUT != 0 {
+            } else if revents.contains(PollFlags::OUT) {
                 self.flush(i);
             }
         }
@@ -436,21 +437,27 @@ impl Server {
                 Ok(None) => break,
                 Err(e)
                     if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                        Errno::from_io_error(&e),
+                        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
                     ) =>
                 {
-                    self.log.log(
+                    event!(
+                        self.config.log_level,
                         LogLevel::Warn,
                         "accept-failed",
-                        &[("error", &e), ("retry_ms", &ACCEPT_BACKOFF.as_millis())],
+                        error = e,
+                        retry_ms = ACCEPT_BACKOFF.as_millis()
                     );
                     self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
                     break;
                 }
                 Err(e) => {
-                    self.log
-                        .log(LogLevel::Warn, "accept-failed", &[("error", &e)]);
+                    event!(
+                        self.config.log_level,
+                        LogLevel::Warn,
+                        "accept-failed",
+                        error = e
+                    );
                     break;
                 }
             }
@@ -464,10 +471,11 @@ impl Server {
         let (id, next) = allocate_id(self.cur_id, |id| peers.iter().any(|p| p.id == id));
         self.cur_id = next;
         let Some(id) = id else {
-            self.log.log(
+            event!(
+                self.config.log_level,
                 LogLevel::Warn,
                 "peer-refused",
-                &[("reason", &"cannot allocate new client id")],
+                reason = "cannot allocate new client id"
             );
             return;
         };
@@ -477,21 +485,24 @@ impl Server {
             match sys::eventfd() {
                 Ok(fd) => vectors.push(Arc::new(fd)),
                 Err(e) => {
-                    self.log.log(
+                    event!(
+                        self.config.log_level,
                         LogLevel::Warn,
                         "peer-refused",
-                        &[
-                            ("peer", &id),
-                            ("reason", &"cannot create eventfd"),
-                            ("error", &e),
-                        ],
+                        peer = id,
+                        reason = "cannot create eventfd",
+                        error = e
                     );
                     return;
                 }
             }
         }
-        self.log
-            .log(LogLevel::Debug, "peer-accepted", &[("peer", &id)]);
+        event!(
+            self.config.log_level,
+            LogLevel::Debug,
+            "peer-accepted",
+            peer = id
+        );
         self.peers.push(Peer {
             id,
             sock,
@@ -509,10 +520,12 @@ impl Server {
         self.send(new, -1, Some(shm));
         if let Some(reason) = &self.peers[new].failed {
             // Nobody knows about it yet: drop it silently, as QEMU does.
-            self.log.log(
+            event!(
+                self.config.log_level,
                 LogLevel::Debug,
                 "peer-gone-in-handshake",
-                &[("peer", &id), ("reason", reason)],
+                peer = id,
+                reason = reason
             );
             self.peers.pop();
             return;
@@ -537,14 +550,13 @@ impl Server {
         }
         self.peers[new].announced = true;
         self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
-        self.log.log(
+        event!(
+            self.config.log_level,
             LogLevel::Debug,
             "peer-connected",
-            &[
-                ("peer", &id),
-                ("vectors", &self.config.vectors),
-                ("peers", &self.peers.len()),
-            ],
+            peer = id,
+            vectors = self.config.vectors,
+            peers = self.peers.len()
         );
     }
 
@@ -628,14 +640,13 @@ impl Server {
                 } else {
                     LogLevel::Debug
                 };
-                self.log.log(
+                event!(
+                    self.config.log_level,
                     level,
                     "peer-disconnected",
-                    &[
-                        ("peer", &peer.id),
-                        ("reason", &reason),
-                        ("peers", &self.peers.len()),
-                    ],
+                    peer = peer.id,
+                    reason = reason,
+                    peers = self.peers.len()
                 );
             }
             self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
@@ -651,8 +662,12 @@ impl Server {
             return;
         }
         self.shut_down = true;
-        self.log
-            .log(LogLevel::Info, "shutdown", &[("peers", &self.peers.len())]);
+        event!(
+            self.config.log_level,
+            LogLevel::Info,
+            "shutdown",
+            peers = self.peers.len()
+        );
         while !self.peers.is_empty() {
             let peer = self.peers.remove(0);
             drop(peer.sock);
@@ -663,7 +678,7 @@ impl Server {
         self.stats.peers.store(0, Ordering::Relaxed);
         // Remove the socket file only if it is still the one we bound.
         if let Ok(Some(st)) = sys::lstat(&self.config.socket_path) {
-            if (st.st_dev, st.st_ino) == self.socket_id {
+            if file_id(&st) == self.socket_id {
                 let _ = std::fs::remove_file(&self.config.socket_path);
             }
         }
@@ -673,13 +688,13 @@ impl Server {
                 if let (Ok(ours), Ok(Some(named))) =
                     (sys::fstat(self.shm.as_fd()), shm_stat(&self.config))
                 {
-                    if (ours.st_dev, ours.st_ino) == (named.st_dev, named.st_ino) {
+                    if file_id(&ours) == file_id(&named) {
                         unlink_shm(&self.config);
                     }
                 }
             }
         }
-        self.log.log(LogLevel::Info, "stopped", &[]);
+        event!(self.config.log_level, LogLevel::Info, "stopped");
     }
 }
 
@@ -709,13 +724,29 @@ fn shm_description(config: &ServerConfig) -> String {
     }
 }
 
+/// Refuses a shared memory larger than the machine's RAM: the object is
+/// sparse, so creating it would succeed, and peers would get SIGBUS once
+/// the memory runs out (QEMU's server accepts such a size too).
+fn check_fits_in_memory(size: u64) -> Result<(), Error> {
+    let info = rustix::system::sysinfo();
+    #[allow(clippy::useless_conversion)] // c_ulong is u32 on 32-bit targets
+    let ram = u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit.max(1)));
+    if ram > 0 && size > ram {
+        return Err(Error::Config(format!(
+            "shared memory size {size} is larger than this machine's memory ({ram} bytes)"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a live server on `path`, replaces a stale socket file.
-fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
+fn prepare_socket_path(config: &ServerConfig) -> Result<(), Error> {
+    let path = &config.socket_path;
     let st = match sys::lstat(path).context(|| format!("stat {}", path.display()))? {
         None => return Ok(()),
         Some(st) => st,
     };
-    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+    if FileType::from_raw_mode(st.st_mode) != FileType::Socket {
         return Err(Error::Config(format!(
             "{} exists and is not a socket; refusing to replace it",
             path.display()
@@ -732,13 +763,14 @@ fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
             "another server is already listening on {} (and is busy)",
             path.display()
         ))),
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+        Err(e) if Errno::from_io_error(&e) == Some(Errno::CONNREFUSED) => {
             std::fs::remove_file(path)
                 .context(|| format!("remove stale socket {}", path.display()))?;
-            log.log(
+            event!(
+                config.log_level,
                 LogLevel::Info,
                 "stale-socket-removed",
-                &[("socket", &path.display())],
+                socket = path.display()
             );
             Ok(())
         }
@@ -749,40 +781,41 @@ fn prepare_socket_path(path: &Path, log: &Logger) -> Result<(), Error> {
     }
 }
 
-fn shm_name(name: &str) -> Result<CString, Error> {
-    CString::new(name).map_err(|_| Error::Config("shm name contains a NUL byte".into()))
+/// (st_dev, st_ino): what tells whether a name still refers to our file.
+fn file_id(st: &Stat) -> (u64, u64) {
+    (st.st_dev, st.st_ino)
+}
+
+fn shm_mode(config: &ServerConfig) -> Mode {
+    Mode::from_raw_mode(config.shm_mode as _)
+}
+
+/// Refuses names that `shm_open` cannot take.
+fn check_shm_name(name: &str) -> Result<(), Error> {
+    if name.contains('\0') {
+        return Err(Error::Config("shm name contains a NUL byte".into()));
+    }
+    Ok(())
 }
 
 /// Opens the shared memory; the bool says whether we created it.
-fn open_shm(config: &ServerConfig, log: &Logger) -> Result<(OwnedFd, bool), Error> {
+fn open_shm(config: &ServerConfig) -> Result<(OwnedFd, bool), Error> {
     match &config.shm {
         ShmBacking::Posix(name) => {
-            let c = shm_name(name)?;
+            check_shm_name(name)?;
             // Exclusive first, to know whether we created it; then reuse an
             // existing object and its contents, as QEMU's server does.
-            // SAFETY: c is NUL-terminated.
-            let mut fd = unsafe {
-                libc::shm_open(
-                    c.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
-                    config.shm_mode as libc::mode_t,
-                )
+            let create = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
+            let (fd, created) = match shm::open(name.as_str(), create, shm_mode(config)) {
+                Ok(fd) => (Ok(fd), true),
+                Err(Errno::EXIST) => (
+                    shm::open(name.as_str(), shm::OFlags::RDWR, shm_mode(config)),
+                    false,
+                ),
+                Err(e) => (Err(e), true),
             };
-            let mut created = true;
-            if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST) {
-                created = false;
-                // SAFETY: as above.
-                fd = unsafe {
-                    libc::shm_open(
-                        c.as_ptr(),
-                        libc::O_RDWR | libc::O_CLOEXEC,
-                        config.shm_mode as libc::mode_t,
-                    )
-                };
-            }
-            let fd = sys::cvt(fd).context(|| format!("cannot open shm object {name}"))?;
-            // SAFETY: shm_open returned a new descriptor we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            let fd =
+                fd.map_err(|e| Error::io(format!("cannot open shm object {name}"), e.into()))?;
             if let Err(e) = apply_owner_mode(fd.as_fd(), config) {
                 if created {
                     unlink_shm(config);
@@ -790,40 +823,75 @@ fn open_shm(config: &ServerConfig, log: &Logger) -> Result<(OwnedFd, bool), Erro
                 return Err(e);
             }
             if !created {
-                log.log(LogLevel::Info, "shm-reused", &[("shm", name)]);
+                event!(config.log_level, LogLevel::Info, "shm-reused", shm = name);
             }
             Ok((fd, created))
         }
-        ShmBacking::Directory(dir) => {
-            let mut template = dir.join("ivshmem.XXXXXX").as_os_str().as_bytes().to_vec();
-            template.push(0);
-            // SAFETY: template is a NUL-terminated, writable buffer.
-            let fd = unsafe { libc::mkostemp(template.as_mut_ptr().cast(), libc::O_CLOEXEC) };
-            let fd =
-                sys::cvt(fd).context(|| format!("cannot create a file in {}", dir.display()))?;
-            // SAFETY: mkostemp returned a new descriptor we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            template.pop();
-            let path = PathBuf::from(std::ffi::OsStr::from_bytes(&template));
-            std::fs::remove_file(&path).context(|| format!("unlink {}", path.display()))?;
-            Ok((fd, true))
+        ShmBacking::Directory(dir) => Ok((create_unlinked_file(dir)?, true)),
+    }
+}
+
+/// QEMU's `mkstemp("DIR/ivshmem.XXXXXX")` followed by `unlink()`: a new
+/// file (`O_EXCL`, mode 0600) that no name refers to any more.
+fn create_unlinked_file(dir: &Path) -> Result<OwnedFd, Error> {
+    const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32);
+    let mut state = seed | 1;
+    for _ in 0..100 {
+        let suffix: String = (0..6)
+            .map(|_| {
+                // xorshift64: enough to make a clash with another file unlikely.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                LETTERS[(state % LETTERS.len() as u64) as usize] as char
+            })
+            .collect();
+        let path = dir.join(format!("ivshmem.{suffix}"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path);
+        match file {
+            Ok(file) => {
+                std::fs::remove_file(&path).context(|| format!("unlink {}", path.display()))?;
+                return Ok(file.into());
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(Error::io(
+                    format!("cannot create a file in {}", dir.display()),
+                    e,
+                ))
+            }
         }
     }
+    Err(Error::Config(format!(
+        "cannot create a file in {}: every name tried exists",
+        dir.display()
+    )))
 }
 
 /// fchmod/fchown the shm object as configured. An existing object owned by
 /// someone else cannot be changed: that is a warning-free no-op only when
 /// nothing was asked for explicitly.
 fn apply_owner_mode(fd: BorrowedFd<'_>, config: &ServerConfig) -> Result<(), Error> {
-    // SAFETY: plain syscalls on a valid descriptor.
-    sys::cvt(unsafe { libc::fchmod(fd.as_raw_fd(), config.shm_mode as libc::mode_t) })
-        .context(|| format!("chmod {:o} the shm object", config.shm_mode))?;
+    rustix::fs::fchmod(fd, shm_mode(config)).map_err(|e| {
+        Error::io(
+            format!("chmod {:o} the shm object", config.shm_mode),
+            e.into(),
+        )
+    })?;
     if config.owner.is_some() || config.group.is_some() {
-        let uid = config.owner.unwrap_or(u32::MAX);
-        let gid = config.group.unwrap_or(u32::MAX);
-        // SAFETY: as above; -1 (u32::MAX) leaves an id unchanged.
-        sys::cvt(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })
-            .context(|| "chown the shm object".into())?;
+        let uid = config.owner.map(rustix::fs::Uid::from_raw);
+        let gid = config.group.map(rustix::fs::Gid::from_raw);
+        rustix::fs::fchown(fd, uid, gid)
+            .map_err(|e| Error::io("chown the shm object", e.into()))?;
     }
     Ok(())
 }
@@ -838,11 +906,13 @@ fn set_shm_size(fd: &OwnedFd, size: u64, config: &ServerConfig) -> Result<u64, E
     }
     let mut try_size = size;
     loop {
-        let off = libc::off_t::try_from(try_size)
-            .map_err(|_| Error::Config(format!("shared memory size {try_size} is too large")))?;
-        // SAFETY: plain syscall on a valid descriptor.
-        match sys::cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), off) }) {
-            Ok(_) => return Ok(try_size),
+        if i64::try_from(try_size).is_err() {
+            return Err(Error::Config(format!(
+                "shared memory size {try_size} is too large"
+            )));
+        }
+        match rustix::fs::ftruncate(fd, try_size) {
+            Ok(()) => return Ok(try_size),
             Err(e) => {
                 if try_size >= MAX_HUGEPAGE_SIZE {
                     return Err(Error::io(
@@ -850,7 +920,7 @@ fn set_shm_size(fd: &OwnedFd, size: u64, config: &ServerConfig) -> Result<u64, E
                             "ftruncate({}) to {size} bytes (and larger powers of two up to 1 GiB)",
                             shm_description(config)
                         ),
-                        e,
+                        e.into(),
                     ));
                 }
                 try_size *= 2;
@@ -859,30 +929,21 @@ fn set_shm_size(fd: &OwnedFd, size: u64, config: &ServerConfig) -> Result<u64, E
     }
 }
 
-fn shm_stat(config: &ServerConfig) -> Result<Option<libc::stat>, Error> {
+fn shm_stat(config: &ServerConfig) -> Result<Option<Stat>, Error> {
     let ShmBacking::Posix(name) = &config.shm else {
         return Ok(None);
     };
-    let c = shm_name(name)?;
-    // SAFETY: c is NUL-terminated.
-    let fd = unsafe { libc::shm_open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) };
-    match sys::cvt(fd) {
-        Ok(fd) => {
-            // SAFETY: shm_open returned a new descriptor we own.
-            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-            Ok(Some(sys::fstat(fd.as_fd()).context(|| "fstat shm".into())?))
-        }
+    check_shm_name(name)?;
+    match shm::open(name.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
+        Ok(fd) => Ok(Some(sys::fstat(fd.as_fd()).context(|| "fstat shm".into())?)),
         Err(_) => Ok(None),
     }
 }
 
 fn unlink_shm(config: &ServerConfig) {
     if let ShmBacking::Posix(name) = &config.shm {
-        if let Ok(c) = shm_name(name) {
-            // SAFETY: c is NUL-terminated.
-            unsafe {
-                libc::shm_unlink(c.as_ptr());
-            }
+        if check_shm_name(name).is_ok() {
+            let _ = shm::unlink(name.as_str());
         }
     }
 }
@@ -897,16 +958,11 @@ fn listen_socket(config: &ServerConfig) -> Result<(OwnedFd, (u64, u64)), Error> 
         let _ = std::fs::remove_file(path);
         e
     };
-    let c = sys::cstring(path).map_err(|e| undo(Error::io("socket path", e)))?;
-    // SAFETY: c is NUL-terminated.
-    sys::cvt(unsafe { libc::chmod(c.as_ptr(), config.socket_mode as libc::mode_t) })
+    std::fs::set_permissions(path, Permissions::from_mode(config.socket_mode))
         .context(|| format!("chmod {:o} {}", config.socket_mode, path.display()))
         .map_err(undo)?;
     if config.owner.is_some() || config.group.is_some() {
-        let uid = config.owner.unwrap_or(u32::MAX);
-        let gid = config.group.unwrap_or(u32::MAX);
-        // SAFETY: c is NUL-terminated; -1 leaves an id unchanged.
-        sys::cvt(unsafe { libc::lchown(c.as_ptr(), uid, gid) })
+        std::os::unix::fs::lchown(path, config.owner, config.group)
             .context(|| format!("chown {}", path.display()))
             .map_err(undo)?;
     }
@@ -922,7 +978,7 @@ fn listen_socket(config: &ServerConfig) -> Result<(OwnedFd, (u64, u64)), Error> 
     sys::listen(sock.as_fd(), LISTEN_BACKLOG)
         .context(|| format!("listen on {}", path.display()))
         .map_err(undo)?;
-    Ok((sock, (st.st_dev, st.st_ino)))
+    Ok((sock, file_id(&st)))
 }
 
 /// Resolves a user name or numeric uid.
@@ -930,25 +986,10 @@ pub fn lookup_user(name: &str) -> Result<u32, Error> {
     if let Ok(uid) = name.parse::<u32>() {
         return Ok(uid);
     }
-    let c = CString::new(name).map_err(|_| Error::Config(format!("invalid user '{name}'")))?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: passwd is plain old data; getpwnam_r fills it using buf.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call.
-    let rc = unsafe {
-        libc::getpwnam_r(
-            c.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(Error::Config(format!("unknown user '{name}'")));
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(user)) => Ok(user.uid.as_raw()),
+        _ => Err(Error::Config(format!("unknown user '{name}'"))),
     }
-    Ok(pwd.pw_uid)
 }
 
 /// Resolves a group name or numeric gid.
@@ -956,25 +997,10 @@ pub fn lookup_group(name: &str) -> Result<u32, Error> {
     if let Ok(gid) = name.parse::<u32>() {
         return Ok(gid);
     }
-    let c = CString::new(name).map_err(|_| Error::Config(format!("invalid group '{name}'")))?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: group is plain old data; getgrnam_r fills it using buf.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: all pointers are valid for the call.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 || result.is_null() {
-        return Err(Error::Config(format!("unknown group '{name}'")));
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        _ => Err(Error::Config(format!("unknown group '{name}'"))),
     }
-    Ok(grp.gr_gid)
 }
 
 #[cfg(test)]

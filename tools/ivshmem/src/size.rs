@@ -3,10 +3,11 @@
 /// Parses a size the way QEMU's `-l` does: a decimal number (a fraction is
 /// allowed, `1.5M`) or a `0x` hexadecimal integer, optionally followed by a
 /// binary suffix `B`, `K`, `M`, `G`, `T`, `P` or `E` (case-insensitive,
-/// `1K` = 1024). The result must be a whole number of bytes.
+/// `1K` = 1024). The result must be a whole number of bytes. Anything else
+/// in the text, a space included, is refused (as QEMU does for `1M `).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("invalid size '{text}' (expected e.g. 4194304, 4M, 1536K, 1G)");
-    let t = text.trim();
+    let t = text;
     if t.is_empty() {
         return Err(bad());
     }
@@ -65,7 +66,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses an unsigned integer: decimal, `0x` hexadecimal or `0o` octal.
 pub fn parse_u64(text: &str) -> Result<u64, String> {
-    let t = text.trim();
+    let t = text;
     let r = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         u64::from_str_radix(h, 16)
     } else if let Some(o) = t.strip_prefix("0o") {
@@ -78,8 +79,7 @@ pub fn parse_u64(text: &str) -> Result<u64, String> {
 
 /// Parses a file mode given in octal (`600`, `0660`, `0o640`).
 pub fn parse_mode(text: &str) -> Result<u32, String> {
-    let t = text.trim();
-    let t = t.strip_prefix("0o").unwrap_or(t);
+    let t = text.strip_prefix("0o").unwrap_or(text);
     match u32::from_str_radix(t, 8) {
         Ok(m) if m <= 0o7777 => Ok(m),
         _ => Err(format!(
@@ -115,6 +115,9 @@ mod tests {
         assert!(parse_size("-1").is_err());
         assert!(parse_size("1.1B").is_err());
         assert!(parse_size("99999999999E").is_err());
+        for stray in ["1M ", " 1M", "1 M", "1M\n", "4MB", "0x10 ", "1,5M"] {
+            assert!(parse_size(stray).is_err(), "{stray:?}");
+        }
     }
 
     #[test]
@@ -134,5 +137,7 @@ mod tests {
         assert_eq!(parse_u64("0x10"), Ok(16));
         assert_eq!(parse_u64("10"), Ok(10));
         assert!(parse_u64("x").is_err());
+        assert!(parse_u64("2 ").is_err());
+        assert!(parse_mode(" 600").is_err());
     }
 }

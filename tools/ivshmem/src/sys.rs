@@ -1,166 +1,77 @@
-//! Thin, safe wrappers over the Linux system calls the protocol needs.
-//!
-//! Everything `unsafe` about file descriptors and `sendmsg`/`recvmsg` control
-//! messages lives here, so the rest of the crate deals in `OwnedFd`s.
+//! The Linux system calls the protocol needs, through `rustix`'s safe
+//! wrappers: Unix stream sockets with `SCM_RIGHTS`, eventfds and `poll`.
+//! The rest of the crate deals in `OwnedFd`s and `io::Result`s.
 
-use std::ffi::CString;
 use std::io;
-use std::mem;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::ptr;
 use std::time::{Duration, Instant};
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+};
 
 /// Most file descriptors a single `recvmsg` accepts; extra ones are discarded
 /// by the kernel and reported through `MSG_CTRUNC`.
 const MAX_RECV_FDS: usize = 8;
 
-/// Control buffer, aligned for `cmsghdr`, big enough for `MAX_RECV_FDS` fds.
-#[repr(C)]
-union CmsgBuf {
-    _align: libc::cmsghdr,
-    buf: [u8; 128],
-}
-
-/// Turns a `-1` return value into the current `errno`.
-pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
-}
-
-/// Same as [`cvt`] for `ssize_t` results.
-pub(crate) fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret as usize)
-    }
-}
-
-/// Wraps a freshly returned raw descriptor.
-///
-/// # Safety
-/// `fd` must be a valid descriptor that nothing else owns.
-unsafe fn owned(fd: RawFd) -> OwnedFd {
-    OwnedFd::from_raw_fd(fd)
-}
-
-/// Converts a path into a `CString`, refusing interior NUL bytes.
-pub(crate) fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
-}
-
-/// Builds a `sockaddr_un` for `path`.
-pub(crate) fn sockaddr_un(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
-    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() {
+/// A `sockaddr_un` for `path`, refusing paths that do not fit.
+fn unix_addr(path: &Path) -> io::Result<SocketAddrUnix> {
+    const MAX: usize = 107; // sizeof(sun_path) - 1 for the NUL
+    let len = path.as_os_str().len();
+    if len == 0 || len > MAX {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "socket path must be 1..{} bytes long, {} is {} bytes",
-                addr.sun_path.len() - 1,
-                path.display(),
-                bytes.len()
+                "socket path must be 1..{MAX} bytes long, {} is {len} bytes",
+                path.display()
             ),
         ));
     }
-    if bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path contains a NUL byte",
-        ));
-    }
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    let len = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-    Ok((addr, len as libc::socklen_t))
+    Ok(SocketAddrUnix::new(path)?)
 }
 
 /// Creates a non-blocking, close-on-exec `AF_UNIX` stream socket.
 pub(crate) fn unix_stream_socket() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked and owned below.
-    let fd = cvt(unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-        )
-    })?;
-    // SAFETY: fd was just created and is owned by nobody else.
-    Ok(unsafe { owned(fd) })
+    Ok(rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?)
 }
 
 /// `connect()` on a Unix socket. Returns the raw `io::Error` so callers can
 /// tell `ECONNREFUSED`/`EAGAIN`/`ENOENT` apart.
 pub(crate) fn connect_unix(sock: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    let (addr, len) = sockaddr_un(path)?;
-    loop {
-        // SAFETY: addr is a valid sockaddr_un of length len.
-        let ret = unsafe {
-            libc::connect(
-                sock.as_raw_fd(),
-                &addr as *const libc::sockaddr_un as *const libc::sockaddr,
-                len,
-            )
-        };
-        match cvt(ret) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let addr = unix_addr(path)?;
+    retry_on_eintr(|| rustix::net::connect(sock, &addr))
 }
 
 /// `bind()` on a Unix socket.
 pub(crate) fn bind_unix(sock: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    let (addr, len) = sockaddr_un(path)?;
-    // SAFETY: addr is a valid sockaddr_un of length len.
-    cvt(unsafe {
-        libc::bind(
-            sock.as_raw_fd(),
-            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
-            len,
-        )
-    })?;
-    Ok(())
+    Ok(rustix::net::bind(sock, &unix_addr(path)?)?)
 }
 
 /// `listen()`.
 pub(crate) fn listen(sock: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
-    // SAFETY: plain syscall on a valid descriptor.
-    cvt(unsafe { libc::listen(sock.as_raw_fd(), backlog) })?;
-    Ok(())
+    Ok(rustix::net::listen(sock, backlog)?)
 }
 
 /// `accept4()` with `SOCK_NONBLOCK | SOCK_CLOEXEC`; `Ok(None)` when nobody waits.
 pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     loop {
-        // SAFETY: null address pointers are allowed by accept4.
-        let ret = unsafe {
-            libc::accept4(
-                listener.as_raw_fd(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            )
-        };
-        match cvt(ret) {
-            // SAFETY: accept4 returned a new descriptor that we now own.
-            Ok(fd) => return Ok(Some(unsafe { owned(fd) })),
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        match rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(None),
             // The connection was reset before we accepted it: try the next one.
-            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
-            Err(e) => return Err(e),
+            Err(Errno::CONNABORTED) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -168,30 +79,22 @@ pub(crate) fn accept(listener: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
 /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`: counter mode, like QEMU's
 /// `event_notifier_init()`.
 pub(crate) fn eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked and owned below.
-    let fd = cvt(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
-    // SAFETY: fd was just created and is owned by nobody else.
-    Ok(unsafe { owned(fd) })
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC,
+    )?)
 }
 
 /// Adds `count` to an eventfd counter (8 bytes, native endian).
 pub(crate) fn eventfd_write(fd: BorrowedFd<'_>, count: u64) -> io::Result<()> {
-    let buf = count.to_ne_bytes();
-    loop {
-        // SAFETY: buf is 8 valid bytes.
-        let ret = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-        match cvt_size(ret) {
-            Ok(8) => return Ok(()),
-            Ok(n) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("short write of {n} bytes to an eventfd"),
-                ))
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
+    let n = retry_on_eintr(|| rustix::io::write(fd, &count.to_ne_bytes()))?;
+    if n != 8 {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short write of {n} bytes to an eventfd"),
+        ));
     }
+    Ok(())
 }
 
 /// Reads and clears an eventfd counter without blocking; 0 when it was 0.
@@ -200,13 +103,11 @@ pub(crate) fn eventfd_write(fd: BorrowedFd<'_>, count: u64) -> io::Result<()> {
 pub(crate) fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
     let mut buf = [0u8; 8];
     loop {
-        let mut pfd = [pollfd(fd.as_raw_fd(), libc::POLLIN)];
-        if poll(&mut pfd, Some(Duration::ZERO))? == 0 || pfd[0].revents & libc::POLLIN == 0 {
+        let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+        if poll(&mut pfd, Some(Duration::ZERO))? == 0 || !pfd[0].revents().contains(PollFlags::IN) {
             return Ok(0);
         }
-        // SAFETY: buf has room for 8 bytes.
-        let ret = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        match cvt_size(ret) {
+        match rustix::io::read(fd, &mut buf) {
             Ok(8) => return Ok(u64::from_ne_bytes(buf)),
             Ok(n) => {
                 return Err(io::Error::new(
@@ -214,43 +115,34 @@ pub(crate) fn eventfd_read(fd: BorrowedFd<'_>) -> io::Result<u64> {
                     format!("short read of {n} bytes from an eventfd"),
                 ))
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-            Err(e) => return Err(e),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(0),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Sets `O_NONBLOCK` on a descriptor (on its open file description).
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: fcntl on a valid descriptor.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    if flags & libc::O_NONBLOCK == 0 {
-        // SAFETY: as above.
-        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    use rustix::fs::OFlags;
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    if !flags.contains(OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
     }
     Ok(())
 }
 
 /// `fstat()`.
-pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
-    // SAFETY: stat is plain old data and fstat fills it.
-    let mut st: libc::stat = unsafe { mem::zeroed() };
-    // SAFETY: st is a valid out pointer.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(st)
+pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<rustix::fs::Stat> {
+    Ok(rustix::fs::fstat(fd)?)
 }
 
 /// `lstat()`; `Ok(None)` if the path does not exist.
-pub(crate) fn lstat(path: &Path) -> io::Result<Option<libc::stat>> {
-    let c = cstring(path)?;
-    // SAFETY: stat is plain old data and lstat fills it.
-    let mut st: libc::stat = unsafe { mem::zeroed() };
-    // SAFETY: c is NUL-terminated and st a valid out pointer.
-    match cvt(unsafe { libc::lstat(c.as_ptr(), &mut st) }) {
-        Ok(_) => Ok(Some(st)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+pub(crate) fn lstat(path: &Path) -> io::Result<Option<rustix::fs::Stat>> {
+    match rustix::fs::lstat(path) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -262,42 +154,15 @@ pub(crate) fn send_frame(
     bytes: &[u8],
     fd: Option<BorrowedFd<'_>>,
 ) -> io::Result<usize> {
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
-    // SAFETY: msghdr is plain old data; all-zero is valid.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    let mut ctl = CmsgBuf { buf: [0; 128] };
-    if let Some(fd) = fd {
-        // SAFETY: CMSG_* are pure arithmetic on the buffer we own; the buffer
-        // (128 bytes) is larger than CMSG_SPACE(4) (24 bytes).
-        unsafe {
-            msg.msg_control = ctl.buf.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) as _;
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            (*cmsg).cmsg_level = libc::SOL_SOCKET;
-            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as _;
-            ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
-        }
+    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(io::Error::other("no room for an SCM_RIGHTS message"));
     }
-    loop {
-        // SAFETY: msg points at iov/ctl which outlive the call.
-        let ret = unsafe {
-            libc::sendmsg(
-                sock.as_raw_fd(),
-                &msg,
-                libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-            )
-        };
-        match cvt_size(ret) {
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            other => return other,
-        }
-    }
+    let iov = [io::IoSlice::new(bytes)];
+    let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+    retry_on_eintr(|| rustix::net::sendmsg(sock, &iov, &mut control, flags))
 }
 
 /// What one `recvmsg` returned.
@@ -312,90 +177,56 @@ pub(crate) struct Received {
 
 /// Non-blocking `recvmsg` into `buf`, collecting `SCM_RIGHTS` descriptors.
 pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let mut ctl = CmsgBuf { buf: [0; 128] };
-    // SAFETY: msghdr is plain old data; all-zero is valid.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    // SAFETY: union field access of a byte array.
-    msg.msg_control = unsafe { ctl.buf.as_mut_ptr().cast() };
-    // SAFETY: pure arithmetic.
-    let space = unsafe { libc::CMSG_SPACE((MAX_RECV_FDS * mem::size_of::<libc::c_int>()) as u32) };
-    debug_assert!(space as usize <= 128);
-    msg.msg_controllen = space as _;
-    let n = loop {
-        // SAFETY: msg points at iov/ctl which outlive the call.
-        let ret = unsafe {
-            libc::recvmsg(
-                sock.as_raw_fd(),
-                &mut msg,
-                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-            )
-        };
-        match cvt_size(ret) {
-            Ok(n) => break n,
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) => return Err(e),
-        }
-    };
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_RECV_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [io::IoSliceMut::new(buf)];
+    let flags = RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC;
+    let msg = retry_on_eintr(|| rustix::net::recvmsg(sock, &mut iov, &mut control, flags))?;
     let mut fds = Vec::new();
-    // SAFETY: the kernel filled msg_control/msg_controllen; CMSG_FIRSTHDR and
-    // CMSG_NXTHDR only walk inside that buffer, and each SCM_RIGHTS payload
-    // holds (cmsg_len - CMSG_LEN(0)) / sizeof(int) descriptors now owned by us.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                let payload = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
-                for i in 0..payload / mem::size_of::<libc::c_int>() {
-                    let fd = ptr::read_unaligned(data.add(i));
-                    if fd >= 0 {
-                        fds.push(owned(fd));
-                    }
-                }
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
         }
     }
     Ok(Received {
-        n,
+        n: msg.bytes,
         fds,
-        truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+        truncated: msg.flags.contains(ReturnFlags::CTRUNC),
     })
 }
 
-/// Milliseconds for `poll()` from an optional timeout (rounded up, so a
-/// non-zero timeout never turns into a busy loop).
-pub(crate) fn poll_timeout_ms(timeout: Option<Duration>) -> libc::c_int {
-    match timeout {
-        None => -1,
-        Some(d) => {
-            let ms = d.as_nanos().div_ceil(1_000_000);
-            ms.min(libc::c_int::MAX as u128) as libc::c_int
-        }
+/// `poll()`; `EINTR` is reported as zero ready descriptors.
+pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
+    let timeout = timeout.map(|d| {
+        Timespec::try_from(d).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        })
+    });
+    match rustix::event::poll(fds, timeout.as_ref()) {
+        Ok(n) => Ok(n),
+        Err(Errno::INTR) => Ok(0),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// `poll()`; `EINTR` is reported as zero ready descriptors.
-pub(crate) fn poll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
-    // SAFETY: fds is a valid slice of pollfd.
-    let ret = unsafe {
-        libc::poll(
-            fds.as_mut_ptr(),
-            fds.len() as libc::nfds_t,
-            poll_timeout_ms(timeout),
-        )
-    };
-    match cvt(ret) {
-        Ok(n) => Ok(n as usize),
-        Err(e) if e.raw_os_error() == Some(libc::EINTR) => Ok(0),
-        Err(e) => Err(e),
-    }
+/// Polls `fds` for `events` and returns each one's `revents`; `EINTR` gives
+/// empty flags. For callers whose descriptors are borrowed from `&mut self`.
+pub(crate) fn poll_each<'a>(
+    fds: impl IntoIterator<Item = (BorrowedFd<'a>, PollFlags)>,
+    timeout: Option<Duration>,
+) -> io::Result<Vec<PollFlags>> {
+    let mut pfds: Vec<PollFd<'a>> = fds
+        .into_iter()
+        .map(|(fd, events)| PollFd::from_borrowed_fd(fd, events))
+        .collect();
+    poll(&mut pfds, timeout)?;
+    Ok(pfds.iter().map(|p| p.revents()).collect())
+}
+
+/// A `PollFd` for anything that has a descriptor.
+pub(crate) fn pollfd<F: AsFd>(fd: &F, events: PollFlags) -> PollFd<'_> {
+    PollFd::new(fd, events)
 }
 
 /// Time left until `deadline` (zero when past).
@@ -403,11 +234,12 @@ pub(crate) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// A `pollfd` for `fd` with `events`.
-pub(crate) fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
+/// Runs `f` again while it fails with `EINTR`.
+fn retry_on_eintr<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            other => return other.map_err(io::Error::from),
+        }
     }
 }

@@ -57,12 +57,24 @@ fn server_options_help_and_errors() {
     ] {
         assert!(help.contains(opt), "help lacks {opt}");
     }
+    for args in [&["--help"][..], &["-V"], &["--version"]] {
+        let out = run_server(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty() && out.stderr.is_empty(), "{args:?}");
+    }
+    assert!(text(&run_server(&["-V"]).stdout).starts_with("ivshmem-server "));
     for (args, msg) in [
-        (&["-x"][..], "invalid option"),
+        (&["-x"][..], "unexpected argument '-x'"),
+        (&["--nope"], "unexpected argument '--nope'"),
         (&["-v"], "cannot use verbose in daemon mode"),
         (&["-F", "-n", "65"], "too many requested vectors"),
+        (&["-F", "-n", "2 "], "cannot parse n_vectors"),
         (&["-F", "-l", "4Q"], "invalid size"),
-        (&["-F", "-S"], "requires an argument"),
+        (&["-F", "-l", "1M "], "invalid size '1M '"),
+        (&["-F", "--size=1M "], "invalid size '1M '"),
+        (&["-F", "-l", "1E"], "larger than this machine's memory"),
+        (&["-F", "-S"], "a value is required"),
+        (&["-F", "extra"], "unexpected argument 'extra'"),
     ] {
         let out = run_server(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -169,10 +181,9 @@ fn daemon_mode_returns_when_ready_and_writes_pid_file() {
     let p = PeerConnection::connect(&sock, 1, T).unwrap();
     assert_eq!(p.id(), 0);
     // The daemon is in its own session.
-    // SAFETY: getsid on a pid.
-    assert_eq!(unsafe { libc::getsid(pid) }, pid);
-    // SAFETY: signalling the daemon we started.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let sid = rustix::process::getsid(rustix::process::Pid::from_raw(pid));
+    assert_eq!(sid.map(|s| s.as_raw_nonzero().get()), Ok(pid));
+    send_signal(pid as u32, libc::SIGTERM);
     wait_until("daemon to exit", T, || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")
@@ -236,6 +247,29 @@ fn client_lists_peers_and_sends_interrupts() {
         assert!(Instant::now() < deadline, "interrupts so far {counts:?}");
         for (c, n) in counts.iter_mut().zip(p.poll_interrupts(Some(T)).unwrap()) {
             *c += n;
+        }
+    }
+}
+
+#[test]
+fn client_learns_the_vector_count_from_the_server() {
+    for vectors in [0, 1, 3] {
+        let dir = TempDir::new("cli5");
+        let shm = ShmName::new("cli5");
+        let server = InProc::start(config(&dir, &shm, vectors));
+        let _p = server.connect(vectors as usize);
+        let out = client(&server.socket, &["dump"], "");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("own id 1, shm 1048576 bytes, {vectors} vectors")),
+            "-n {vectors}: {stdout}"
+        );
+        if vectors > 0 {
+            assert!(
+                stdout.contains(&format!("peer 0: {vectors} vectors")),
+                "{stdout}"
+            );
         }
     }
 }

@@ -18,8 +18,9 @@ fn le(v: i64) -> [u8; 8] {
 
 /// CMSG_LEN(sizeof(int)), as QEMU's server sends.
 fn cmsg_len_one_fd() -> usize {
-    // SAFETY: pure arithmetic.
-    unsafe { libc::CMSG_LEN(4) as usize }
+    // CMSG_LEN(len) = CMSG_ALIGN(sizeof(struct cmsghdr)) + len; the header is a whole
+    // number of alignment units on Linux (16 bytes on 64-bit targets).
+    std::mem::size_of::<libc::cmsghdr>() + 4
 }
 
 /// Expects `value` with no fd.
@@ -341,8 +342,7 @@ fn default_modes_are_owner_only_and_configurable() {
     let mut cfg = config(&dir, &shm, 1);
     cfg.socket_mode = 0o660;
     cfg.shm_mode = 0o640;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     if root {
         cfg.group = Some(4242);
         cfg.owner = Some(4343);

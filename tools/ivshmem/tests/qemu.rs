@@ -135,19 +135,7 @@ fn qemu_doorbell_devices_appear_with_their_vectors_and_leave() {
     me.conn.notify(1, 1).unwrap();
 
     // Our command-line client sees the QEMU peer with both vectors.
-    let out = Command::new(client_bin())
-        .arg("-S")
-        .arg(&server.socket)
-        .args(["-n", "2", "peers"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = client_peers(&server.socket, &["-n", "2"]);
     assert!(
         stdout.contains("own id 2, shm 1048576 bytes, 2 vectors"),
         "{stdout}"
@@ -171,6 +159,17 @@ fn qemu_doorbell_devices_appear_with_their_vectors_and_leave() {
             PeerInfo { id: 1, vectors: 2 },
             PeerInfo { id: 3, vectors: 2 }
         ]
+    );
+    // Without -n it learns the vector count from the server, as QEMU's client.
+    let stdout = client_peers(&server.socket, &[]);
+    assert!(
+        stdout.contains("own id 4, shm 1048576 bytes, 2 vectors\npeer 0: 2 vectors\npeer 1: 2 vectors\npeer 3: 2 vectors"),
+        "{stdout}"
+    );
+    expect_event(
+        &mut me,
+        &mut [&mut qa, &mut qb],
+        PeerEvent::Disconnected { id: 4 },
     );
 
     // QEMU A is killed: it disappears; QEMU B stays.
@@ -209,4 +208,22 @@ fn qemu_doorbell_devices_appear_with_their_vectors_and_leave() {
     }
     assert!(!server.socket.exists());
     assert!(!shm.path().exists());
+}
+
+/// Runs `ivshmem-client -S SOCKET ARGS... peers`; its stdout (it must succeed).
+fn client_peers(socket: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(client_bin())
+        .arg("-S")
+        .arg(socket)
+        .args(args)
+        .arg("peers")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -35,6 +35,9 @@ use std::time::{Duration, Instant};
 
 use ivshmem::{Server, ServerConfig, ShmBacking, ShmMapping, StopHandle};
 use rpmsg_engine::Error as EngineError;
+use rustix::process::{set_parent_process_death_signal, Signal};
+use rustix::thread::CpuSet;
+use serde::Serialize;
 
 use crate::baseline::{self, BareRing};
 use crate::cli::Common;
@@ -140,33 +143,60 @@ fn us(ns: u64) -> String {
     format!("{:.1} us", ns as f64 / 1000.0)
 }
 
-/// A finite number for JSON (`null` otherwise).
-fn num(v: Option<f64>, decimals: usize) -> String {
-    match v {
-        Some(v) if v.is_finite() => format!("{v:.decimals$}"),
-        _ => "null".to_string(),
-    }
+/// `v` rounded to `decimals` places, for JSON (non-finite values become `null`).
+fn rounded(v: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (v * scale).round() / scale
 }
 
-fn int(v: Option<u64>) -> String {
-    v.map_or_else(|| "null".to_string(), |v| v.to_string())
+/// The `--json` object: the headline figures, their baselines and ratios, and every row.
+#[derive(Serialize)]
+struct JsonReport {
+    rtt_payload: Option<usize>,
+    rtt_p50_ns: Option<u64>,
+    rtt_p99_ns: Option<u64>,
+    rtt_max_ns: Option<u64>,
+    roundtrips_per_s: Option<f64>,
+    eventfd_rtt_p50_ns: Option<u64>,
+    eventfd_rtt_p99_ns: Option<u64>,
+    eventfd_rtt_max_ns: Option<u64>,
+    eventfd_roundtrips_per_s: Option<f64>,
+    rtt_ratio: Option<f64>,
+    rtt_target_max_ratio: f64,
+    rtt_target_met: Option<bool>,
+    stream_payload: Option<usize>,
+    stream_in_flight: Option<u16>,
+    stream_messages: Option<u64>,
+    stream_mb_s: Option<f64>,
+    stream_msgs_per_s: Option<f64>,
+    memcpy_mb_s: f64,
+    bare_ring_mb_s: Option<f64>,
+    stream_vs_bare_ring: Option<f64>,
+    memcpy_bytes: usize,
+    stream_ratio: Option<f64>,
+    stream_target_min_ratio: f64,
+    stream_target_met: Option<bool>,
+    count: u64,
+    rounds: u64,
+    buf_size: u32,
+    buf_count: u16,
+    private: bool,
+    spin_us: u128,
+    host_cpu: Option<usize>,
+    remote_cpu: Option<usize>,
+    socket: String,
+    round_trips: Vec<JsonRow>,
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// One round-trip row of [`JsonReport`].
+#[derive(Serialize)]
+struct JsonRow {
+    payload: usize,
+    count: u64,
+    p50_ns: u64,
+    p99_ns: u64,
+    max_ns: u64,
+    per_s: f64,
 }
 
 fn verdict(met: Option<bool>) -> &'static str {
@@ -376,76 +406,59 @@ impl Report {
     /// and every row.
     pub fn json(&self) -> String {
         let rt = self.full_size();
-        let e = self.eventfd;
-        let s = self.stream;
-        let rows: Vec<String> = self
-            .round_trips
-            .iter()
-            .map(|r| {
-                format!(
-                    "{{\"payload\":{},\"count\":{},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\
-                     \"per_s\":{}}}",
-                    r.payload,
-                    r.count,
-                    r.p50_ns,
-                    r.p99_ns,
-                    r.max_ns,
-                    num(Some(r.per_second), 1)
-                )
-            })
-            .collect();
-        let fields: Vec<(&str, String)> = vec![
-            ("rtt_payload", int(rt.map(|r| r.payload as u64))),
-            ("rtt_p50_ns", int(rt.map(|r| r.p50_ns))),
-            ("rtt_p99_ns", int(rt.map(|r| r.p99_ns))),
-            ("rtt_max_ns", int(rt.map(|r| r.max_ns))),
-            ("roundtrips_per_s", num(rt.map(|r| r.per_second), 1)),
-            ("eventfd_rtt_p50_ns", int(e.map(|r| r.p50_ns))),
-            ("eventfd_rtt_p99_ns", int(e.map(|r| r.p99_ns))),
-            ("eventfd_rtt_max_ns", int(e.map(|r| r.max_ns))),
-            ("eventfd_roundtrips_per_s", num(e.map(|r| r.per_second), 1)),
-            ("rtt_ratio", num(self.rtt_ratio(), 3)),
-            ("rtt_target_max_ratio", num(Some(RTT_TARGET), 2)),
-            (
-                "rtt_target_met",
-                self.rtt_target_met()
-                    .map_or("null".to_string(), |m| m.to_string()),
-            ),
-            ("stream_payload", int(s.map(|s| s.payload as u64))),
-            ("stream_in_flight", int(s.map(|s| u64::from(s.in_flight)))),
-            ("stream_messages", int(s.map(|s| s.messages))),
-            ("stream_mb_s", num(s.map(|s| s.mb_per_second), 1)),
-            (
-                "stream_msgs_per_s",
-                num(s.map(|s| s.messages_per_second), 1),
-            ),
-            ("memcpy_mb_s", num(Some(self.memcpy.mb_per_second), 1)),
-            ("bare_ring_mb_s", num(self.bare.map(|b| b.mb_per_second), 1)),
-            ("stream_vs_bare_ring", num(self.bare_ratio(), 4)),
-            ("memcpy_bytes", self.memcpy.window.to_string()),
-            ("stream_ratio", num(self.stream_ratio(), 4)),
-            ("stream_target_min_ratio", num(Some(STREAM_TARGET), 2)),
-            (
-                "stream_target_met",
-                self.stream_target_met()
-                    .map_or("null".to_string(), |m| m.to_string()),
-            ),
-            ("count", self.count.to_string()),
-            ("rounds", self.rounds.to_string()),
-            ("buf_size", self.buf_size.to_string()),
-            ("buf_count", self.buf_count.to_string()),
-            ("private", self.private.to_string()),
-            ("spin_us", self.spin.as_micros().to_string()),
-            ("host_cpu", int(self.cpus.map(|c| c.0 as u64))),
-            ("remote_cpu", int(self.cpus.map(|c| c.1 as u64))),
-            ("socket", json_string(&self.socket.to_string_lossy())),
-            ("round_trips", format!("[{}]", rows.join(","))),
-        ];
-        let body: Vec<String> = fields
-            .into_iter()
-            .map(|(k, v)| format!("\"{k}\":{v}"))
-            .collect();
-        format!("{{{}}}\n", body.join(","))
+        let (e, s) = (self.eventfd, self.stream);
+        let per_s = |r: &RoundTrips| rounded(r.per_second, 1);
+        let report = JsonReport {
+            rtt_payload: rt.map(|r| r.payload),
+            rtt_p50_ns: rt.map(|r| r.p50_ns),
+            rtt_p99_ns: rt.map(|r| r.p99_ns),
+            rtt_max_ns: rt.map(|r| r.max_ns),
+            roundtrips_per_s: rt.map(per_s),
+            eventfd_rtt_p50_ns: e.map(|r| r.p50_ns),
+            eventfd_rtt_p99_ns: e.map(|r| r.p99_ns),
+            eventfd_rtt_max_ns: e.map(|r| r.max_ns),
+            eventfd_roundtrips_per_s: e.as_ref().map(per_s),
+            rtt_ratio: self.rtt_ratio().map(|r| rounded(r, 3)),
+            rtt_target_max_ratio: RTT_TARGET,
+            rtt_target_met: self.rtt_target_met(),
+            stream_payload: s.map(|s| s.payload),
+            stream_in_flight: s.map(|s| s.in_flight),
+            stream_messages: s.map(|s| s.messages),
+            stream_mb_s: s.map(|s| rounded(s.mb_per_second, 1)),
+            stream_msgs_per_s: s.map(|s| rounded(s.messages_per_second, 1)),
+            memcpy_mb_s: rounded(self.memcpy.mb_per_second, 1),
+            bare_ring_mb_s: self.bare.map(|b| rounded(b.mb_per_second, 1)),
+            stream_vs_bare_ring: self.bare_ratio().map(|r| rounded(r, 4)),
+            memcpy_bytes: self.memcpy.window,
+            stream_ratio: self.stream_ratio().map(|r| rounded(r, 4)),
+            stream_target_min_ratio: STREAM_TARGET,
+            stream_target_met: self.stream_target_met(),
+            count: self.count,
+            rounds: self.rounds,
+            buf_size: self.buf_size,
+            buf_count: self.buf_count,
+            private: self.private,
+            spin_us: self.spin.as_micros(),
+            host_cpu: self.cpus.map(|c| c.0),
+            remote_cpu: self.cpus.map(|c| c.1),
+            socket: self.socket.to_string_lossy().into_owned(),
+            round_trips: self
+                .round_trips
+                .iter()
+                .map(|r| JsonRow {
+                    payload: r.payload,
+                    count: r.count,
+                    p50_ns: r.p50_ns,
+                    p99_ns: r.p99_ns,
+                    max_ns: r.max_ns,
+                    per_s: per_s(r),
+                })
+                .collect(),
+        };
+        // Serializing plain numbers, booleans and strings into a String cannot fail.
+        let mut text = serde_json::to_string(&report).unwrap_or_default();
+        text.push('\n');
+        text
     }
 }
 
@@ -458,33 +471,22 @@ struct Private {
 }
 
 /// Pins the calling thread to `cpu` (`sched_setaffinity`); returns the previous mask.
-fn pin_to(cpu: usize) -> Result<libc::cpu_set_t> {
-    // SAFETY: cpu_set_t is plain data; an all-zero value is a valid empty set.
-    let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `old` is a live cpu_set_t of the size passed.
-    unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) };
-    set_affinity(cpu)?;
+fn pin_to(cpu: usize) -> Result<CpuSet> {
+    let old = rustix::thread::sched_getaffinity(None)
+        .map_err(|e| Error::runtime(format!("--cpus: cannot read the CPU mask: {e}")))?;
+    if cpu >= CpuSet::MAX_CPU {
+        return Err(Error::runtime(format!("--cpus: there is no CPU {cpu}")));
+    }
+    rustix::thread::sched_setaffinity(None, &only(cpu))
+        .map_err(|e| Error::runtime(format!("--cpus: cannot run on CPU {cpu}: {e}")))?;
     Ok(old)
 }
 
-fn set_affinity(cpu: usize) -> Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(Error::runtime(format!("--cpus: there is no CPU {cpu}")));
-    }
-    // SAFETY: as in `pin_to`; CPU_SET writes inside the set (cpu < CPU_SETSIZE).
-    let ok = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::runtime(format!(
-            "--cpus: cannot run on CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        )))
-    }
+/// The set of just `cpu` (< `CpuSet::MAX_CPU`).
+fn only(cpu: usize) -> CpuSet {
+    let mut set = CpuSet::new();
+    set.set(cpu);
+    set
 }
 
 impl Private {
@@ -517,19 +519,15 @@ impl Private {
             Error::runtime(format!("cannot find this program to start a remote: {e}"))
         })?;
         let mut command = Command::new(exe);
-        // SAFETY: prctl and sched_setaffinity are async-signal-safe and touch no memory of
-        // the parent; the first makes the kernel kill the remote if this process dies
-        // without reaping it, the second pins the remote (CPU_SET writes inside `set`).
+        // SAFETY: the closure runs in the child between fork and exec: it makes two system
+        // calls (prctl, sched_setaffinity), which are async-signal-safe, and neither
+        // allocates nor takes a lock. The first makes the kernel kill the remote if this
+        // process dies without reaping it, the second pins the remote.
         unsafe {
             command.pre_exec(move || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if let Some(cpu) = remote_cpu.filter(|c| *c < libc::CPU_SETSIZE as usize) {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpu, &mut set);
-                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
+                set_parent_process_death_signal(Some(Signal::KILL))?;
+                if let Some(cpu) = remote_cpu.filter(|c| *c < CpuSet::MAX_CPU) {
+                    rustix::thread::sched_setaffinity(None, &only(cpu))?;
                 }
                 Ok(())
             });
@@ -616,8 +614,7 @@ pub fn run(
     });
     crate::console::set_diagnostics(true);
     if let Some(mask) = old_mask {
-        // SAFETY: `mask` is the live cpu_set_t read by `pin_to`.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mask) };
+        let _ = rustix::thread::sched_setaffinity(None, &mask);
     }
     if let Some(p) = private.as_mut() {
         let remote_log = p.finish();

@@ -1,12 +1,14 @@
-//! Command-line parsing. Options may stand before or after the command words; `--` ends
-//! the options (for a string that starts with `-`). A word like `-1` is not an option: it
-//! is taken as an argument, so that it is refused as a count with a clear message.
+//! Command-line parsing, on `clap`. Options may stand before or after the command words;
+//! `--` ends the options (for a string that starts with `-`). A word like `-1` is not an
+//! option: it is taken as an argument, so that it is refused as a count with a clear message.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 use rpmsg_engine::layout::MAX_SHM_SIZE;
 use rpmsg_engine::{Config, Layout};
 
@@ -24,60 +26,9 @@ pub const MAX_BENCH_COUNT: u64 = 10_000_000;
 /// Longest `--spin-us`.
 pub const MAX_SPIN_US: u64 = 1_000_000;
 
-/// The usage text.
+/// The usage text (`--help`).
 pub fn usage() -> String {
-    format!(
-        "\
-Usage: rpmsg-ivshmem [OPTIONS] <COMMAND> [ARGS]
-
-RPMsg over IVSHMEM, natively on Linux: attaches to an ivshmem-server as a peer and talks to
-the other side (a Zephyr image in QEMU, or another rpmsg-ivshmem) through the shared memory.
-Options may come before or after the command.
-
-Commands:
-  remote                   act as the remote image: endpoint \"k\", echo every message back
-  host                     long-running host; reads commands from stdin, one a line:
-                             rpmsg_ivshmem send <string> <number of messages>
-                             status
-  host send <string> <n>   send <string> n times, waiting for each echo (as the host's shell)
-  bench                    round-trip latency and one-way throughput next to their limits
-                           (eventfd ping-pong, memcpy); prints a table
-  status                   show the link as the shared control area describes it
-  help                     this text
-
-Options:
-  -S, --socket PATH        ivshmem-server socket (default {DEFAULT_SOCKET})
-      --buf-size BYTES     RPMsg buffer size, 16-byte header included (default 512)
-      --buf-count N        buffers per direction = descriptors per virtqueue, a power of
-                           two (default 16); both sides must use the same two values
-      --board NAME         name in the \"Hello <NAME> - ... Side\" banner (default {board})
-      --spin-us N          how long to look at the rings (yielding the CPU) before blocking
-                           on the doorbell, in microseconds (default {spin}; 0: block at once)
-  -q, --quiet              remote, host send: nothing per message, a summary at the end
-      --seq                host send: number the messages (\"<i>:<string>\") and check that
-                           every echo comes back once, complete and in order
-      --window N           host send: messages in flight (default 1, as the firmware)
-      --wait SECS          host send: how long to wait for a remote (default {wait})
-      --count N            remote: exit after echoing N messages;
-                           bench: round trips per payload size (default {bench})
-      --sink               remote: also offer endpoint \"{sink}\", which consumes messages
-                           (bench uses it for one-way throughput)
-      --attach             bench: use the server at -S and a remote already running there
-                           (default: start a private server and remote)
-      --json               bench: print one JSON object instead of the table
-      --cpus H,R           bench: pin itself (the host) to CPU H and its remote to CPU R
-                           (H = R: both share one CPU; default: the scheduler decides)
-  -h, --help               this text
-  -V, --version            the version
-
-Exit status: 0 success, 1 failure (server absent, link not ready, timeout), 2 usage error.
-",
-        board = default_board(),
-        wait = DEFAULT_WAIT_LINK.as_secs(),
-        bench = DEFAULT_BENCH_COUNT,
-        sink = crate::SINK_ENDPOINT,
-        spin = crate::platform::DEFAULT_SPIN.as_micros(),
-    )
+    Args::command().render_long_help().to_string()
 }
 
 /// The banner's board name for this machine: `linux_<arch>`.
@@ -190,145 +141,178 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Default)]
-struct Raw {
-    socket: Option<PathBuf>,
-    buf_size: Option<String>,
-    buf_count: Option<String>,
+/// The command line as clap sees it; [`parse`] turns it into a [`Cli`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "rpmsg-ivshmem",
+    version,
+    about = "RPMsg over IVSHMEM, natively on Linux: attaches to an ivshmem-server as a peer \
+             and talks to the other side (a Zephyr image in QEMU, or another rpmsg-ivshmem) \
+             through the shared memory. Options may come before or after the command.",
+    args_override_self = true,
+    after_help = "Exit status: 0 success, 1 failure (server absent, link not ready, \
+                  timeout), 2 usage error."
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    /// ivshmem-server socket
+    #[arg(short = 'S', long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// RPMsg buffer size, 16-byte header included
+    #[arg(long, global = true, value_name = "BYTES", default_value = "512",
+          value_parser = whole::<u32>)]
+    buf_size: u32,
+    /// Buffers per direction = descriptors per virtqueue, a power of two; both sides must
+    /// use the same two values
+    #[arg(long, global = true, value_name = "N", default_value = "16",
+          value_parser = whole::<u16>)]
+    buf_count: u16,
+    /// Name in the "Hello <NAME> - ... Side" banner [default: linux_<arch>]
+    #[arg(long, global = true, value_name = "NAME")]
     board: Option<String>,
-    spin: Option<String>,
+    /// How long to look at the rings (yielding the CPU) before blocking on the doorbell,
+    /// in microseconds; 0: block at once [default: 50]
+    #[arg(long, global = true, value_name = "N", value_parser = spin_arg)]
+    spin_us: Option<Duration>,
+    /// remote, host send: nothing per message, a summary at the end
+    #[arg(short, long, global = true)]
     quiet: bool,
+    /// host send: number the messages ("<i>:<string>") and check that every echo comes
+    /// back once, complete and in order
+    #[arg(long, global = true)]
     seq: bool,
-    window: Option<String>,
-    wait: Option<String>,
-    count: Option<String>,
+    /// host send: messages in flight [default: 1, as the firmware]
+    #[arg(long, global = true, value_name = "N", value_parser = whole::<u16>)]
+    window: Option<u16>,
+    /// host send: how long to wait for a remote, in seconds [default: 10]
+    #[arg(long, global = true, value_name = "SECS", value_parser = whole::<u64>)]
+    wait: Option<u64>,
+    /// remote: exit after echoing N messages; bench: round trips per payload size
+    /// [default: 10000]
+    #[arg(long, global = true, value_name = "N", value_parser = positive)]
+    count: Option<u64>,
+    /// remote: also offer endpoint "rpmsg-sink", which consumes messages (bench uses it
+    /// for one-way throughput)
+    #[arg(long, global = true)]
     sink: bool,
+    /// bench: use the server at -S and a remote already running there (default: start a
+    /// private server and remote)
+    #[arg(long, global = true)]
     attach: bool,
+    /// bench: print one JSON object instead of the table
+    #[arg(long, global = true)]
     json: bool,
-    cpus: Option<String>,
-    help: bool,
-    version: bool,
-    words: Vec<OsString>,
+    /// bench: pin itself (the host) to CPU H and its remote to CPU R (H = R: both share one
+    /// CPU; default: the scheduler decides)
+    #[arg(long, global = true, value_name = "H,R", value_parser = cpus_arg)]
+    cpus: Option<(usize, usize)>,
 }
 
-fn is_option(arg: &[u8]) -> bool {
-    arg.len() > 1 && arg[0] == b'-' && !arg[1].is_ascii_digit()
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Act as the remote image: endpoint "k", echo every message back
+    Remote,
+    /// Long-running host; reads commands from stdin, one a line:
+    /// `rpmsg_ivshmem send <string> <number of messages>`, `status`.
+    /// `host send <string> <n>`: send <string> n times, waiting for each echo (as the
+    /// host's shell)
+    Host {
+        #[command(subcommand)]
+        send: Option<HostSub>,
+    },
+    /// Round-trip latency and one-way throughput next to their limits (eventfd ping-pong,
+    /// memcpy); prints a table
+    Bench,
+    /// Show the link as the shared control area describes it
+    Status,
 }
 
-fn text(value: OsString, name: &str) -> Result<String> {
-    value
-        .into_string()
-        .map_err(|v| Error::usage(format!("{name}: value {v:?} is not valid UTF-8")))
+#[derive(Debug, Subcommand)]
+enum HostSub {
+    /// Send <string> n times, waiting for each echo (as the host's shell)
+    #[command(allow_negative_numbers = true)]
+    Send {
+        /// <string> <number of messages>
+        #[arg(value_name = "ARGS", value_parser = clap::value_parser!(OsString))]
+        words: Vec<OsString>,
+    },
 }
 
-fn number<T: std::str::FromStr>(value: &str, name: &str, what: &str) -> Result<T> {
+/// A whole number, digits only (no sign, no spaces).
+fn whole<T: std::str::FromStr>(value: &str) -> std::result::Result<T, String> {
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::usage(format!(
-            "{name}: invalid value \"{value}\": expected {what}"
-        )));
+        return Err("expected a whole number".into());
     }
+    value.parse().map_err(|_| "the number is too large".into())
+}
+
+fn positive(value: &str) -> std::result::Result<u64, String> {
+    match whole(value)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+fn spin_arg(value: &str) -> std::result::Result<Duration, String> {
+    let us: u64 = whole(value)?;
+    if us > MAX_SPIN_US {
+        return Err(format!(
+            "at most {MAX_SPIN_US} (a second of busy CPU per wait)"
+        ));
+    }
+    Ok(Duration::from_micros(us))
+}
+
+fn cpus_arg(value: &str) -> std::result::Result<(usize, usize), String> {
     value
-        .parse()
-        .map_err(|_| Error::usage(format!("{name}: value \"{value}\" is too large")))
+        .split_once(',')
+        .and_then(|(h, r)| Some((whole(h).ok()?, whole(r).ok()?)))
+        .ok_or_else(|| "expected two CPU numbers, HOST,REMOTE".into())
 }
 
 /// Parses the arguments (without the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Cli> {
-    let mut raw = Raw::default();
-    let mut args = args.into_iter();
-    let mut only_words = false;
-    while let Some(arg) = args.next() {
-        let bytes = arg.as_bytes();
-        if only_words || !is_option(bytes) {
-            raw.words.push(arg);
-            continue;
-        }
-        if bytes == b"--" {
-            only_words = true;
-            continue;
-        }
-        // --name=value, -Svalue, or the value in the next argument.
-        let (name, mut inline): (String, Option<OsString>) = if bytes.starts_with(b"--") {
-            match bytes.iter().position(|b| *b == b'=') {
-                Some(eq) => (
-                    String::from_utf8_lossy(&bytes[..eq]).into_owned(),
-                    Some(std::ffi::OsStr::from_bytes(&bytes[eq + 1..]).to_os_string()),
-                ),
-                None => (String::from_utf8_lossy(bytes).into_owned(), None),
+    let argv = std::iter::once(OsString::from("rpmsg-ivshmem")).chain(args);
+    match Args::try_parse_from(argv) {
+        Ok(args) => build(args),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                Ok(Cli {
+                    common: defaults()?,
+                    command: Command::Help,
+                })
             }
-        } else {
-            let name = String::from_utf8_lossy(&bytes[..2]).into_owned();
-            let rest = &bytes[2..];
-            let inline =
-                (!rest.is_empty()).then(|| std::ffi::OsStr::from_bytes(rest).to_os_string());
-            (name, inline)
-        };
-        let mut value = |name: &str| -> Result<OsString> {
-            inline
-                .take()
-                .or_else(|| args.next())
-                .ok_or_else(|| Error::usage(format!("option {name} needs a value")))
-        };
-        match name.as_str() {
-            "-S" | "--socket" => raw.socket = Some(PathBuf::from(value(&name)?)),
-            "--buf-size" => raw.buf_size = Some(text(value(&name)?, &name)?),
-            "--buf-count" => raw.buf_count = Some(text(value(&name)?, &name)?),
-            "--board" => raw.board = Some(text(value(&name)?, &name)?),
-            "--spin-us" => raw.spin = Some(text(value(&name)?, &name)?),
-            "--window" => raw.window = Some(text(value(&name)?, &name)?),
-            "--wait" => raw.wait = Some(text(value(&name)?, &name)?),
-            "--count" => raw.count = Some(text(value(&name)?, &name)?),
-            "-q" | "--quiet" => raw.quiet = true,
-            "--seq" => raw.seq = true,
-            "--sink" => raw.sink = true,
-            "--attach" => raw.attach = true,
-            "--json" => raw.json = true,
-            "--cpus" => raw.cpus = Some(text(value(&name)?, &name)?),
-            "-h" | "--help" => raw.help = true,
-            "-V" | "--version" => raw.version = true,
-            _ => {
-                return Err(Error::usage(format!(
-                    "unknown option {}",
-                    String::from_utf8_lossy(bytes)
-                )))
-            }
-        }
-        if inline.is_some() {
-            return Err(Error::usage(format!("option {name} takes no value")));
-        }
+            ErrorKind::DisplayVersion => Ok(Cli {
+                common: defaults()?,
+                command: Command::Version,
+            }),
+            _ => Err(Error::usage(clap_message(&e))),
+        },
     }
-    build(raw)
 }
 
-fn build(raw: Raw) -> Result<Cli> {
+/// The settings of a command line without options.
+fn defaults() -> Result<Common> {
+    common(&Args::try_parse_from(["rpmsg-ivshmem"]).map_err(|e| Error::usage(e.to_string()))?)
+}
+
+/// clap's message without its `error: ` prefix, usage and tips (we print our own hint).
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or_default();
+    first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+fn common(args: &Args) -> Result<Common> {
     let common = Common {
-        socket: raw
-            .socket
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
-        buf_size: match &raw.buf_size {
-            Some(v) => number(v, "--buf-size", "a buffer size in bytes")?,
-            None => 512,
-        },
-        buf_count: match &raw.buf_count {
-            Some(v) => number(v, "--buf-count", "a number of buffers")?,
-            None => 16,
-        },
-        board: raw.board.clone().unwrap_or_else(default_board),
-        spin: match &raw.spin {
-            Some(v) => {
-                let us: u64 = number(v, "--spin-us", "a number of microseconds")?;
-                if us > MAX_SPIN_US {
-                    return Err(Error::usage(format!(
-                        "--spin-us: at most {MAX_SPIN_US} (a second of busy CPU per wait)"
-                    )));
-                }
-                Duration::from_micros(us)
-            }
-            None => crate::platform::DEFAULT_SPIN,
-        },
+        socket: args.socket.clone(),
+        buf_size: args.buf_size,
+        buf_count: args.buf_count,
+        board: args.board.clone().unwrap_or_else(default_board),
+        spin: args.spin_us.unwrap_or(crate::platform::DEFAULT_SPIN),
     };
-    if raw.board.as_deref().is_some_and(|b| b.contains('\n')) {
+    if common.board.contains('\n') {
         return Err(Error::usage("--board: the name must be one line"));
     }
     // The layout rules that do not depend on the region size, checked before connecting.
@@ -338,127 +322,36 @@ fn build(raw: Raw) -> Result<Cli> {
             common.buf_size, common.buf_count
         )));
     }
-    if raw.help {
-        return Ok(Cli {
-            common,
-            command: Command::Help,
-        });
-    }
-    if raw.version {
-        return Ok(Cli {
-            common,
-            command: Command::Version,
-        });
-    }
-    let words: Vec<&[u8]> = raw.words.iter().map(|w| w.as_bytes()).collect();
-    let command = match words.as_slice() {
-        [] => {
+    Ok(common)
+}
+
+fn build(args: Args) -> Result<Cli> {
+    let common = common(&args)?;
+    let command = match &args.command {
+        None => {
             return Err(Error::usage(
                 "missing command: remote, host, host send, bench or status",
             ))
         }
-        [b"help"] => Command::Help,
-        [b"remote"] => Command::Remote {
-            quiet: raw.quiet,
-            count: match &raw.count {
-                Some(v) => Some(positive(v, "--count")?),
-                None => None,
-            },
-            sink: raw.sink,
+        Some(Sub::Remote) => Command::Remote {
+            quiet: args.quiet,
+            count: args.count,
+            sink: args.sink,
         },
-        [b"host"] => Command::HostShell,
-        [b"host", b"send", text, count] => {
-            let count = validate::parse_count(count).map_err(Error::usage)?;
-            let options = SendOptions {
-                quiet: raw.quiet,
-                seq: raw.seq,
-                window: match &raw.window {
-                    Some(v) => {
-                        let w: u16 = number(v, "--window", "a number of messages")?;
-                        if w == 0 || w > common.buf_count {
-                            return Err(Error::usage(format!(
-                                "--window: {w} messages in flight is not possible with \
-                                 {} buffers: use 1 to {}",
-                                common.buf_count, common.buf_count
-                            )));
-                        }
-                        w
-                    }
-                    None => 1,
-                },
-            };
-            validate::check_text(text, common.max_payload()).map_err(Error::usage)?;
-            let longest = text.len() + validate::seq_prefix_len(count);
-            if options.seq && longest >= common.max_payload() {
-                return Err(Error::usage(format!(
-                    "string too long for --seq: with the prefix \"{count}:\" it takes {longest} \
-                     bytes, but at most {} fit in one message; nothing was sent",
-                    common.max_payload() - 1
-                )));
-            }
-            Command::HostSend {
-                text: text.to_vec(),
-                count,
-                options,
-                wait: match &raw.wait {
-                    Some(v) => Duration::from_secs(number(v, "--wait", "a number of seconds")?),
-                    None => DEFAULT_WAIT_LINK,
-                },
-            }
-        }
-        [b"host", b"send", ..] => {
-            return Err(Error::usage(
-                "host send: wrong parameter count\n\
-                 Usage: rpmsg-ivshmem host send <string> <number of messages>",
-            ))
-        }
-        [b"bench"] => Command::Bench {
-            count: match &raw.count {
-                Some(v) => {
-                    let n = positive(v, "--count")?;
-                    if n > MAX_BENCH_COUNT {
-                        return Err(Error::usage(format!(
-                            "--count: at most {MAX_BENCH_COUNT} round trips per payload size \
-                             (each one's time is kept for the percentiles)"
-                        )));
-                    }
-                    n
-                }
-                None => DEFAULT_BENCH_COUNT,
-            },
-            attach: raw.attach,
-            json: raw.json,
-            cpus: match &raw.cpus {
-                Some(v) => {
-                    let cpu = |s: &str| number::<usize>(s, "--cpus", "").ok();
-                    let pair = v
-                        .split_once(',')
-                        .and_then(|(h, r)| Some((cpu(h)?, cpu(r)?)));
-                    Some(pair.ok_or_else(|| {
-                        Error::usage(format!(
-                            "--cpus: invalid value \"{v}\": expected two CPU numbers, HOST,REMOTE"
-                        ))
-                    })?)
-                }
-                None => None,
-            },
+        Some(Sub::Host { send: None }) => Command::HostShell,
+        Some(Sub::Host {
+            send: Some(HostSub::Send { words }),
+        }) => host_send(&args, &common, words)?,
+        Some(Sub::Bench) => Command::Bench {
+            count: bench_count(args.count)?,
+            attach: args.attach,
+            json: args.json,
+            cpus: args.cpus,
         },
-        [b"status"] => Command::Status,
-        [first, rest @ ..] => {
-            let what = if matches!(*first, b"remote" | b"host" | b"bench" | b"status" | b"help") {
-                format!(
-                    "unexpected argument \"{}\" after {}",
-                    String::from_utf8_lossy(rest.first().copied().unwrap_or_default()),
-                    String::from_utf8_lossy(first)
-                )
-            } else {
-                format!("unknown command \"{}\"", String::from_utf8_lossy(first))
-            };
-            return Err(Error::usage(what));
-        }
+        Some(Sub::Status) => Command::Status,
     };
-    check_applicable(&raw, &command)?;
-    if raw.attach && raw.cpus.is_some() {
+    check_applicable(&args, &command)?;
+    if args.attach && args.cpus.is_some() {
         return Err(Error::usage(
             "--cpus pins the remote that bench starts itself: not with --attach",
         ));
@@ -466,16 +359,58 @@ fn build(raw: Raw) -> Result<Cli> {
     Ok(Cli { common, command })
 }
 
-fn positive(v: &str, name: &str) -> Result<u64> {
-    let n: u64 = number(v, name, "a positive whole number")?;
-    if n == 0 {
-        return Err(Error::usage(format!("{name}: must be at least 1")));
+fn host_send(args: &Args, common: &Common, words: &[OsString]) -> Result<Command> {
+    let [text, count] = words else {
+        return Err(Error::usage(
+            "host send: wrong parameter count\n\
+             Usage: rpmsg-ivshmem host send <string> <number of messages>",
+        ));
+    };
+    let (text, count) = (text.as_bytes(), count.as_bytes());
+    let count = validate::parse_count(count).map_err(Error::usage)?;
+    let window = args.window.unwrap_or(1);
+    if window == 0 || window > common.buf_count {
+        return Err(Error::usage(format!(
+            "--window: {window} messages in flight is not possible with {} buffers: use 1 \
+             to {}",
+            common.buf_count, common.buf_count
+        )));
     }
-    Ok(n)
+    let options = SendOptions {
+        quiet: args.quiet,
+        seq: args.seq,
+        window,
+    };
+    validate::check_text(text, common.max_payload()).map_err(Error::usage)?;
+    let longest = text.len() + validate::seq_prefix_len(count);
+    if options.seq && longest >= common.max_payload() {
+        return Err(Error::usage(format!(
+            "string too long for --seq: with the prefix \"{count}:\" it takes {longest} \
+             bytes, but at most {} fit in one message; nothing was sent",
+            common.max_payload() - 1
+        )));
+    }
+    Ok(Command::HostSend {
+        text: text.to_vec(),
+        count,
+        options,
+        wait: args.wait.map_or(DEFAULT_WAIT_LINK, Duration::from_secs),
+    })
+}
+
+fn bench_count(count: Option<u64>) -> Result<u64> {
+    match count {
+        Some(n) if n > MAX_BENCH_COUNT => Err(Error::usage(format!(
+            "--count: at most {MAX_BENCH_COUNT} round trips per payload size (each one's \
+             time is kept for the percentiles)"
+        ))),
+        Some(n) => Ok(n),
+        None => Ok(DEFAULT_BENCH_COUNT),
+    }
 }
 
 /// Refuses options that mean nothing for the chosen command (rather than ignoring them).
-fn check_applicable(raw: &Raw, command: &Command) -> Result<()> {
+fn check_applicable(args: &Args, command: &Command) -> Result<()> {
     let (name, allowed): (&str, &[&str]) = match command {
         Command::Remote { .. } => ("remote", &["--quiet", "--count", "--sink"]),
         Command::HostSend { .. } => ("host send", &["--quiet", "--seq", "--window", "--wait"]),
@@ -485,15 +420,15 @@ fn check_applicable(raw: &Raw, command: &Command) -> Result<()> {
         Command::Help | Command::Version => return Ok(()),
     };
     let given = [
-        ("--quiet", raw.quiet),
-        ("--seq", raw.seq),
-        ("--window", raw.window.is_some()),
-        ("--wait", raw.wait.is_some()),
-        ("--count", raw.count.is_some()),
-        ("--sink", raw.sink),
-        ("--attach", raw.attach),
-        ("--json", raw.json),
-        ("--cpus", raw.cpus.is_some()),
+        ("--quiet", args.quiet),
+        ("--seq", args.seq),
+        ("--window", args.window.is_some()),
+        ("--wait", args.wait.is_some()),
+        ("--count", args.count.is_some()),
+        ("--sink", args.sink),
+        ("--attach", args.attach),
+        ("--json", args.json),
+        ("--cpus", args.cpus.is_some()),
     ];
     for (option, set) in given {
         if set && !allowed.contains(&option) {
@@ -655,5 +590,38 @@ mod tests {
         assert_eq!(c.common.spin, Duration::from_micros(250));
         assert!(cli(&["remote", "--spin-us", "-1"]).is_err());
         assert!(cli(&["remote", "--spin-us", "1000001"]).is_err());
+    }
+
+    #[test]
+    fn clap_forms() {
+        Args::command().debug_assert();
+        // Combined short flags with an attached value, options after `--`-free words.
+        let c = cli(&["-qS/tmp/s", "remote"]).unwrap();
+        assert_eq!(c.common.socket, PathBuf::from("/tmp/s"));
+        assert!(matches!(c.command, Command::Remote { quiet: true, .. }));
+        // The last of a repeated option counts.
+        let c = cli(&["-S", "/a", "remote", "-S", "/b"]).unwrap();
+        assert_eq!(c.common.socket, PathBuf::from("/b"));
+        for help in [&["help"][..], &["--help"], &["-h"], &["bench", "--help"]] {
+            assert_eq!(cli(help).unwrap().command, Command::Help, "{help:?}");
+        }
+        assert_eq!(cli(&["--version"]).unwrap().command, Command::Version);
+        assert!(usage().contains("--buf-size"));
+        for (args, msg) in [
+            (&["remote", "--bogus"][..], "unexpected argument '--bogus'"),
+            (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+            (&["remote", "-S"], "a value is required"),
+            (&["remote", "--buf-size", "5x"], "expected a whole number"),
+            (
+                &["host", "send", "x", "-1"],
+                "invalid number of messages \"-1\"",
+            ),
+        ] {
+            let e = cli(args).unwrap_err();
+            assert!(
+                matches!(e, Error::Usage(ref m) if m.contains(msg)),
+                "{args:?}: {e}"
+            );
+        }
     }
 }

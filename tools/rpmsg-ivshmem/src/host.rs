@@ -402,33 +402,29 @@ impl<'a> HostNode<'a> {
         }
     }
 
-    /// Reads what stdin has into `pending`; false at the end of input.
+    /// Reads what stdin has into `pending`; false at the end of input. Straight from the
+    /// file descriptor (no buffering in between: the caller polls it).
     fn read_stdin(&mut self, pending: &mut Vec<u8>, chunk: &mut [u8]) -> bool {
-        // SAFETY: reading into a live buffer of `chunk.len()` bytes from stdin.
-        let n = unsafe { libc::read(0, chunk.as_mut_ptr().cast(), chunk.len()) };
-        if n > 0 {
-            pending.extend_from_slice(&chunk[..n as usize]);
-            if pending.len() > MAX_LINE && !pending.contains(&b'\n') {
-                self.console.line(
-                    Stream::Stderr,
-                    &format!("line longer than {MAX_LINE} bytes: ignored"),
-                );
-                pending.clear();
+        use std::os::fd::AsFd;
+        match rustix::io::read(std::io::stdin().as_fd(), &mut *chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                pending.extend_from_slice(&chunk[..n]);
+                if pending.len() > MAX_LINE && !pending.contains(&b'\n') {
+                    self.console.line(
+                        Stream::Stderr,
+                        &format!("line longer than {MAX_LINE} bytes: ignored"),
+                    );
+                    pending.clear();
+                }
+                true
             }
-            return true;
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => true,
+            Err(e) => {
+                diag!("host: cannot read stdin: {e}");
+                false
+            }
         }
-        if n == 0 {
-            return false;
-        }
-        let e = std::io::Error::last_os_error();
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
-        ) {
-            return true;
-        }
-        diag!("host: cannot read stdin: {e}");
-        false
     }
 
     /// Runs the complete lines in `pending`.

@@ -10,6 +10,8 @@ use rpmsg_ivshmem::remote::{RemoteNode, RemoteOptions};
 use rpmsg_ivshmem::{bench, node, status, Error, Result};
 
 fn main() -> ExitCode {
+    // Errors of the private ivshmem-server that `bench` runs in this process.
+    let _ = ivshmem::logfmt::init(log::LevelFilter::Warn, None);
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {

@@ -9,13 +9,14 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ivshmem::{PeerConnection, PeerEvent, ShmMapping};
 use rpmsg_engine::rpmsg::{LinkProtocol, Transport};
 use rpmsg_engine::{Doorbell, Rpmsg};
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use crate::error::Error;
 
@@ -100,8 +101,7 @@ pub fn spin_until(mut ready: impl FnMut() -> bool, budget: Duration) -> bool {
         if before.duration_since(start) >= budget {
             return ready();
         }
-        // SAFETY: sched_yield has no preconditions.
-        unsafe { libc::sched_yield() };
+        rustix::thread::sched_yield();
         looks = if before.elapsed() < QUICK_YIELD {
             (looks * 2).min(MAX_LOOKS_PER_YIELD)
         } else {
@@ -289,11 +289,12 @@ impl Ivshmem {
             if left.is_zero() {
                 return;
             }
-            let mut fd = [pollfd(self.conn.socket_fd().as_raw_fd())];
-            let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-            // SAFETY: one valid pollfd for the duration of the call.
-            let r = unsafe { libc::poll(fd.as_mut_ptr(), 1, ms) };
-            if r > 0 {
+            let mut fd = [PollFd::from_borrowed_fd(
+                self.conn.socket_fd(),
+                PollFlags::IN,
+            )];
+            let ms = left.as_millis().max(1);
+            if poll(&mut fd, ms) > 0 {
                 self.absorb_server_messages();
             }
         }
@@ -302,45 +303,46 @@ impl Ivshmem {
     /// Blocks until the peer rings, the server sends something, `extra` becomes readable,
     /// or `timeout` passes. Interrupts are cleared and server messages absorbed here.
     pub fn wait(&mut self, timeout: Duration, extra: Option<BorrowedFd<'_>>) -> Wake {
-        let mut fds: [libc::pollfd; 3] = [pollfd(-1); 3];
-        if let Some(own) = self.conn.own_vectors().first() {
-            fds[0] = pollfd(own.as_raw_fd());
-        }
-        if !self.conn.is_server_closed() {
-            fds[1] = pollfd(self.conn.socket_fd().as_raw_fd());
-        }
-        if let Some(fd) = extra {
-            fds[2] = pollfd(fd.as_raw_fd());
-        }
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        let own = self.conn.own_vectors().first().map(|fd| fd.as_fd());
+        let server = (!self.conn.is_server_closed()).then(|| self.conn.socket_fd());
+        // (own, server, extra), leaving out the ones we do not have.
+        let slots = [own, server, extra];
+        let mut fds: Vec<PollFd<'_>> = slots
+            .iter()
+            .flatten()
+            .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+            .collect();
         // Round sub-millisecond waits up, so that a short wait is not a busy loop.
+        let ms = timeout.as_millis();
         let ms = if ms == 0 && !timeout.is_zero() { 1 } else { ms };
-        // SAFETY: `fds` is a valid array of 3 pollfd structures for the duration of the
-        // call; negative fds are ignored by poll(2).
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
         let mut wake = Wake::default();
-        if r <= 0 {
+        if poll(&mut fds, ms) == 0 {
             // Timeout, or EINTR: the caller re-checks everything anyway.
             return wake;
         }
-        if fds[0].revents & libc::POLLIN != 0 {
+        let mut revents = [PollFlags::empty(); 3];
+        let mut ready = fds.iter().map(|p| p.revents());
+        for (slot, fd) in revents.iter_mut().zip(slots) {
+            if fd.is_some() {
+                *slot = ready.next().unwrap_or_else(PollFlags::empty);
+            }
+        }
+        drop(fds);
+        if revents[0].contains(PollFlags::IN) {
             // Readable: the counter is non-zero and only we read our own eventfd, so this
             // read returns at once (whatever O_NONBLOCK a QEMU peer left on it).
-            let mut count = [0u8; 8];
-            // SAFETY: reading 8 bytes into a live 8-byte buffer.
-            let n = unsafe { libc::read(fds[0].fd, count.as_mut_ptr().cast(), count.len()) };
-            if n == 8 {
-                self.interrupts += u64::from_ne_bytes(count);
+            if let Some(count) = own.and_then(read_counter) {
+                self.interrupts += count;
                 wake.interrupt = true;
             }
-        } else if fds[0].revents != 0 {
+        } else if !revents[0].is_empty() {
             wake.interrupt = self.clear_interrupt();
         }
-        if fds[1].revents != 0 {
+        if !revents[1].is_empty() {
             wake.server = true;
             self.absorb_server_messages();
         }
-        wake.extra = fds[2].fd >= 0 && fds[2].revents != 0;
+        wake.extra = !revents[2].is_empty();
         wake
     }
 }
@@ -358,34 +360,31 @@ pub struct RawDoorbell<'a> {
 impl RawDoorbell<'_> {
     /// Writes 1 to the peer's eventfd.
     pub fn ring(&self) -> bool {
-        let one = 1u64.to_ne_bytes();
-        // SAFETY: writing 8 bytes from a live 8-byte buffer.
-        let n = unsafe { libc::write(self.peer.as_raw_fd(), one.as_ptr().cast(), one.len()) };
-        n == 8
+        matches!(rustix::io::write(self.peer, &1u64.to_ne_bytes()), Ok(8))
     }
 
     /// Blocks in poll(2) until our eventfd is readable (or `timeout` passes), then reads it.
     /// True if the peer rang.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let mut fd = [pollfd(self.own.as_raw_fd())];
-        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-        // SAFETY: one valid pollfd for the duration of the call.
-        let r = unsafe { libc::poll(fd.as_mut_ptr(), 1, ms) };
-        if r <= 0 {
-            return false;
-        }
-        let mut count = [0u8; 8];
-        // SAFETY: reading 8 bytes into a live 8-byte buffer.
-        let n = unsafe { libc::read(self.own.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
-        n == 8
+        let mut fd = [PollFd::from_borrowed_fd(self.own, PollFlags::IN)];
+        poll(&mut fd, timeout.as_millis().max(1)) > 0 && read_counter(self.own).is_some()
     }
 }
 
-fn pollfd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
+/// poll(2) for up to `ms` milliseconds; the number of ready descriptors (0 on a timeout or
+/// an error such as EINTR: callers re-check their state either way).
+fn poll(fds: &mut [PollFd<'_>], ms: u128) -> usize {
+    let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+    let timeout = Timespec::try_from(Duration::from_millis(ms)).ok();
+    rustix::event::poll(fds, timeout.as_ref()).unwrap_or(0)
+}
+
+/// Reads an eventfd's 8-byte counter; `None` if nothing was read.
+fn read_counter(fd: BorrowedFd<'_>) -> Option<u64> {
+    let mut count = [0u8; 8];
+    match rustix::io::read(fd, &mut count) {
+        Ok(8) => Some(u64::from_ne_bytes(count)),
+        _ => None,
     }
 }
 

@@ -3,7 +3,7 @@
 //! commands on the node the receive thread shares ([`STATE`]).
 
 use super::host::{App, STATE};
-use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD};
+use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
 use crate::FixedBuf;
@@ -27,6 +27,14 @@ const EBUSY: c_int = -16;
 /// sleeping until the receive thread wakes it.
 struct CommandPort {
     spin: u64,
+    /// Whether to spin before the next sleep: not after a sleep nothing ended early (a
+    /// peer that publishes no id is then looked at every SILENT_PEER_POLL_MS, and
+    /// spinning each time would burn the CPU — and, under QEMU's icount, run the guest
+    /// clock ahead of real time, shortening the 5 s timeout).
+    look: bool,
+    /// Messages received when the last wait ended: more at the next one means traffic,
+    /// so spinning is worth it again.
+    rx_seen: u64,
 }
 
 impl Port<App> for CommandPort {
@@ -45,24 +53,36 @@ impl Port<App> for CommandPort {
     #[inline(never)]
     fn wait(&mut self, deadline: u64) {
         // Look at the rings for a while (the remote does not ring us meanwhile) ...
-        let until = cycles().saturating_add(self.spin).min(deadline);
+        let rx = STATE.with(|s| s.node.stats().rx_messages).unwrap_or(0);
+        let spin = if self.look || rx != self.rx_seen { self.spin } else { 0 };
+        let until = cycles().saturating_add(spin).min(deadline);
         while cycles() < until {
             if STATE.with(|s| s.node.has_pending()) != Some(false) {
                 return;
             }
         }
         // ... then ask for doorbells again, and sleep unless something came meanwhile.
-        let arrived = STATE.with(|s| s.node.prepare_to_wait().unwrap_or(true));
-        if arrived == Some(false) {
-            event::wait(Some(ms_left(deadline)));
+        // A remote that publishes no id (a C OpenAMP remote) may ring nobody: then look
+        // again every SILENT_PEER_POLL_MS.
+        let state = STATE.with(|s| {
+            let arrived = s.node.prepare_to_wait().unwrap_or(true);
+            (arrived, s.node.published_peer_id().is_none())
+        });
+        self.look = true;
+        if let Some((false, silent)) = state {
+            let ms = ms_left(deadline);
+            self.look = event::wait(Some(if silent { ms.min(SILENT_PEER_POLL_MS) } else { ms }));
         }
         STATE.with(|s| s.node.busy_poll().ok());
+        self.rx_seen = rx;
     }
 }
 
 fn command_port() -> CommandPort {
     CommandPort {
         spin: spin_cycles(),
+        look: true,
+        rx_seen: 0,
     }
 }
 

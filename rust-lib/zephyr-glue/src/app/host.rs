@@ -20,7 +20,7 @@ use crate::time::{self, cycles, event};
 use crate::{logger, thread, FixedBuf};
 use rpmsg_app::host::{self as app, HostApp};
 use rpmsg_app::{ErrorOnce, Port};
-use rpmsg_engine::{Host, SharedNode};
+use rpmsg_engine::{Host, SharedNode, Side};
 
 pub(super) type App = HostApp<'static, IvshmemDoorbell>;
 
@@ -39,10 +39,10 @@ pub fn main() {
 /// device. Not inlined: the node is built and moved by value, and those temporaries stay
 /// off the receive loop's frame.
 #[inline(never)]
-fn setup() -> Option<crate::ivshmem::Ivshmem> {
-    let opened = super::open("host")?;
+fn setup() -> Option<(crate::ivshmem::Ivshmem, Option<u16>)> {
+    let opened = super::open("host", Side::Host)?;
     let shm = opened.shm;
-    let doorbell = IvshmemDoorbell::new(shm);
+    let doorbell = opened.doorbell();
     let mut node = match Host::new_host(opened.region, opened.config, Some(opened.id), doorbell) {
         Ok(n) => n,
         Err(e) => {
@@ -58,7 +58,7 @@ fn setup() -> Option<crate::ivshmem::Ivshmem> {
     let session = node.session();
     STATE.install(HostApp::new(node));
     log::info!("host: session {}, waiting for a remote", session);
-    Some(shm)
+    Some((shm, opened.also))
 }
 
 /// The receive thread's view of the node: none while a command runs (the command
@@ -83,7 +83,7 @@ impl Port<App> for IdlePort {
 
 /// The receive loop (the entry of the receive thread; see `host/src/lib.rs`).
 pub fn rx_main() {
-    let Some(shm) = setup() else {
+    let Some((shm, also)) = setup() else {
         return;
     };
     let mut line = FixedBuf::<128>::new();
@@ -97,6 +97,8 @@ pub fn rx_main() {
             // A command receives: tell it something may have come.
             event::raise();
         } else {
+            // A C remote publishes no id: ring the rule's second id too (see `open`).
+            STATE.with(|s| super::ring_also_while_silent(&mut s.node, also));
             app::drain(&mut IdlePort, &mut out, &mut errors);
             if app::greet(&mut IdlePort, &mut out, BOARD) {
                 errors.clear();

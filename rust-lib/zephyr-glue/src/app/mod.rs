@@ -13,9 +13,10 @@ mod commands;
 pub mod host;
 pub mod remote;
 
+use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;
 use crate::FixedBuf;
-use rpmsg_engine::{Config, SharedRegion};
+use rpmsg_engine::{Config, PeerIdRule, SharedRegion, Side};
 
 /// Payload bytes per message with the default 512-byte buffers (header: 16 bytes).
 pub const MAX_PAYLOAD: usize = 496;
@@ -23,6 +24,17 @@ pub const MAX_PAYLOAD: usize = 496;
 /// How long the receive thread sleeps on the doorbell before it looks at the link
 /// anyway (a peer that restarted may not ring).
 pub const RX_POLL_MS: u32 = 20;
+
+/// How often a thread that expects a message from a peer that publishes no id (a C
+/// OpenAMP peer) looks at the rings. Such a peer rings its own id ± 1, which may be nobody
+/// (a C remote with id 0, a C host that connected after our remote): then no doorbell
+/// ever announces its messages. (The kernel tick is 1 ms: boards/qemu_cortex_a53.conf.)
+pub const SILENT_PEER_POLL_MS: u32 = 1;
+
+/// How long after a message from a host that publishes no id the remote keeps looking
+/// every [`SILENT_PEER_POLL_MS`], before it goes back to [`RX_POLL_MS`]: the next message
+/// of a burst comes within this, and an idle link costs no more than with our host.
+pub const SILENT_PEER_WINDOW_US: u64 = 250_000;
 
 /// The board in the banners.
 pub(crate) const BOARD: &str = zephyr::kconfig::CONFIG_BOARD;
@@ -74,12 +86,61 @@ impl<const N: usize> rpmsg_app::Console for Console<'_, N> {
 pub(crate) struct Opened {
     pub shm: Ivshmem,
     pub region: SharedRegion<'static>,
+    /// The OpenAMP sample's layout, and the peer id to ring while the peer publishes none.
     pub config: Config,
     pub id: u16,
+    /// The second id to ring while the peer publishes none ([`PeerIdRule::also`]).
+    pub also: Option<u16>,
+}
+
+impl Opened {
+    /// The doorbell, ringing [`Opened::also`] too until the peer publishes its id.
+    pub(crate) fn doorbell(&self) -> IvshmemDoorbell {
+        let mut bell = IvshmemDoorbell::new(self.shm);
+        bell.set_also(self.also);
+        bell
+    }
+}
+
+/// Keeps ringing `also` as well only while the peer has published no id of its own (a
+/// published id always wins).
+pub(crate) fn ring_also_while_silent<'a, R: rpmsg_engine::rpmsg::Role<'a>>(
+    node: &mut rpmsg_engine::Rpmsg<'a, R, IvshmemDoorbell>,
+    also: Option<u16>,
+) {
+    let silent = node.published_peer_id().is_none();
+    node.doorbell().set_also(if silent { also } else { None });
+}
+
+/// CONFIG_RPMSG_IVSHMEM_PEER_ID as a rule, logged: whom a node of `side` with `own_id`
+/// rings while the peer publishes no id (a C OpenAMP peer). Returns the id and the second
+/// id to ring as well.
+fn peer_rule(role: &str, side: Side, own_id: u16) -> (u16, Option<u16>) {
+    // SAFETY: plain call into the C shim.
+    let value = unsafe { crate::ffi::rpmsg_glue_peer_id_config() };
+    // Kconfig's range keeps the value valid; anything else is treated as automatic.
+    let rule = PeerIdRule::from_config(value).unwrap_or(PeerIdRule::Adjacent);
+    let peer = rule.peer_id(side, own_id);
+    let also = rule.also(side, own_id);
+    match rule {
+        PeerIdRule::Configured(id) => log::info!(
+            "{}: a peer that publishes no ivshmem id is rung at {} (CONFIG_RPMSG_IVSHMEM_PEER_ID)",
+            role,
+            id
+        ),
+        PeerIdRule::Adjacent => log::info!(
+            "{}: a peer that publishes no ivshmem id is rung at {} (own id {} 1, the OpenAMP sample's rule) and {} (the other neighbour): CONFIG_RPMSG_IVSHMEM_PEER_ID=-1, automatic",
+            role,
+            peer,
+            if side == Side::Host { '+' } else { '-' },
+            also.map_or(-1, i32::from)
+        ),
+    }
+    (peer, also)
 }
 
 /// Opens the IVSHMEM device for the engine; logs and returns `None` on failure.
-pub(crate) fn open(role: &str) -> Option<Opened> {
+pub(crate) fn open(role: &str, side: Side) -> Option<Opened> {
     let shm = match Ivshmem::open() {
         Ok(s) => s,
         Err(e) => {
@@ -117,11 +178,16 @@ pub(crate) fn open(role: &str) -> Option<Opened> {
         shm.base(),
         shm.vectors()
     );
+    let (fallback, also) = peer_rule(role, side, id);
     Some(Opened {
         shm,
         region,
         // The OpenAMP sample's layout; both guests map the region at 0xafa00000.
-        config: Config::new(shm.size()),
+        config: Config {
+            fallback_peer_id: Some(fallback),
+            ..Config::new(shm.size())
+        },
         id,
+        also,
     })
 }

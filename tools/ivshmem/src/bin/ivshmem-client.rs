@@ -1,58 +1,51 @@
 //! `ivshmem-client`: a troubleshooting peer for an ivshmem server. See
 //! `--help` and tools/ivshmem/README.md.
 
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd};
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use ivshmem::cli::{client_usage, parse_client_args, ClientCommand, ClientOptions, COMMAND_HELP};
+use ivshmem::cli::{command_help, exit_on, parse_client_args, ClientOptions};
 use ivshmem::size::{parse_size, parse_u64};
 use ivshmem::{read_eventfd, PeerConnection, PeerEvent, ShmMapping};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
 
 const PROG: &str = "ivshmem-client";
+/// What one `poll` found ready.
+struct Ready {
+    /// The server socket.
+    server: bool,
+    /// Our own vectors, by index.
+    vectors: Vec<bool>,
+    /// Standard input.
+    stdin: bool,
+}
+
 const DEFAULT_WAIT: Duration = Duration::from_millis(5000);
 
 fn main() -> ExitCode {
-    let args: Vec<String> = match std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect::<Result<_, _>>()
-    {
-        Ok(a) => a,
-        Err(a) => {
-            eprintln!("{PROG}: argument {a:?} is not valid UTF-8");
-            return ExitCode::FAILURE;
-        }
+    let opts = match parse_client_args(std::env::args_os()) {
+        Ok(o) => o,
+        Err(e) => return ExitCode::from(exit_on(&e)),
     };
-    let opts = match parse_client_args(&args) {
-        Ok(ClientCommand::Help) => {
-            print!("{}", client_usage(PROG));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ClientCommand::Version) => {
-            println!("{PROG} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ClientCommand::Run(o)) => o,
-        Err(msg) => {
-            eprintln!("{PROG}: {msg}\nTry '{PROG} -h' for more information.");
-            return ExitCode::FAILURE;
-        }
+    // A closed stdout is an error, not a kill: the Rust runtime ignores
+    // SIGPIPE before main.
+    let conn = match opts.min_vectors {
+        Some(n) => PeerConnection::connect(&opts.socket_path, n, opts.timeout),
+        None => PeerConnection::connect_learning(&opts.socket_path, opts.timeout),
     };
-    // SAFETY: ignoring SIGPIPE so a closed stdout is an error, not a kill.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
-    }
-    let conn = match PeerConnection::connect(&opts.socket_path, opts.min_vectors, opts.timeout) {
+    let conn = match conn {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{PROG}: {e}");
             return ExitCode::FAILURE;
         }
     };
-    // SAFETY: isatty on fd 0.
-    let interactive = opts.commands.is_empty() && unsafe { libc::isatty(0) } == 1;
+    let interactive = opts.commands.is_empty() && io::stdin().is_terminal();
     let mut app = App {
         irqs: vec![0; conn.own_vectors().len()],
         irqs_acked: 0,
@@ -124,39 +117,30 @@ impl App {
         let mut pending = Vec::<u8>::new();
         self.prompt();
         loop {
-            let mut pfds = self.pollfds();
-            pfds.push(libc::pollfd {
-                fd: 0,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-            // SAFETY: pfds is a valid slice.
-            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
-            if n < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
+            let ready = match self.poll_ready(true, None) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    eprintln!("{PROG}: poll: {e}");
+                    return false;
                 }
-                eprintln!("{PROG}: poll: {}", io::Error::last_os_error());
-                return false;
-            }
-            let stdin_ready = pfds.last().is_some_and(|p| p.revents != 0);
-            pfds.pop();
-            self.handle_ready(&pfds);
-            if !stdin_ready {
+            };
+            self.handle_ready(&ready);
+            if !ready.stdin {
                 continue;
             }
             let mut buf = [0u8; 4096];
-            // SAFETY: buf is valid for 4096 bytes; poll said stdin is readable.
-            let r = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
-            if r < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
+            // Straight from the descriptor: std's buffered stdin would hide
+            // what poll() reports.
+            let r = match rustix::io::read(io::stdin(), &mut buf) {
+                Ok(r) => r,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    eprintln!("{PROG}: read stdin: {e}");
+                    return false;
                 }
-                eprintln!("{PROG}: read stdin: {}", io::Error::last_os_error());
-                return false;
-            }
+            };
             let eof = r == 0;
-            pending.extend_from_slice(&buf[..r as usize]);
+            pending.extend_from_slice(&buf[..r]);
             while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=pos).collect();
                 match self.run_line(&String::from_utf8_lossy(&line)) {
@@ -203,32 +187,43 @@ impl App {
         }
     }
 
-    /// Poll set: the server socket (until it closes) and our eventfds.
-    fn pollfds(&self) -> Vec<libc::pollfd> {
-        let mut v = Vec::new();
-        let sock = if self.conn.is_server_closed() {
-            -1 // poll ignores negative fds
-        } else {
-            self.conn.socket_fd().as_raw_fd()
-        };
-        v.push(libc::pollfd {
-            fd: sock,
-            events: libc::POLLIN,
-            revents: 0,
-        });
-        for fd in self.conn.own_vectors() {
-            v.push(libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            });
+    /// Polls the server socket (until it closes), our eventfds and, if
+    /// asked, standard input, up to `timeout` (forever if `None`).
+    fn poll_ready(&self, stdin: bool, timeout: Option<Duration>) -> io::Result<Ready> {
+        let server_open = !self.conn.is_server_closed();
+        let stdin_handle = io::stdin();
+        let mut fds = Vec::new();
+        if server_open {
+            fds.push(PollFd::from_borrowed_fd(
+                self.conn.socket_fd(),
+                PollFlags::IN,
+            ));
         }
-        v
+        let vectors = self.conn.own_vectors();
+        fds.extend(vectors.iter().map(|fd| PollFd::new(fd, PollFlags::IN)));
+        if stdin {
+            fds.push(PollFd::from_borrowed_fd(
+                stdin_handle.as_fd(),
+                PollFlags::IN,
+            ));
+        }
+        let timeout = timeout.and_then(|t| Timespec::try_from(t).ok());
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let ready: Vec<bool> = fds.iter().map(|p| !p.revents().is_empty()).collect();
+        let first_vector = usize::from(server_open);
+        Ok(Ready {
+            server: server_open && ready[0],
+            vectors: ready[first_vector..first_vector + vectors.len()].to_vec(),
+            stdin: stdin && ready.last().copied().unwrap_or(false),
+        })
     }
 
-    /// Handles whatever `pollfds()` reported ready.
-    fn handle_ready(&mut self, pfds: &[libc::pollfd]) {
-        if pfds.first().is_some_and(|p| p.revents != 0) {
+    /// Handles whatever `poll_ready()` reported.
+    fn handle_ready(&mut self, ready: &Ready) {
+        if ready.server {
             match self.conn.process_messages() {
                 Ok(events) => {
                     for e in events {
@@ -239,11 +234,7 @@ impl App {
             }
             self.irqs.resize(self.conn.own_vectors().len(), 0);
         }
-        for (v, p) in pfds.iter().enumerate().skip(1) {
-            if p.revents == 0 {
-                continue;
-            }
-            let vector = v - 1;
+        for (vector, _) in ready.vectors.iter().enumerate().filter(|(_, r)| **r) {
             let Some(fd) = self.conn.own_vectors().get(vector) else {
                 continue;
             };
@@ -284,13 +275,14 @@ impl App {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut pfds = self.pollfds();
-            let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-            // SAFETY: pfds is a valid slice.
-            let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
-            if n > 0 {
-                self.handle_ready(&pfds);
-            } else if n == 0 && left.is_zero() {
+            match self.poll_ready(false, Some(left)) {
+                Ok(ready) => self.handle_ready(&ready),
+                Err(e) => {
+                    eprintln!("{PROG}: poll: {e}");
+                    return done(self);
+                }
+            }
+            if left.is_zero() {
                 return done(self);
             }
         }
@@ -325,7 +317,7 @@ impl App {
             }
         };
         match name {
-            "help" | "?" => print!("{COMMAND_HELP}"),
+            "help" | "?" => println!("{}", command_help()),
             "quit" | "exit" | "q" => return Ok(true),
             "dump" | "peers" | "list" | "ls" => self.dump(),
             "int" => self.int(args)?,
@@ -338,39 +330,16 @@ impl App {
                 let t = parse_u64(arg(0, "milliseconds")?)?;
                 self.pump(Duration::from_millis(t), |_| false);
             }
-            "wait-int" => {
-                // Succeeds at once if an interrupt came since the last
-                // wait-int (or since we connected): scripts need no race.
-                let seen = self.irqs_acked;
-                if !self.pump(ms(0)?, |a| a.irqs.iter().sum::<u64>() > seen) {
-                    return Err("no interrupt arrived".into());
-                }
-                self.irqs_acked = self.irqs.iter().sum();
-            }
+            "wait-int" => self.wait_int(ms(0)?)?,
             "wait-peer" => {
                 let id = parse_id(arg(0, "peer id")?)?;
                 let want = match args.get(1) {
                     Some(n) => parse_u64(n)? as usize,
                     None => 1,
                 };
-                let t = ms(2)?;
-                let have = |a: &App| {
-                    a.conn
-                        .peers()
-                        .iter()
-                        .any(|p| p.id == id && p.vectors >= want)
-                };
-                if !self.pump(t, have) {
-                    return Err(format!("peer {id} did not show up with {want} vectors"));
-                }
+                self.wait_peer(id, want, ms(2)?)?;
             }
-            "wait-gone" => {
-                let id = parse_id(arg(0, "peer id")?)?;
-                let gone = |a: &App| !a.conn.peers().iter().any(|p| p.id == id);
-                if !self.pump(ms(1)?, gone) {
-                    return Err(format!("peer {id} is still connected"));
-                }
-            }
+            "wait-gone" => self.wait_gone(parse_id(arg(0, "peer id")?)?, ms(1)?)?,
             "hexdump" | "x" => {
                 let off = parse_offset(arg(0, "offset")?)?;
                 let len = parse_offset(arg(1, "length")?)?;
@@ -389,6 +358,40 @@ impl App {
             other => return Err(format!("unknown command '{other}'; type help")),
         }
         Ok(false)
+    }
+
+    /// `wait-int`: succeeds at once if an interrupt came since the last `wait-int` (or
+    /// since we connected), so scripts need no race.
+    fn wait_int(&mut self, t: Duration) -> Result<(), String> {
+        let seen = self.irqs_acked;
+        if !self.pump(t, |a| a.irqs.iter().sum::<u64>() > seen) {
+            return Err("no interrupt arrived".into());
+        }
+        self.irqs_acked = self.irqs.iter().sum();
+        Ok(())
+    }
+
+    /// `wait-peer`: peer `id` connected with at least `want` vectors.
+    fn wait_peer(&mut self, id: u16, want: usize, t: Duration) -> Result<(), String> {
+        let have = |a: &App| {
+            a.conn
+                .peers()
+                .iter()
+                .any(|p| p.id == id && p.vectors >= want)
+        };
+        if !self.pump(t, have) {
+            return Err(format!("peer {id} did not show up with {want} vectors"));
+        }
+        Ok(())
+    }
+
+    /// `wait-gone`: peer `id` disconnected.
+    fn wait_gone(&mut self, id: u16, t: Duration) -> Result<(), String> {
+        let gone = |a: &App| !a.conn.peers().iter().any(|p| p.id == id);
+        if !self.pump(t, gone) {
+            return Err(format!("peer {id} is still connected"));
+        }
+        Ok(())
     }
 
     fn dump(&self) {

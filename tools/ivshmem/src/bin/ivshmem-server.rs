@@ -1,67 +1,52 @@
 //! `ivshmem-server`: QEMU-compatible ivshmem server. See `--help` and
 //! tools/ivshmem/README.md.
 
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use ivshmem::cli::{parse_server_args, server_usage, ServerCommand};
-use ivshmem::{install_signal_handlers, Logger, Server};
+use ivshmem::cli::{exit_on, parse_server_args};
+use ivshmem::{install_signal_handlers, logfmt, Server};
+use nix::unistd::ForkResult;
 
 const PROG: &str = "ivshmem-server";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = match std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect::<Result<_, _>>()
-    {
-        Ok(a) => a,
-        Err(a) => {
-            eprintln!("{PROG}: argument {a:?} is not valid UTF-8");
-            return ExitCode::FAILURE;
-        }
-    };
-    let opts = match parse_server_args(&args) {
-        Ok(ServerCommand::Help) => {
-            print!("{}", server_usage(PROG));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ServerCommand::Version) => {
-            println!("{PROG} {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Ok(ServerCommand::Run(o)) => o,
-        Err(msg) => {
-            eprintln!("{PROG}: {msg}\nTry '{PROG} -h' for more information.");
-            return ExitCode::FAILURE;
-        }
+    let opts = match parse_server_args(std::env::args_os()) {
+        Ok(o) => o,
+        Err(e) => return ExitCode::from(exit_on(&e)),
     };
     raise_fd_limit();
 
-    let log = match &opts.log_file {
-        None => Arc::new(Logger::stderr(opts.config.log_level)),
+    let log_file = match &opts.log_file {
+        None => None,
         Some(path) => match OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(path)
         {
-            Ok(f) => Arc::new(Logger::new(opts.config.log_level, Box::new(f))),
+            Ok(f) => Some(f),
             Err(e) => {
                 eprintln!("{PROG}: cannot open log file {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
         },
     };
+    let level = opts.config.log_level.to_level_filter();
+    if let Err(e) = logfmt::init(level, log_file) {
+        eprintln!("{PROG}: cannot install the logger: {e}");
+        return ExitCode::FAILURE;
+    }
 
     // Shared memory and socket are ready (listening) before we detach, so
     // when the command returns, QEMU can connect.
-    let server = match Server::with_logger(opts.config.clone(), log) {
+    let server = match Server::new(opts.config.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{PROG}: {e}");
@@ -127,50 +112,37 @@ fn remove_pid_file(path: &Path, pid: u32) {
 /// stderr (like QEMU's `qemu_daemon(1, 1)`), and returns the write end of
 /// the readiness pipe.
 fn daemonize() -> std::io::Result<OwnedFd> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid 2-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 returned two new descriptors we own.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: the process is single-threaded here.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if pid > 0 {
-        drop(wr);
-        let mut status = [0u8; 1];
-        let ok = matches!(fs::File::from(rd).read(&mut status), Ok(1) if status[0] == b'0');
-        // SAFETY: leave without running destructors: the child owns the
-        // socket and shm now.
-        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // SAFETY: the process is single-threaded here (signal-hook's handlers
+    // are not threads), so the child may run any code after fork.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { .. } => {
+            drop(wr);
+            let mut status = [0u8; 1];
+            let ok = matches!(fs::File::from(rd).read(&mut status), Ok(1) if status[0] == b'0');
+            // Leave without unwinding: the child owns the socket and shm now,
+            // and the server's destructor would remove them.
+            std::process::exit(if ok { 0 } else { 1 });
+        }
+        ForkResult::Child => {}
     }
     drop(rd);
-    // SAFETY: plain syscalls in the child.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::dup2(null, 1);
-            if null > 2 {
-                libc::close(null);
-            }
-        }
-    }
+    rustix::process::setsid()?;
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(&null)?;
     Ok(wr)
 }
 
 /// Peers cost 1 + vectors descriptors each: use the hard limit.
 fn raise_fd_limit() {
-    // SAFETY: rlimit is plain old data filled by getrlimit.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }

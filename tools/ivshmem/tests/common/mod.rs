@@ -203,10 +203,7 @@ impl BinServer {
     }
 
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill on our own child.
-        unsafe {
-            libc::kill(self.child.id() as i32, sig);
-        }
+        send_signal(self.child.id(), sig);
     }
 }
 
@@ -240,16 +237,21 @@ pub fn wait_event(
     }
 }
 
+/// Sends signal `sig` (e.g. `libc::SIGTERM`) to process `pid`.
+pub fn send_signal(pid: u32, sig: i32) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    let sig = rustix::process::Signal::from_named_raw(sig).expect("a named signal");
+    rustix::process::kill_process(pid, sig).expect("kill");
+}
+
 /// Polls one fd for input.
 pub fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, timeout.as_millis() as i32) };
-    n > 0
+    let mut p = [rustix::event::PollFd::from_borrowed_fd(
+        fd,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec::try_from(timeout).ok();
+    matches!(rustix::event::poll(&mut p, timeout.as_ref()), Ok(n) if n > 0)
 }
 
 // ---- raw protocol reader (independent of the crate's client) ----
@@ -289,19 +291,41 @@ pub fn raw_recv_now(sock: BorrowedFd<'_>) -> RawRecv {
         iov_len: 8,
     };
     let mut ctl = [0u64; 16];
-    // SAFETY: zeroed msghdr is valid.
-    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = ctl.as_mut_ptr().cast();
-    msg.msg_controllen = mem::size_of_val(&ctl) as _;
-    // SAFETY: msg points at live buffers.
-    let n = unsafe {
-        libc::recvmsg(
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut cmsg_len = 0;
+    // SAFETY: an all-zero msghdr is valid; it points at `iov`/`buf` and `ctl`, which
+    // outlive the call. Afterwards the CMSG_* macros only walk the control bytes the
+    // kernel filled (msg_controllen), and each SCM_RIGHTS payload holds descriptors
+    // that are now ours. Plain libc on purpose: this reader checks the wire format
+    // (cmsg_len) independently of the crate's rustix code.
+    let (n, msg_flags) = unsafe {
+        let mut msg: libc::msghdr = mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = mem::size_of_val(&ctl) as _;
+        let n = libc::recvmsg(
             sock.as_raw_fd(),
             &mut msg,
             libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-        )
+        );
+        let mut c = if n > 0 {
+            libc::CMSG_FIRSTHDR(&msg)
+        } else {
+            std::ptr::null_mut()
+        };
+        while !c.is_null() {
+            assert_eq!((*c).cmsg_level, libc::SOL_SOCKET);
+            assert_eq!((*c).cmsg_type, libc::SCM_RIGHTS);
+            cmsg_len = (*c).cmsg_len as usize;
+            let count = (cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
+            let data = libc::CMSG_DATA(c).cast::<RawFd>();
+            for i in 0..count {
+                fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        (n, msg.msg_flags)
     };
     if n < 0 {
         let e = io::Error::last_os_error();
@@ -315,28 +339,7 @@ pub fn raw_recv_now(sock: BorrowedFd<'_>) -> RawRecv {
         return RawRecv::Eof;
     }
     assert_eq!(n, 8, "a frame must arrive as 8 bytes in one piece");
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    let mut cmsg_len = 0;
-    // SAFETY: walking the control buffer the kernel filled.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            assert_eq!((*c).cmsg_level, libc::SOL_SOCKET);
-            assert_eq!((*c).cmsg_type, libc::SCM_RIGHTS);
-            cmsg_len = (*c).cmsg_len as usize;
-            let count = (cmsg_len - libc::CMSG_LEN(0) as usize) / 4;
-            let data = libc::CMSG_DATA(c).cast::<RawFd>();
-            for i in 0..count {
-                fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    assert_eq!(
-        msg.msg_flags & libc::MSG_CTRUNC,
-        0,
-        "control data truncated"
-    );
+    assert_eq!(msg_flags & libc::MSG_CTRUNC, 0, "control data truncated");
     let nfds = fds.len();
     RawRecv::Msg(RawMsg {
         bytes: buf,
@@ -401,10 +404,8 @@ pub fn fd_target(fd: BorrowedFd<'_>) -> String {
 }
 
 pub fn eventfd_write(fd: BorrowedFd<'_>, v: u64) {
-    let b = v.to_ne_bytes();
-    // SAFETY: 8 valid bytes.
-    let n = unsafe { libc::write(fd.as_raw_fd(), b.as_ptr().cast(), 8) };
-    assert_eq!(n, 8, "eventfd write: {}", io::Error::last_os_error());
+    let n = rustix::io::write(fd, &v.to_ne_bytes());
+    assert!(matches!(n, Ok(8)), "eventfd write: {n:?}");
 }
 
 /// Non-blocking read of an eventfd counter (0 if none).
@@ -413,15 +414,13 @@ pub fn eventfd_read(fd: BorrowedFd<'_>) -> u64 {
         return 0;
     }
     let mut b = [0u8; 8];
-    // SAFETY: 8 writable bytes; poll said readable.
-    let n = unsafe { libc::read(fd.as_raw_fd(), b.as_mut_ptr().cast(), 8) };
-    assert_eq!(n, 8);
+    let n = rustix::io::read(fd, &mut b);
+    assert!(matches!(n, Ok(8)), "eventfd read: {n:?}");
     u64::from_ne_bytes(b)
 }
 
 pub fn fd_flags(fd: BorrowedFd<'_>) -> i32 {
-    // SAFETY: fcntl on a valid fd.
-    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) }
+    rustix::fs::fcntl_getfl(fd).expect("F_GETFL").bits() as i32
 }
 
 /// Number of open fds of a process.

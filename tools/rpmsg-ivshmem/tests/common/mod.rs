@@ -245,7 +245,9 @@ impl Proc {
         // thread that started it dies without cleaning up (e.g. the harness is killed).
         unsafe {
             command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                let _ = rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ));
                 Ok(())
             });
         }
@@ -326,8 +328,12 @@ impl Proc {
     /// Sends `signal` (e.g. `libc::SIGSTOP`, `libc::SIGCONT`) if it has not been reaped.
     pub fn signal(&self, signal: libc::c_int) {
         if self.status.is_none() {
-            // SAFETY: kill(2) on our own unreaped child's pid.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+            // Our own unreaped child: the pid cannot have been reused.
+            let pid = rustix::process::Pid::from_raw(self.child.id() as i32);
+            let signal = rustix::process::Signal::from_named_raw(signal);
+            if let (Some(pid), Some(signal)) = (pid, signal) {
+                let _ = rustix::process::kill_process(pid, signal);
+            }
         }
     }
 
