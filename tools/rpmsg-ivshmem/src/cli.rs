@@ -25,6 +25,9 @@ pub const DEFAULT_BENCH_COUNT: u64 = 10_000;
 pub const MAX_BENCH_COUNT: u64 = 10_000_000;
 /// Longest `--spin-us`.
 pub const MAX_SPIN_US: u64 = 1_000_000;
+/// Largest `--wait` in seconds (a day): far more than any link needs to come up, and small
+/// enough that a deadline computed from it never overflows.
+pub const MAX_WAIT_SECS: u64 = 86_400;
 
 /// The usage text (`--help`).
 pub fn usage() -> String {
@@ -185,8 +188,8 @@ struct Args {
     /// host send: messages in flight [default: 1, as the firmware]
     #[arg(long, global = true, value_name = "N", value_parser = whole::<u16>)]
     window: Option<u16>,
-    /// host send: how long to wait for a remote, in seconds [default: 10]
-    #[arg(long, global = true, value_name = "SECS", value_parser = whole::<u64>)]
+    /// host send: how long to wait for a remote, in seconds (at most 86400) [default: 10]
+    #[arg(long, global = true, value_name = "SECS", value_parser = wait_arg)]
     wait: Option<u64>,
     /// remote: exit after echoing N messages; bench: round trips per payload size
     /// [default: 10000]
@@ -262,6 +265,13 @@ fn spin_arg(value: &str) -> std::result::Result<Duration, String> {
         ));
     }
     Ok(Duration::from_micros(us))
+}
+
+fn wait_arg(value: &str) -> std::result::Result<u64, String> {
+    match whole(value)? {
+        s if s > MAX_WAIT_SECS => Err(format!("at most {MAX_WAIT_SECS} (a day)")),
+        s => Ok(s),
+    }
 }
 
 fn cpus_arg(value: &str) -> std::result::Result<(usize, usize), String> {
@@ -556,6 +566,10 @@ mod tests {
         assert!(cli(&["frobnicate"]).is_err());
         assert!(cli(&["bench", "--count", "10000001"]).is_err());
         assert!(cli(&["bench", "--count", "0"]).is_err());
+        for huge in ["18446744073709551615", "86401"] {
+            assert!(cli(&["host", "send", "x", "1", "--wait", huge]).is_err());
+        }
+        assert!(cli(&["host", "send", "x", "1", "--wait", "86400"]).is_ok());
         assert!(cli(&["remote", "--json"]).is_err());
         assert_eq!(
             cli(&["bench", "--json", "--count", "5"]).unwrap().command,

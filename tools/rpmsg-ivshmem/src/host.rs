@@ -288,7 +288,10 @@ impl<'a> HostNode<'a> {
 
     /// Services the link until it is ready or `timeout` passes; true if ready.
     pub fn wait_ready(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // The command line allows at most a day; library callers get the same cap, so
+        // the deadline cannot overflow the clock.
+        let cap = Duration::from_secs(crate::cli::MAX_WAIT_SECS);
+        let deadline = Instant::now() + timeout.min(cap);
         loop {
             while let Some(rx) = self.next_message() {
                 self.discard(rx);
