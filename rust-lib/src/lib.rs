@@ -63,7 +63,9 @@
 //! | `0x064` | 4 | host session number (+1 at every host (re)initialisation; never repeats) | host |
 //! | `0x068` | 4 | remote ivshmem id (`0xFFFFFFFF` = none) | remote |
 //! | `0x06C` | 4 | session the remote attached to; 0 with an id = "give me a fresh session" | remote |
-//! | `0x070` | 0x390 | unused, zero | — |
+//! | `0x070` | 4 | host heartbeat: bumped every 250 ms while linked (0 = none; see [`Rpmsg::keep_alive`]) | host |
+//! | `0x074` | 4 | remote heartbeat, likewise | remote |
+//! | `0x078` | 0x388 | unused, zero | — |
 //! | `0x400` | 16 × 512 | host receive buffers (posted on vring 0) | remote writes messages |
 //! | `0x2400` | 16 × 512 | host transmit buffers (sent on vring 1) | host writes messages |
 //! | `0x4400` | … | unused pool space (ends at `S − 0x800`, never overlapping the rings) | — |
@@ -106,9 +108,22 @@
 //!   session's rings. (The check and the ring write are two steps: a remote stalled between
 //!   them for the whole of a host's `start()` could still write one entry at an old
 //!   position; a host that has not bound the destination yet drops it.)
+//! * **Liveness** ([`Rpmsg::keep_alive`], called whenever a node waits): while linked,
+//!   each of our nodes bumps its heartbeat word every 250 ms (a store, no doorbell). A peer
+//!   whose word moved in this session and then stands still for 1 s is gone: the host
+//!   starts a fresh session (its `status` says it waits for a remote, `send` answers not
+//!   ready, the next remote attaches), a remote writes `(own id, 0)` and waits for a host.
+//! * **Corruption**: the host re-reads its own status byte and session number at every
+//!   look; another value there, an impossible remote word, a ring index out of range or a
+//!   ring entry it had to reject (a buffer lost to the session) make it start a fresh
+//!   session. Our remote asks for one when it had to reject an entry of the host's rings.
+//!   Each fault is counted ([`Rpmsg::counters`]).
 //! * A C OpenAMP host publishes no control block: the remote then uses its own
-//!   configuration and [`Config::fallback_peer_id`]. A C remote never acknowledges: the host
-//!   brings the link up on its first valid message.
+//!   configuration and [`Config::fallback_peer_id`], and never asks it for a fresh session.
+//!   A C remote never acknowledges: the host brings the link up on its first valid message.
+//!   A C node (and one of ours from before heartbeats) never bumps a heartbeat word, so it
+//!   is never taken as gone by silence: with it, only a restart or the server's
+//!   disconnect notice ends a link, as before.
 //!
 //! ## Crate features
 //!

@@ -937,3 +937,47 @@ fn a_remote_keeps_the_buffers_of_an_openamp_2023_host_whole() {
     let long = [b'L'; 496];
     assert_eq!(r.try_send(k, &long), Ok(()));
 }
+
+#[test]
+fn a_silent_remote_is_taken_as_gone_after_a_second_and_a_silent_host_likewise() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    bring_up(&mut h, &mut r);
+    let first = h.session();
+    // Both beat for a while: nobody is gone.
+    for t in 0..8u64 {
+        assert_eq!(h.keep_alive(t * 200_000), Ok(true));
+        assert_eq!(r.keep_alive(t * 200_000), Ok(true));
+    }
+    // The remote stops; the host notices within a second and a beat.
+    let mut gone_at = None;
+    for t in 8..30u64 {
+        if h.keep_alive(t * 100_000) == Ok(false) {
+            gone_at = Some(t * 100_000);
+            break;
+        }
+    }
+    let gone_at = gone_at.expect("host never noticed the silent remote");
+    assert!(gone_at <= 1_400_000 + 1_000_000, "noticed at {gone_at} us");
+    assert_eq!(h.link_state(), LinkState::Waiting);
+    assert_eq!(h.session(), first + 1);
+    assert_eq!(h.stats().silent_peers, 1);
+    // The next remote is taken.
+    let mut r2 = remote(&mem);
+    bring_up(&mut h, &mut r2);
+    // Now the host stops beating: the remote asks for a fresh session.
+    for t in 0..30u64 {
+        let now = 10_000_000 + t * 100_000;
+        if t < 3 {
+            assert_eq!(h.keep_alive(now), Ok(true));
+        }
+        if r2.keep_alive(now) == Ok(false) {
+            assert_eq!(r2.link_state(), LinkState::Waiting);
+            assert_eq!(r2.stats().silent_peers, 1);
+            return;
+        }
+    }
+    panic!("remote never noticed the silent host");
+}

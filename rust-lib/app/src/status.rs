@@ -15,7 +15,7 @@ pub fn write<D: Doorbell>(out: &mut impl Text, app: &HostApp<'_, D>, extra: &[(&
         LinkState::Waiting => "waiting for a remote",
         LinkState::Up if app.ready().is_some() => "up",
         LinkState::Up => "up, endpoint \"k\" not announced yet",
-        LinkState::Broken => "broken (the remote corrupted a ring; resets when it restarts)",
+        LinkState::Broken => "broken (the remote corrupted a ring; a new session follows)",
     };
     out.put(b"role: host\nown id: ");
     optional(out, node.own_id().map(u64::from));

@@ -138,6 +138,12 @@ impl<'a> Role<'a> for HostRole<'a> {
         self.rx.used_moved() || (self.wake.tx_starved && self.tx.used_moved())
     }
 
+    const HOST: bool = true;
+
+    fn peer_gone<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()> {
+        node.restart_session(None)
+    }
+
     fn refresh<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()> {
         node.refresh_link()
     }

@@ -12,11 +12,13 @@
 mod batching;
 mod buffers;
 pub mod host;
+mod liveness;
 pub mod remote;
 
 pub use batching::{Deferral, Wakeups};
 pub use buffers::{Event, RxBuffer, TxBuffer};
 pub use host::HostRole;
+pub use liveness::{BEAT_PERIOD_US, SILENCE_US};
 pub use remote::RemoteRole;
 
 use crate::endpoint::{Endpoint, EndpointTable, NameService};
@@ -85,6 +87,12 @@ pub trait Role<'a>: sealed::Sealed + Sized {
     /// deferring began (full barrier first).
     #[doc(hidden)]
     fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool>;
+    /// Whether this is the host's role (which heartbeat word is ours).
+    #[doc(hidden)]
+    const HOST: bool;
+    /// The peer's heartbeat stopped: the host starts a fresh session, a remote asks for one.
+    #[doc(hidden)]
+    fn peer_gone<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()>;
     /// Advances the link state machine.
     #[doc(hidden)]
     fn refresh<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()>;
@@ -143,6 +151,8 @@ pub struct Stats {
     pub dropped: u64,
     /// Link resets (host restarts of the session, remote re-attachments).
     pub resets: u64,
+    /// Peers taken as gone because their heartbeat stopped ([`Rpmsg::keep_alive`]).
+    pub silent_peers: u64,
 }
 
 /// An RPMsg node in either role. Use the aliases [`Host`] and [`Remote`].
@@ -163,6 +173,7 @@ pub struct Rpmsg<'a, R: Role<'a>, D: Doorbell> {
     link: LinkState,
     session: u32,
     epoch: u32,
+    liveness: liveness::Liveness,
 }
 
 /// The virtio driver side: owns the buffers, posts receive buffers, sends on vring 1.
@@ -202,6 +213,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
             link: LinkState::Down,
             session: 0,
             epoch: 0,
+            liveness: liveness::Liveness::default(),
         })
     }
 

@@ -134,6 +134,18 @@ impl<'a> Role<'a> for RemoteRole<'a> {
         self.rx.avail_moved() || (self.wake.tx_starved && self.tx.avail_moved())
     }
 
+    const HOST: bool = false;
+
+    fn peer_gone<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()> {
+        // Whatever we held belongs to a session nobody serves any more.
+        node.stats.resets += 1;
+        node.epoch = node.epoch.wrapping_add(1);
+        node.endpoints.reset_peer_state();
+        node.role.spare.clear();
+        let host = node.published_peer;
+        node.request_session(host)
+    }
+
     fn refresh<D: Doorbell>(node: &mut Rpmsg<'a, Self, D>) -> Result<()> {
         node.refresh_link()
     }

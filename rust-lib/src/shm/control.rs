@@ -37,6 +37,18 @@ const fn cb(field: usize) -> usize {
     CONTROL_BLOCK_OFFSET + field
 }
 
+/// The heartbeat words follow the control block, in the control area's zeroed space
+/// (zeroed again by every [`ControlView::begin_session`]); each is written by one side.
+const HEARTBEAT_OFFSET: usize = CONTROL_BLOCK_OFFSET + core::mem::size_of::<ControlBlock>();
+
+const fn heartbeat_offset(host: bool) -> usize {
+    if host {
+        HEARTBEAT_OFFSET
+    } else {
+        HEARTBEAT_OFFSET + 4
+    }
+}
+
 fn peer_id(raw: u32) -> Result<Option<u16>> {
     match raw {
         NO_PEER_ID => Ok(None),
@@ -185,6 +197,21 @@ impl<'a> ControlView<'a> {
             .load_u64(cb(offset_of!(ControlBlock, remote_id)), Ordering::Acquire)?;
         let id = peer_id(word as u32)?;
         Ok((id, (word >> 32) as u32))
+    }
+
+    /// The heartbeat counter of the host (`host` true) or the remote: 0 until that node
+    /// bumps it (a C OpenAMP node or one of ours from before heartbeats never does).
+    pub fn heartbeat(&self, host: bool) -> Result<u32> {
+        self.region
+            .load_u32(heartbeat_offset(host), Ordering::Relaxed)
+    }
+
+    /// Stores our heartbeat counter (`host`: whether we are the host). No ordering is
+    /// needed: the value says only that the node is alive, nothing else is published
+    /// with it.
+    pub fn set_heartbeat(&self, host: bool, value: u32) -> Result<()> {
+        self.region
+            .store_u32(heartbeat_offset(host), value, Ordering::Relaxed)
     }
 
     /// The remote publishes its id and the session it attached to (0 asks the host for a

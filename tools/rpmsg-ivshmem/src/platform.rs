@@ -60,6 +60,18 @@ where
     T: Transport<'a>,
     Rpmsg<'a, T, Ivshmem>: LinkProtocol,
 {
+    // Liveness first (our heartbeat, the peer's); no wait is longer than a heartbeat.
+    if engine.keep_alive(uptime_us()) == Ok(false) {
+        match T::HOST {
+            true => crate::diag!(
+                "host: the remote's heartbeat stopped; new session, waiting for a remote"
+            ),
+            false => crate::diag!(
+                "remote: the host's heartbeat stopped; asked for a new session, waiting for a host"
+            ),
+        }
+    }
+    let timeout = timeout.min(Duration::from_micros(rpmsg_engine::rpmsg::BEAT_PERIOD_US));
     let _ = engine.flush_doorbell();
     let woken = |engine: &mut Rpmsg<'a, T, Ivshmem>| {
         let _ = engine.busy_poll();
@@ -78,6 +90,14 @@ where
     let wake = engine.doorbell().wait(timeout, extra);
     woken(engine);
     wake
+}
+
+/// Microseconds since this process first asked (the engine's [`rpmsg_engine::Clock`]
+/// time base for [`Rpmsg::keep_alive`]).
+pub fn uptime_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Calls `ready` until it says true (then returns true) or `budget` has passed.

@@ -311,3 +311,82 @@ fn flapping_corruption() {
     pair.check("flapping status/used index");
     let _ = &pair.server;
 }
+
+/// Runs `status` in the host's shell; returns its `link:` value.
+fn host_link(host: &mut Proc) -> String {
+    let at = host.out.len();
+    host.send_line("status");
+    assert!(
+        host.out.wait_from(at, Duration::from_secs(5), |b| contains(
+            b,
+            b"stray messages: "
+        ) && b.ends_with(b"\n")),
+        "no status\n{}",
+        host.describe()
+    );
+    let text = host.out.text()[at..].to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("link: "))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Liveness: a remote that stops (SIGSTOP: still connected to the server, so nothing
+/// but its heartbeat tells) is noticed by the host within about a second; `send` then
+/// answers "not ready" at once, and the next remote that comes is taken. Before: `up`
+/// until a new remote attached, and every send timed out.
+#[test]
+fn a_silent_remote_is_noticed_and_replaced() {
+    let mut pair = Pair::start();
+    pair.remote.signal(libc::SIGSTOP);
+    let stopped = Instant::now();
+    let mut link = host_link(&mut pair.host);
+    while link == "up" && stopped.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+        link = host_link(&mut pair.host);
+    }
+    let noticed = stopped.elapsed();
+    assert!(
+        link != "up" && noticed < Duration::from_secs(2),
+        "host still says {link:?} after {noticed:?}\n{}",
+        pair.describe()
+    );
+    let at = pair.host.out.len();
+    let asked = Instant::now();
+    pair.host.send_line("rpmsg_ivshmem send \"late\" 1");
+    assert!(
+        pair.host
+            .out
+            .wait_for_from(at, "not ready yet!\n", Duration::from_secs(2)),
+        "send did not answer at once\n{}",
+        pair.describe()
+    );
+    let answered = asked.elapsed();
+    assert!(
+        pair.host.err.text().contains("heartbeat stopped"),
+        "{}",
+        pair.describe()
+    );
+    pair.remote.kill();
+    pair.remote = start_remote(&pair.server, &[]);
+    let (healed, h, r) = pair.check("silent remote replaced");
+    eprintln!("silent remote: noticed in {noticed:?}, send answered in {answered:?}, new remote linked in {healed:?} (CPU {h:.3}/{r:.3})");
+}
+
+/// Liveness the other way: a host that stops is noticed by the remote, which asks for a
+/// fresh session; a new host then links with it.
+#[test]
+fn a_silent_host_is_noticed_by_the_remote() {
+    let mut pair = Pair::start();
+    pair.host.signal(libc::SIGSTOP);
+    assert!(
+        pair.remote
+            .err
+            .wait_for("host's heartbeat stopped", Duration::from_secs(3)),
+        "{}",
+        pair.describe()
+    );
+    pair.host.kill();
+    pair.host = Proc::spawn(&["host", "-S", pair.server.sock()]);
+    pair.check("silent host replaced");
+}
