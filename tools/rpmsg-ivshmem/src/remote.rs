@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ivshmem::PeerEvent;
 use rpmsg_app::remote::{self as app, Received, RemoteApp};
 use rpmsg_app::{text, ErrorOnce, Port, Sender};
-use rpmsg_engine::{Config, Error as EngineError, Remote, SharedRegion};
+use rpmsg_engine::{Config, Error as EngineError, LinkState, Remote, SharedRegion};
 
 use crate::baseline::{self, BareRing};
 use crate::console::Console;
@@ -169,6 +169,12 @@ impl<'a> RemoteNode<'a> {
                     self.console.flush();
                 }
                 return Ok(());
+            }
+            if self.port.app.node.link_state() != LinkState::Up {
+                // Another remote may have attached to the session we are about to take
+                // (e.g. both started before any host): leave it the link instead of
+                // taking turns with it at every session.
+                node::check_no_other_remote(self.region, self.port.app.node.doorbell())?;
             }
             self.learn_unpublished_peer();
             let errors = &mut self.errors;
