@@ -115,10 +115,9 @@ impl<'a> HostPort<'a> {
                         self.new_session();
                     }
                 }
-                PeerEvent::ServerClosed => diag!(
-                    "host: the ivshmem-server closed the connection; the link keeps working, \
-                     but peers joining or leaving are no longer seen"
-                ),
+                PeerEvent::ServerClosed => {
+                    diag!("host: the ivshmem-server closed the connection")
+                }
                 _ => {}
             }
         }
@@ -459,6 +458,10 @@ impl<'a> HostNode<'a> {
         loop {
             app::drain(&mut self.port, &mut self.console, &mut errors);
             self.port.upkeep();
+            let bell = self.port.app.node.doorbell();
+            if bell.is_server_closed() {
+                return Err(node::server_gone(bell));
+            }
             self.execute_lines(&mut pending, prompt);
             let wake = self.wait(IDLE_POLL, Some(fd));
             if wake.extra && !self.read_stdin(&mut pending, &mut chunk) {

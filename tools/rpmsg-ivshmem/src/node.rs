@@ -96,6 +96,16 @@ pub fn config(common: &Common, ivshmem: &Ivshmem) -> Result<Config> {
     }
 }
 
+/// The error a node stops with when its ivshmem-server went away: a new server hands out
+/// a new shared memory, so staying "up" on the old one would serve nobody.
+pub fn server_gone(ivshmem: &Ivshmem) -> Error {
+    Error::runtime(format!(
+        "the ivshmem-server at {} went away; a new server shares new memory, so this peer \
+         stops: start it again after the server",
+        ivshmem.socket().display()
+    ))
+}
+
 /// How long a peer that looks like a live rival may take to turn out to be leaving (a
 /// process killed just before we connected may not have been reaped by the server yet).
 pub const RIVAL_GRACE: Duration = Duration::from_millis(500);

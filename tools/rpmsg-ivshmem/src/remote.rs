@@ -170,6 +170,10 @@ impl<'a> RemoteNode<'a> {
                 }
                 return Ok(());
             }
+            let bell = self.port.app.node.doorbell();
+            if bell.is_server_closed() {
+                return Err(node::server_gone(bell));
+            }
             if self.port.app.node.link_state() != LinkState::Up {
                 // Another remote may have attached to the session we are about to take
                 // (e.g. both started before any host): leave it the link instead of
@@ -315,10 +319,9 @@ impl<'a> RemoteNode<'a> {
                     diag!("remote: the host (ivshmem id {id}) left the server; waiting for a host");
                     self.port.app.greeted = None;
                 }
-                PeerEvent::ServerClosed => diag!(
-                    "remote: the ivshmem-server closed the connection; the link keeps working, \
-                     but peers joining or leaving are no longer seen"
-                ),
+                PeerEvent::ServerClosed => {
+                    diag!("remote: the ivshmem-server closed the connection")
+                }
                 _ => {}
             }
         }

@@ -451,3 +451,32 @@ fn two_remotes_before_any_host() {
     assert_eq!(host_session(&mut host), session, "sessions flap");
     eprintln!("two remotes: one refused after {refused_in:?}, session {session} stable");
 }
+
+/// The ivshmem-server goes away under a linked pair: both peers stop with a clear line
+/// instead of staying `up` on memory a new server would not share. Before: the old host
+/// stayed `up` on a new server whose region was empty, a new remote waited forever.
+#[test]
+fn server_going_away_stops_both_peers() {
+    let pair = Pair::start();
+    let Pair {
+        server,
+        mut host,
+        mut remote,
+        ..
+    } = pair;
+    drop(server);
+    let gone = Instant::now();
+    for p in [&mut host, &mut remote] {
+        let status = p.wait_exit(Duration::from_secs(3));
+        assert!(
+            status.is_some_and(|s| !s.success()) && p.err.text().contains("went away"),
+            "{} did not stop\n{}",
+            p.name,
+            p.describe()
+        );
+    }
+    eprintln!(
+        "server gone: both peers stopped within {:?}",
+        gone.elapsed()
+    );
+}
