@@ -816,6 +816,9 @@ fn open_shm(config: &ServerConfig) -> Result<(OwnedFd, bool), Error> {
             };
             let fd =
                 fd.map_err(|e| Error::io(format!("cannot open shm object {name}"), e.into()))?;
+            if !created {
+                check_foreign_shm(fd.as_fd(), name, config)?;
+            }
             if let Err(e) = apply_owner_mode(fd.as_fd(), config) {
                 if created {
                     unlink_shm(config);
@@ -829,6 +832,26 @@ fn open_shm(config: &ServerConfig) -> Result<(OwnedFd, bool), Error> {
         }
         ShmBacking::Directory(dir) => Ok((create_unlinked_file(dir)?, true)),
     }
+}
+
+/// Refuses to reuse an existing shm object that another user owns or that grants more
+/// access than ours would: whoever could open it may still hold it mapped, and a chmod now
+/// would not take that away, so all traffic would be theirs to read and write.
+fn check_foreign_shm(fd: BorrowedFd<'_>, name: &str, config: &ServerConfig) -> Result<(), Error> {
+    let st = sys::fstat(fd).context(|| format!("fstat shm object {name}"))?;
+    let uid = rustix::process::geteuid().as_raw();
+    let wider = st.st_mode & 0o777 & !(config.shm_mode & 0o777);
+    if st.st_uid != uid || wider != 0 {
+        return Err(Error::Config(format!(
+            "shm object {name} already exists (owner uid {}, mode {:o}) and was not made by \
+             this user with mode {:o}: refusing to share memory that others may have mapped; \
+             remove /dev/shm/{name} or choose another name (-M)",
+            st.st_uid,
+            st.st_mode & 0o777,
+            config.shm_mode & 0o777
+        )));
+    }
+    Ok(())
 }
 
 /// QEMU's `mkstemp("DIR/ivshmem.XXXXXX")` followed by `unlink()`: a new

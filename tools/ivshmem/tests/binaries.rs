@@ -371,3 +371,59 @@ fn client_reports_connection_errors() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn pid_file_is_0644_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("pidmode");
+    let shm = ShmName::new("pidmode");
+    let pid_file = dir.join("pid");
+    let sock = dir.join("sock");
+    // Daemon mode: the command returns once the pid file is written.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("umask 077; exec \"$0\" \"$@\"")
+        .arg(server_bin())
+        .arg("-S")
+        .arg(&sock)
+        .args(["-M", &shm.0, "-p"])
+        .arg(&pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run daemon");
+    assert!(status.success());
+    let mode = std::fs::metadata(&pid_file).unwrap().permissions().mode() & 0o777;
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    send_signal(pid, libc::SIGTERM);
+    assert_eq!(mode, 0o644, "pid file mode {mode:o}");
+}
+
+#[test]
+fn a_pre_existing_shm_object_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("foreign");
+    let shm = ShmName::new("foreign");
+    let file = std::fs::File::create(shm.path()).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o666))
+        .unwrap();
+    let out = run_server(&["-F", "-S", dir.join("sock").to_str().unwrap(), "-M", &shm.0]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    // Another user's object (root only can make one here).
+    if rustix::process::geteuid().is_root() {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        std::os::unix::fs::chown(shm.path(), Some(65534), None).unwrap();
+        let out = run_server(&["-F", "-S", dir.join("sock").to_str().unwrap(), "-M", &shm.0]);
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("owner uid 65534"), "{err}");
+    }
+}

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     };
     let pid = std::process::id();
     if let Some(pid_file) = &opts.pid_file {
-        if let Err(e) = fs::write(pid_file, format!("{pid}\n")) {
+        if let Err(e) = write_pid_file(pid_file, pid) {
             eprintln!("{PROG}: cannot write pid file {}: {e}", pid_file.display());
             if let Some(pipe) = ready {
                 let _ = fs::File::from(pipe).write_all(b"1");
@@ -95,6 +95,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes our pid, readable by everyone (0644) whatever the umask, as service managers
+/// and scripts of other users read it.
+fn write_pid_file(path: &Path, pid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)?;
+    // The umask may have narrowed the mode at creation; an existing file keeps its own.
+    file.set_permissions(fs::Permissions::from_mode(0o644))?;
+    file.write_all(format!("{pid}\n").as_bytes())
 }
 
 /// Removes the pid file if it still holds our pid.
