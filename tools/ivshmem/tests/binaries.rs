@@ -154,23 +154,36 @@ fn second_server_on_live_socket_is_refused_stale_one_replaced() {
     PeerConnection::connect(&dir.join("sock"), 1, T).expect("new server works");
 }
 
+/// Runs the server in daemon mode through `sh -c "<shell> exec server ..."`; returns
+/// when the daemon is ready (pid file written).
+fn run_daemon(
+    shell: &str,
+    sock: &std::path::Path,
+    shm: &ShmName,
+    pid_file: &std::path::Path,
+) -> std::process::ExitStatus {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("{shell} exec \"$0\" \"$@\""))
+        .arg(server_bin())
+        .arg("-S")
+        .arg(sock)
+        .args(["-M", &shm.0, "-p"])
+        .arg(pid_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run daemon")
+}
+
 #[test]
 fn daemon_mode_returns_when_ready_and_writes_pid_file() {
     let dir = TempDir::new("daemon");
     let shm = ShmName::new("daemon");
     let pid_file = dir.join("pid");
     let sock = dir.join("sock");
-    let status = Command::new(server_bin())
-        .arg("-S")
-        .arg(&sock)
-        .args(["-M", &shm.0, "-p"])
-        .arg(&pid_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run daemon");
-    assert!(status.success());
+    assert!(run_daemon("", &sock, &shm, &pid_file).success());
     // Ready as soon as the command returned: no sleep needed before QEMU starts.
     assert!(is_listening(&sock));
     let pid: i32 = std::fs::read_to_string(&pid_file)
@@ -380,20 +393,7 @@ fn pid_file_is_0644_whatever_the_umask() {
     let pid_file = dir.join("pid");
     let sock = dir.join("sock");
     // Daemon mode: the command returns once the pid file is written.
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg("umask 077; exec \"$0\" \"$@\"")
-        .arg(server_bin())
-        .arg("-S")
-        .arg(&sock)
-        .args(["-M", &shm.0, "-p"])
-        .arg(&pid_file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run daemon");
-    assert!(status.success());
+    assert!(run_daemon("umask 077;", &sock, &shm, &pid_file).success());
     let mode = std::fs::metadata(&pid_file).unwrap().permissions().mode() & 0o777;
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()

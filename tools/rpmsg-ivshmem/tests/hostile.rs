@@ -312,8 +312,8 @@ fn flapping_corruption() {
     let _ = &pair.server;
 }
 
-/// Runs `status` in the host's shell; returns its `link:` value.
-fn host_link(host: &mut Proc) -> String {
+/// Runs `status` in the host's shell; returns the value of its line `key: value`.
+fn host_status_field(host: &mut Proc, key: &str) -> String {
     let at = host.out.len();
     host.send_line("status");
     assert!(
@@ -325,10 +325,15 @@ fn host_link(host: &mut Proc) -> String {
         host.describe()
     );
     let text = host.out.text()[at..].to_string();
+    let prefix = format!("{key}: ");
     text.lines()
-        .find_map(|l| l.strip_prefix("link: "))
+        .find_map(|l| l.strip_prefix(&prefix))
         .unwrap_or("?")
         .to_string()
+}
+
+fn host_link(host: &mut Proc) -> String {
+    host_status_field(host, "link")
 }
 
 /// Liveness: a remote that stops (SIGSTOP: still connected to the server, so nothing
@@ -391,19 +396,8 @@ fn a_silent_host_is_noticed_by_the_remote() {
     pair.check("silent host replaced");
 }
 
-/// The session number in the host's `status`.
 fn host_session(host: &mut Proc) -> String {
-    let at = host.out.len();
-    host.send_line("status");
-    assert!(host.out.wait_from(at, Duration::from_secs(5), |b| contains(
-        b,
-        b"stray messages: "
-    ) && b.ends_with(b"\n")));
-    let text = host.out.text()[at..].to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("session: "))
-        .unwrap_or("?")
-        .to_string()
+    host_status_field(host, "session")
 }
 
 /// One remote per host, also when two start before any host: one of them leaves with a
