@@ -7,86 +7,66 @@
 
 use core::fmt;
 
-/// Invalid data found in shared memory (written by the peer, or corrupted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PeerFault {
+/// Declares [`PeerFault`] once: each kind with its doc, in counting order, and its text.
+macro_rules! peer_faults {
+    ($($(#[doc = $doc:literal])* $kind:ident => $text:literal,)*) => {
+        /// Invalid data found in shared memory (written by the peer, or corrupted).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum PeerFault {
+            $($(#[doc = $doc])* $kind,)*
+        }
+
+        impl PeerFault {
+            /// Every kind, in order.
+            pub const ALL: [PeerFault; [$(stringify!($kind)),*].len()] = [$(PeerFault::$kind),*];
+
+            const fn text(self) -> &'static str {
+                match self {
+                    $(Self::$kind => $text,)*
+                }
+            }
+        }
+    };
+}
+
+peer_faults! {
     /// An available-ring index moved further than the queue size since we last looked.
-    AvailIndexOutOfRange,
+    AvailIndexOutOfRange => "available index moved by more than the queue size",
     /// A used-ring index moved further than the number of buffers we handed out.
-    UsedIndexOutOfRange,
+    UsedIndexOutOfRange => "used index moved by more than the buffers in flight",
     /// A descriptor index in a ring entry is not smaller than the queue size.
-    DescriptorIndexOutOfRange,
+    DescriptorIndexOutOfRange => "descriptor index out of range",
     /// The driver offered a descriptor that the device already holds.
-    DuplicateDescriptor,
+    DuplicateDescriptor => "descriptor offered twice",
     /// A descriptor has flags this engine does not support (`NEXT` or `INDIRECT`).
-    UnsupportedDescriptorFlags,
+    UnsupportedDescriptorFlags => "descriptor uses NEXT or INDIRECT",
     /// A descriptor's address/length does not lie inside the buffer pool.
-    BufferOutOfBounds,
+    BufferOutOfBounds => "buffer outside the shared buffer pool",
     /// A descriptor is shorter than an RPMsg header.
-    BufferTooShort,
+    BufferTooShort => "buffer shorter than an RPMsg header",
     /// The device returned a descriptor id the driver did not hand out.
-    UsedIdNotInFlight,
+    UsedIdNotInFlight => "used element names a buffer not in flight",
     /// The device reported more bytes written than the buffer holds.
-    UsedLengthTooLarge,
+    UsedLengthTooLarge => "used length larger than the buffer",
     /// An RPMsg header's payload length does not fit the buffer it arrived in.
-    BadMessageLength,
+    BadMessageLength => "RPMsg payload length does not fit its buffer",
     /// An RPMsg header names `RPMSG_ADDR_ANY` as source or destination.
-    BadMessageAddress,
+    BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
     /// A name-service message is not 40 bytes, has an unknown flag or an invalid name.
-    BadNameService,
+    BadNameService => "malformed name-service message",
     /// The control area holds a value outside its valid range (peer id, layout field).
-    BadControlValue,
+    BadControlValue => "invalid value in the shared control area",
     /// A message arrived for an endpoint address that does not exist here.
-    UnknownDestination,
+    UnknownDestination => "message for an unknown endpoint",
 }
 
 impl PeerFault {
-    /// Every kind, in order.
-    pub const ALL: [PeerFault; 14] = {
-        use PeerFault::*;
-        [
-            AvailIndexOutOfRange,
-            UsedIndexOutOfRange,
-            DescriptorIndexOutOfRange,
-            DuplicateDescriptor,
-            UnsupportedDescriptorFlags,
-            BufferOutOfBounds,
-            BufferTooShort,
-            UsedIdNotInFlight,
-            UsedLengthTooLarge,
-            BadMessageLength,
-            BadMessageAddress,
-            BadNameService,
-            BadControlValue,
-            UnknownDestination,
-        ]
-    };
-
     /// Number of kinds.
     pub const KINDS: usize = PeerFault::ALL.len();
 
     /// A ring index moved impossibly far: the link is broken until a new session.
     pub const fn breaks_link(self) -> bool {
         matches!(self, Self::AvailIndexOutOfRange | Self::UsedIndexOutOfRange)
-    }
-
-    const fn text(self) -> &'static str {
-        match self {
-            Self::AvailIndexOutOfRange => "available index moved by more than the queue size",
-            Self::UsedIndexOutOfRange => "used index moved by more than the buffers in flight",
-            Self::DescriptorIndexOutOfRange => "descriptor index out of range",
-            Self::DuplicateDescriptor => "descriptor offered twice",
-            Self::UnsupportedDescriptorFlags => "descriptor uses NEXT or INDIRECT",
-            Self::BufferOutOfBounds => "buffer outside the shared buffer pool",
-            Self::BufferTooShort => "buffer shorter than an RPMsg header",
-            Self::UsedIdNotInFlight => "used element names a buffer not in flight",
-            Self::UsedLengthTooLarge => "used length larger than the buffer",
-            Self::BadMessageLength => "RPMsg payload length does not fit its buffer",
-            Self::BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
-            Self::BadNameService => "malformed name-service message",
-            Self::BadControlValue => "invalid value in the shared control area",
-            Self::UnknownDestination => "message for an unknown endpoint",
-        }
     }
 }
 

@@ -228,48 +228,20 @@ impl Server {
     /// Opens/creates the shared memory and listens on the socket. Events up
     /// to `config.log_level` go to the `log` facade (see [`crate::logfmt`]).
     pub fn new(config: ServerConfig) -> Result<Server, Error> {
-        if config.vectors > MAX_VECTORS {
-            return Err(Error::Config(format!(
-                "too many requested vectors {} (max is {MAX_VECTORS})",
-                config.vectors
-            )));
-        }
-        if config.shm_size == 0 {
-            return Err(Error::Config("shared memory size must not be 0".into()));
-        }
-        if config.max_backlog == 0 {
-            return Err(Error::Config("max backlog must be at least 1".into()));
-        }
-        let size = round_up_pow2(config.shm_size).ok_or_else(|| {
-            Error::Config(format!(
-                "shared memory size {} is too large",
-                config.shm_size
-            ))
-        })?;
-        if size != config.shm_size {
-            event!(
-                config.log_level,
-                LogLevel::Warn,
-                "shm-size-rounded",
-                requested = config.shm_size,
-                size = size,
-                why = "QEMU's ivshmem device needs a power of two"
-            );
-        }
+        let size = checked_shm_size(&config)?;
         // The socket first: if another server is live on it, touch nothing
         // (its shared memory included).
         check_fits_in_memory(size)?;
         prepare_socket_path(&config)?;
         let (shm, created_shm) = open_shm(&config)?;
-        let shm_size = match set_shm_size(&shm, size, &config) {
-            Ok(s) => s,
-            Err(e) => {
-                if created_shm {
-                    unlink_shm(&config);
-                }
-                return Err(e);
+        // A failure after this point removes the shared memory if we created it.
+        let undo = |e: Error| {
+            if created_shm {
+                unlink_shm(&config);
             }
+            e
         };
+        let shm_size = set_shm_size(&shm, size, &config).map_err(undo)?;
         if shm_size != size {
             event!(
                 config.log_level,
@@ -279,15 +251,7 @@ impl Server {
                 size = shm_size
             );
         }
-        let (listener, socket_id) = match listen_socket(&config) {
-            Ok(l) => l,
-            Err(e) => {
-                if created_shm {
-                    unlink_shm(&config);
-                }
-                return Err(e);
-            }
-        };
+        let (listener, socket_id) = listen_socket(&config).map_err(undo)?;
         let (stop, stop_tx) = rustix::pipe::pipe_with(
             rustix::pipe::PipeFlags::NONBLOCK | rustix::pipe::PipeFlags::CLOEXEC,
         )
@@ -480,23 +444,9 @@ impl Server {
             return;
         };
 
-        let mut vectors = Vec::with_capacity(self.config.vectors as usize);
-        for _ in 0..self.config.vectors {
-            match sys::eventfd() {
-                Ok(fd) => vectors.push(Arc::new(fd)),
-                Err(e) => {
-                    event!(
-                        self.config.log_level,
-                        LogLevel::Warn,
-                        "peer-refused",
-                        peer = id,
-                        reason = "cannot create eventfd",
-                        error = e
-                    );
-                    return;
-                }
-            }
-        }
+        let Some(vectors) = self.peer_vectors(id) else {
+            return;
+        };
         event!(
             self.config.log_level,
             LogLevel::Debug,
@@ -530,6 +480,44 @@ impl Server {
             self.peers.pop();
             return;
         }
+        self.announce(new, id);
+        self.peers[new].announced = true;
+        self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
+        event!(
+            self.config.log_level,
+            LogLevel::Debug,
+            "peer-connected",
+            peer = id,
+            vectors = self.config.vectors,
+            peers = self.peers.len()
+        );
+    }
+
+    /// The new peer's eventfds, one per vector; `None` (and a warning) if one cannot be made.
+    fn peer_vectors(&self, id: u16) -> Option<Vec<Arc<OwnedFd>>> {
+        let mut vectors = Vec::with_capacity(self.config.vectors as usize);
+        for _ in 0..self.config.vectors {
+            match sys::eventfd() {
+                Ok(fd) => vectors.push(Arc::new(fd)),
+                Err(e) => {
+                    event!(
+                        self.config.log_level,
+                        LogLevel::Warn,
+                        "peer-refused",
+                        peer = id,
+                        reason = "cannot create eventfd",
+                        error = e
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(vectors)
+    }
+
+    /// The rest of the handshake, after the version, id and shm fd: the new peer (at `new`, id `id`) and the existing peers
+    /// learn each other's vectors, and the new peer its own, last.
+    fn announce(&mut self, new: usize, id: u16) {
         // The new peer's vectors to each existing peer, in connect order.
         let new_vectors = self.peers[new].vectors.clone();
         for other in 0..new {
@@ -548,16 +536,6 @@ impl Server {
         for fd in new_vectors {
             self.send(new, i64::from(id), Some(fd));
         }
-        self.peers[new].announced = true;
-        self.stats.peers.store(self.peers.len(), Ordering::Relaxed);
-        event!(
-            self.config.log_level,
-            LogLevel::Debug,
-            "peer-connected",
-            peer = id,
-            vectors = self.config.vectors,
-            peers = self.peers.len()
-        );
     }
 
     /// Queues a message for peer `idx` and tries to send what is queued.
@@ -722,6 +700,40 @@ fn shm_description(config: &ServerConfig) -> String {
         ShmBacking::Posix(name) => format!("posix:{name}"),
         ShmBacking::Directory(dir) => format!("dir:{}", dir.display()),
     }
+}
+
+/// The shared memory size to use: `config.shm_size` rounded up to a power of two, after
+/// the checks of the configuration QEMU's server makes first.
+fn checked_shm_size(config: &ServerConfig) -> Result<u64, Error> {
+    if config.vectors > MAX_VECTORS {
+        return Err(Error::Config(format!(
+            "too many requested vectors {} (max is {MAX_VECTORS})",
+            config.vectors
+        )));
+    }
+    if config.shm_size == 0 {
+        return Err(Error::Config("shared memory size must not be 0".into()));
+    }
+    if config.max_backlog == 0 {
+        return Err(Error::Config("max backlog must be at least 1".into()));
+    }
+    let size = round_up_pow2(config.shm_size).ok_or_else(|| {
+        Error::Config(format!(
+            "shared memory size {} is too large",
+            config.shm_size
+        ))
+    })?;
+    if size != config.shm_size {
+        event!(
+            config.log_level,
+            LogLevel::Warn,
+            "shm-size-rounded",
+            requested = config.shm_size,
+            size = size,
+            why = "QEMU's ivshmem device needs a power of two"
+        );
+    }
+    Ok(size)
 }
 
 /// Refuses a shared memory larger than the machine's RAM: the object is

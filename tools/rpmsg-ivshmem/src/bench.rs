@@ -949,13 +949,7 @@ fn raw_ping_pong(
     count: u64,
     row: &mut Samples,
 ) -> Result<bool> {
-    let mut request = [0u8; SINK_REPORT_LEN];
-    request[..8].copy_from_slice(&RAW_PING_MAGIC);
-    request[8..].copy_from_slice(&count.to_le_bytes());
-    send_blocking(host, sink, &request)?;
-    let mut answer = [0u8; SINK_REPORT_LEN];
-    let n = receive(host, sink, &mut answer)?;
-    if answer[..n] != request[..] {
+    if !remote_takes_part(host, sink, RAW_PING_MAGIC, count)? {
         return Ok(false);
     }
     let peer = host
@@ -985,6 +979,23 @@ fn raw_ping_pong(
     Ok(true)
 }
 
+/// Asks the sink for a bare-path run (`magic` and `count`); true if it echoed the
+/// request, that is, if it takes part.
+fn remote_takes_part(
+    host: &mut HostNode<'_>,
+    sink: u32,
+    magic: [u8; 8],
+    count: u64,
+) -> Result<bool> {
+    let mut request = [0u8; SINK_REPORT_LEN];
+    request[..8].copy_from_slice(&magic);
+    request[8..].copy_from_slice(&count.to_le_bytes());
+    send_blocking(host, sink, &request)?;
+    let mut answer = [0u8; SINK_REPORT_LEN];
+    let n = receive(host, sink, &mut answer)?;
+    Ok(answer[..n] == request[..])
+}
+
 fn sink_report(host: &mut HostNode<'_>, sink: u32) -> Result<(u64, u64)> {
     send_blocking(host, sink, &[])?;
     let mut report = [0u8; SINK_REPORT_LEN];
@@ -1012,13 +1023,7 @@ fn bare_block(
     messages: u64,
 ) -> Result<Option<f64>> {
     ring.reset();
-    let mut request = [0u8; SINK_REPORT_LEN];
-    request[..8].copy_from_slice(&RAW_STREAM_MAGIC);
-    request[8..].copy_from_slice(&messages.to_le_bytes());
-    send_blocking(host, sink, &request)?;
-    let mut answer = [0u8; SINK_REPORT_LEN];
-    let n = receive(host, sink, &mut answer)?;
-    if answer[..n] != request[..] {
+    if !remote_takes_part(host, sink, RAW_STREAM_MAGIC, messages)? {
         return Ok(None);
     }
     let data = vec![0x3Cu8; size];

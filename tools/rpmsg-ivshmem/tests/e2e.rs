@@ -118,13 +118,7 @@ fn a_496_byte_string_is_refused_before_anything_is_sent() {
     );
     host.close_stdin();
     assert!(host.expect_exit(T).success(), "{}", host.describe());
-    // Nothing reached the remote.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !remote.out.text().contains("Host side sent a string"),
-        "{}",
-        remote.describe()
-    );
+    assert_nothing_reached(&remote);
 }
 
 #[test]
@@ -143,6 +137,11 @@ fn bad_counts_are_refused_and_nothing_is_sent() {
     let (status, _, err) = run(&["host", "send", "x", "-S", server.sock()], T);
     assert_eq!(status.code(), Some(2));
     assert!(err.contains("wrong parameter count"), "{err}");
+    assert_nothing_reached(&remote);
+}
+
+/// Waits a little, then checks that no message reached `remote`.
+fn assert_nothing_reached(remote: &Proc) {
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         !remote.out.text().contains("Host side sent a string"),
