@@ -424,8 +424,8 @@ class Rig:
         g.expect(r"\[QEMU\] CPU: \S+\r*\n", BOOT_TIMEOUT, "QEMU start")
         g.start = g.pos
         g.expect(re.escape("*** Booting Zephyr OS"), BOOT_TIMEOUT, "boot banner")
-        # Logging is deferred: text printed directly (the RPMsg banners) can come
-        # before boot log lines. Later searches start from the console's start.
+        # Later searches start from the console's start (the banner comes after the
+        # boot log, see `console_problems`, but a search need not depend on it).
         g.pos = g.start
         return g
 
@@ -480,6 +480,87 @@ def status_value(lines, key):
         if line.startswith(key + ": "):
             return line[len(key) + 2:]
     return None
+
+
+# A whole log line: `[hh:mm:ss.mmm,uuu] <lvl> module: text`.
+LOG_LINE = re.compile(r"\[\d\d:\d\d:\d\d\.\d{3},\d{3}\] <(?:inf|wrn|err|dbg)> [A-Za-z0-9_]+: .*")
+# A piece of a log line (its timestamp or level tag) anywhere in a line.
+LOG_PIECE = re.compile(r"\[\d\d:\d\d:\d\d\.\d|<(?:inf|wrn|err|dbg)> ")
+# The log lines of one boot that the banner explains (drivers' and ours before the link).
+BOOT_LOG = re.compile(r"\S+ <inf> (?:pcie_core|ivshmem): ")
+LINK_UP = {"Host": "host: link up with the remote", "Remote": "remote: attached to the host"}
+REMOTE_TEXT = ("Host side sent a string:", "Now echoing it back!", "")
+
+
+CURSOR_LEFT = re.compile(rb"\x1b\[(\d*)D")
+ERASE_TO_END = b"\x1b[J"
+
+
+def screen_lines(raw):
+    """Console bytes -> the lines a terminal shows: like `normalize`, but the shell's
+    "cursor left n, erase to the end" (how it clears its command line before text from
+    another context and redraws it after) removes what it covers, so a command line
+    erased for a log line does not look like text glued to that log line."""
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        m = CURSOR_LEFT.match(raw, i)
+        if m and raw.startswith(ERASE_TO_END, m.end()):
+            n = int(m.group(1) or b"1")
+            line_start = out.rfind(b"\n") + 1
+            del out[max(line_start, len(out) - n):]
+            i = m.end() + len(ERASE_TO_END)
+            continue
+        out.append(raw[i])
+        i += 1
+    return normalize(bytes(out))
+
+
+def remote_text_ok(line):
+    """The remote's own console text: the banner and the echo blocks."""
+    return (line in REMOTE_TEXT or line == BANNER % (BOARD, "Remote")
+            or (line.startswith("[ ") and line.endswith(" ]")))
+
+
+def console_problems(lines, side, text_ok=None):
+    """What is wrong in our image's console `lines` (from QEMU's start): a log line cut or
+    cutting text, text that `text_ok` does not accept, boot log lines after the banner of
+    their boot, or a banner not right after its link-up log line. Empty if all is well."""
+    problems = []
+    banner = BANNER % (BOARD, side)
+    boot_log_seen = banner_seen = False
+    for i, line in enumerate(lines):
+        where = "line %d %r" % (i + 1, line[:100])
+        if line.startswith("*** Booting Zephyr OS"):
+            continue
+        if LOG_LINE.fullmatch(line):
+            if LOG_PIECE.search(line, line.index("> ") + 2):
+                problems.append("%s: two log lines in one" % where)
+            if BOOT_LOG.match(line):
+                if banner_seen:
+                    problems.append("%s: boot log after the banner" % where)
+                boot_log_seen = True
+        elif LOG_PIECE.search(line) or line.startswith("[00:"):
+            problems.append("%s: a log line cut by or cutting text" % where)
+        elif line == banner:
+            banner_seen = True
+            prev = lines[i - 1] if i > 0 else ""
+            if not (LOG_LINE.fullmatch(prev) and "<inf> rpmsg: " + LINK_UP[side] in prev):
+                problems.append("%s: the banner does not follow its link-up log line" % where)
+            if not boot_log_seen:
+                problems.append("%s: no boot log line before the banner" % where)
+        elif text_ok is not None and not text_ok(line):
+            problems.append("%s: unexpected text" % where)
+    return problems
+
+
+def console_clean(g, side, text_ok=None):
+    """Every line of our image's console `g` passes `console_problems`."""
+    with g.cond:
+        lines = screen_lines(bytes(g.raw[g.start:]))
+    problems = console_problems(lines, side, text_ok)
+    check(not problems, "%s console: every line whole and in order (%d lines)%s"
+          % (g.name, len(lines), "".join("\n  " + p for p in problems[:10])))
 
 
 def scenario_main(rig, host_dir, remote_dir):
@@ -576,6 +657,8 @@ def scenario_main(rig, host_dir, remote_dir):
     m = run_command(host, "rpmsg_ivshmem bench 1 2 3", re.escape("bench - Usage:"), 10, "usage text")
     check("bench: wrong parameter count" in host.lines(m), "bench with 3 arguments prints the usage")
 
+    console_clean(remote, "Remote", remote_text_ok)
+
     # Kill the remote: the next send times out (and a 14-digit count is accepted).
     log("killing the remote QEMU")
     rig.stop(remote)
@@ -588,6 +671,8 @@ def scenario_main(rig, host_dir, remote_dir):
     check(TIMED_OUT in hl and "Remote side echoed the string back:" not in hl,
           "remote gone: '%s' after %.1f s" % (TIMED_OUT, elapsed))
     check(4.5 <= elapsed <= 9, "the timeout took about 5 s")
+    host.pump(0.5)
+    console_clean(host, "Host")
     return host, remote
 
 
@@ -618,6 +703,8 @@ def scenario_remote_restart(rig, host, remote_dir):
     exchange_ok(host, remote, "after a remote restart", 2, "remote restarted")
     m = run_command(host, "rpmsg_ivshmem status", r"stray messages: \d+", 10, "status")
     check(status_value(host.lines(m), "session") == "2", "status: session 2")
+    console_clean(remote, "Remote", remote_text_ok)
+    console_clean(host, "Host")
     return remote
 
 
@@ -639,6 +726,7 @@ def scenario_host_first(rig, host_dir, remote_dir, old):
     remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner")
     check(True, "both banners with the host started first")
     exchange_ok(host, remote, "second pair", 3, "host first")
+    console_clean(host, "Host")
 
     log("--- the host restarts, the remote keeps running")
     rig.stop(host)
@@ -648,6 +736,8 @@ def scenario_host_first(rig, host_dir, remote_dir, old):
     remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner again")
     check(True, "both banners again after the host restarted")
     exchange_ok(host, remote, "after a host restart", 2, "host restarted")
+    console_clean(remote, "Remote", remote_text_ok)
+    console_clean(host, "Host")
 
 
 # ---- mixed pairs: the OpenAMP C sample's images (OPENAMP_HOST_ELF, OPENAMP_REMOTE_ELF) ----
@@ -875,8 +965,7 @@ def cmd_demo(args):
         host = rig.boot("host", host_dir)
         host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner")
         remote.expect(re.escape(BANNER % (BOARD, "Remote")), 10, "remote banner")
-        # Let the deferred boot log lines come out before typing.
-        host.expect(re.escape("rpmsg: host: link up"), 10, "link-up log line")
+        # The boot and link-up log lines come before the banner; let the prompt redraw.
         host.pump(0.3)
         print("---------------- host console (live) ----------------", flush=True)
         with host.cond:

@@ -29,6 +29,8 @@
 #include <zephyr/drivers/virtualization/ivshmem.h>
 #include <zephyr/kernel.h>
 #include <zephyr/logging/log.h>
+#include <zephyr/logging/log_ctrl.h>
+#include <zephyr/sys/mpsc_pbuf.h>
 #include <zephyr/sys/printk.h>
 
 #ifdef CONFIG_SHELL
@@ -247,6 +249,32 @@ void rpmsg_glue_log(uint32_t level, const char *msg)
 		LOG_DBG("%s", msg);
 		break;
 	}
+}
+
+/* Deferred logging: waits (2 ms sleeps, at most 0.5 s) until the lines logged so far
+ * have left the log core and, on the shell, the shell's log buffer, so that text
+ * printed next (a banner) comes after the log lines that explain it. The shell writes
+ * a log line and our text under the same lock, so neither cuts the other. Immediate
+ * logging: nothing to wait for.
+ */
+void rpmsg_glue_log_flush(void)
+{
+#ifdef CONFIG_LOG_MODE_DEFERRED
+	for (int i = 0; i < 250; i++) {
+		bool pending = log_data_pending();
+#if defined(CONFIG_SHELL_LOG_BACKEND) && defined(CONFIG_SHELL_BACKEND_SERIAL)
+		const struct shell *sh = shell_backend_uart_get_ptr();
+
+		if (sh != NULL && sh->ctx->state == SHELL_STATE_ACTIVE) {
+			pending = pending || mpsc_pbuf_is_pending(sh->log_backend->mpsc_buffer);
+		}
+#endif
+		if (!pending) {
+			return;
+		}
+		k_msleep(2);
+	}
+#endif
 }
 
 /* ---- shell command -------------------------------------------------------------- */

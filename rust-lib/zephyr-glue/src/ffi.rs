@@ -21,6 +21,7 @@ extern "C" {
     pub fn rpmsg_glue_console_write(buf: *const c_char, len: usize);
     pub fn rpmsg_glue_shell_write(sh: *const c_void, buf: *const c_char, len: usize);
     pub fn rpmsg_glue_log(level: u32, msg: *const c_char);
+    pub fn rpmsg_glue_log_flush();
 
     pub fn rpmsg_glue_rx_thread_start();
 }

@@ -32,7 +32,11 @@ impl Log for ZephyrLog {
         unsafe { ffi::rpmsg_glue_log(level, buf.as_c_str()) }
     }
 
-    fn flush(&self) {}
+    /// Waits until the lines logged so far are on the console (deferred logging).
+    fn flush(&self) {
+        // SAFETY: no arguments; the shim only reads the log buffers' state and sleeps.
+        unsafe { ffi::rpmsg_glue_log_flush() }
+    }
 }
 
 /// Install the logger (once; later calls only change the level). Zephyr's own

@@ -76,8 +76,11 @@ impl<const N: usize> rpmsg_app::Console for Console<'_, N> {
         self.line.clear();
     }
 
+    /// Logs, then waits until the line is out: the text printed next (the banner after a
+    /// link change) comes after it. Only at link changes and errors, never per message.
     fn diag(&mut self, args: core::fmt::Arguments<'_>) {
         log::info!("{}", args);
+        log::logger().flush();
     }
 }
 
