@@ -281,6 +281,18 @@ impl<'a, D: Doorbell> Remote<'a, D> {
             // with it: ask the host to start over.
             return self.request_session(host_id);
         }
+        self.attach(session, addr_base, host_id, published.is_some())
+    }
+
+    /// Attaches to the host's `session`: fresh ring positions and buffers, our id in the
+    /// control area (for a host that publishes one), the endpoints announced, the host rung.
+    fn attach(
+        &mut self,
+        session: u32,
+        addr_base: u64,
+        host_id: Option<u16>,
+        published: bool,
+    ) -> Result<()> {
         let pool = Self::pool_window(&self.layout, addr_base);
         self.role.rx.restart(pool);
         self.role.tx.restart(pool);
@@ -290,7 +302,7 @@ impl<'a, D: Doorbell> Remote<'a, D> {
         self.epoch = self.epoch.wrapping_add(1);
         self.published_peer = host_id;
         self.endpoints.reset_peer_state();
-        if published.is_some() {
+        if published {
             self.control.set_remote(self.own_id, session)?;
         }
         self.link = LinkState::Up;
