@@ -6,80 +6,10 @@ use core::sync::atomic::Ordering::Relaxed;
 use rpmsg_engine::layout::QueueId;
 use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
 use rpmsg_engine::wire::CONTROL_BLOCK_OFFSET;
+
+mod common;
+use common::*;
 use rpmsg_engine::{Config, Error, Event, Host, LinkState, PeerFault, Remote};
-
-const SIZE: usize = 64 * 1024;
-const HOST_ID: u16 = 4;
-const REMOTE_ID: u16 = 11;
-
-type H<'a> = Host<'a, BellDoorbell>;
-type R<'a> = Remote<'a, BellDoorbell>;
-
-fn host(mem: &HeapRegion) -> H<'_> {
-    Host::new_host(
-        mem.region(),
-        Config::new(SIZE),
-        Some(HOST_ID),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap()
-}
-
-fn remote_with(mem: &HeapRegion, id: u16) -> R<'_> {
-    let mut r = Remote::new_remote(
-        mem.region(),
-        Config::new(SIZE),
-        Some(id),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap();
-    assert_eq!(r.create_endpoint("k", None, None), Ok(1024));
-    r
-}
-
-fn remote(mem: &HeapRegion) -> R<'_> {
-    remote_with(mem, REMOTE_ID)
-}
-
-/// Runs both sides until the host has bound "k"; returns the host's endpoint.
-fn bring_up(h: &mut H<'_>, r: &mut R<'_>) -> u32 {
-    for _ in 0..10 {
-        let _ = r.poll();
-        if let Some(Event::NameServiceCreate { name, addr }) = h.recv().unwrap() {
-            assert_eq!(name.as_str(), "k");
-            return h.bind(&name, addr).unwrap();
-        }
-    }
-    panic!(
-        "link did not come up: host {:?}, remote {:?}",
-        h.link_state(),
-        r.link_state()
-    );
-}
-
-/// Remote side: receive one message and echo it; returns the payload.
-fn echo_one(r: &mut R<'_>) -> Option<Vec<u8>> {
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        return None;
-    };
-    let mut buf = vec![0u8; rx.len()];
-    rx.read(0, &mut buf).unwrap();
-    r.release_rx(rx).unwrap();
-    r.try_send(1024, &buf).unwrap();
-    Some(buf)
-}
-
-fn recv_payload(h: &mut H<'_>) -> Option<Vec<u8>> {
-    match h.recv().unwrap()? {
-        Event::Message(rx) => {
-            let mut buf = vec![0u8; rx.len()];
-            rx.read(0, &mut buf).unwrap();
-            h.release_rx(rx).unwrap();
-            Some(buf)
-        }
-        other => panic!("host got {other:?}"),
-    }
-}
 
 #[test]
 fn remote_first_then_host() {
@@ -88,20 +18,16 @@ fn remote_first_then_host() {
     assert_eq!(r.poll(), Ok(false));
     assert_eq!(r.link_state(), LinkState::Down);
     assert_eq!(r.try_send(1024, b"x"), Err(Error::NotReady));
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     let ept = bring_up(&mut h, &mut r);
     assert_eq!(h.link_state(), LinkState::Up);
-    h.try_send(ept, b"hello\0").unwrap();
-    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"hello\0"[..]));
-    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"hello\0"[..]));
+    round_trip(&mut h, &mut r, ept, b"hello\0");
 }
 
 #[test]
 fn host_first_then_remote() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     assert_eq!(h.recv().unwrap().map(|_| ()), None);
     assert_eq!(h.link_state(), LinkState::Waiting);
     let mut r = remote(&mem);
@@ -113,10 +39,7 @@ fn host_first_then_remote() {
 #[test]
 fn doorbells_go_to_the_published_ids() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     assert_eq!(r.peer_id(), Some(HOST_ID));
     assert_eq!(h.peer_id(), Some(REMOTE_ID));
     assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
@@ -128,10 +51,7 @@ fn doorbells_go_to_the_published_ids() {
 #[test]
 fn payload_limits() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     assert_eq!(h.max_payload(), 496);
     assert_eq!(h.try_send(ept, &[1u8; 497]), Err(Error::PayloadTooLarge));
     h.try_send(ept, &[7u8; 496]).unwrap();
@@ -143,19 +63,10 @@ fn payload_limits() {
 #[test]
 fn tx_buffers_run_out_and_come_back() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
-    for i in 0..16u8 {
-        h.try_send(ept, &[i]).unwrap();
-    }
-    assert_eq!(h.try_send(ept, b"x"), Err(Error::NoTxBuffer));
+    let (mut h, mut r, ept) = linked(&mem);
+    assert_eq!(exhaust_tx(&mut h, ept), 16);
     // The remote consumes one (returning the buffer) without echoing.
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        panic!()
-    };
-    r.release_rx(rx).unwrap();
+    consume_one(&mut r);
     h.try_send(ept, b"x").unwrap();
     assert_eq!(h.try_send(ept, b"y"), Err(Error::NoTxBuffer));
 }
@@ -163,10 +74,7 @@ fn tx_buffers_run_out_and_come_back() {
 #[test]
 fn zero_copy_send_and_release() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     let mut tx = h.get_tx_buffer().unwrap();
     assert_eq!(tx.capacity(), 496);
     assert_eq!(tx.write(490, &[0; 7]), Err(Error::PayloadTooLarge));
@@ -174,9 +82,7 @@ fn zero_copy_send_and_release() {
     h.send_nocopy(ept, tx, 3).unwrap();
     let unused = h.get_tx_buffer().unwrap();
     h.release_tx_buffer(unused).unwrap();
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        panic!()
-    };
+    let rx = next_message(&mut r);
     let mut out = [0u8; 8];
     assert_eq!(rx.read(1, &mut out), Ok(2));
     assert_eq!(&out[..2], b"bc");
@@ -187,10 +93,7 @@ fn zero_copy_send_and_release() {
 #[test]
 fn messages_to_unknown_endpoints_are_dropped_and_their_buffers_returned() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     for _ in 0..100 {
         h.try_send_to(ept, 4000, b"nobody").unwrap();
         assert!(r.recv().unwrap().is_none());
@@ -207,8 +110,7 @@ fn messages_to_unknown_endpoints_are_dropped_and_their_buffers_returned() {
 #[test]
 fn layout_mismatch_is_reported() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let _host = started_host(&mem);
     let cfg = Config {
         buf_size: 256,
         ..Config::new(SIZE)
@@ -239,12 +141,10 @@ fn config_must_match_the_region() {
     assert!(matches!(e, Err(Error::RegionTooSmall)));
 }
 
-#[test]
-fn a_host_without_control_block_is_served_like_openamp() {
-    // An OpenAMP C host writes only the status byte: emulate by erasing our block.
-    let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+/// Erases the host's control block (an OpenAMP C host writes only the status byte); a
+/// remote over the region, with the host as its fallback peer, creates "k" at 1024 (bound
+/// to `dest`, if given) and attaches: the remote and its endpoint.
+fn remote_of_a_c_host(mem: &HeapRegion, dest: Option<u32>) -> (R<'_>, u32) {
     mem.region().zero(CONTROL_BLOCK_OFFSET, 48).unwrap();
     let cfg = Config {
         fallback_peer_id: Some(HOST_ID),
@@ -257,8 +157,17 @@ fn a_host_without_control_block_is_served_like_openamp() {
         BellDoorbell::new(Bell::new()),
     )
     .unwrap();
-    r.create_endpoint("k", None, None).unwrap();
+    let k = r.create_endpoint("k", Some(1024), dest).unwrap();
     assert_eq!(r.poll(), Ok(true));
+    (r, k)
+}
+
+#[test]
+fn a_host_without_control_block_is_served_like_openamp() {
+    // An OpenAMP C host writes only the status byte: emulate by erasing our block.
+    let mem = HeapRegion::new(SIZE);
+    let h = started_host(&mem);
+    let (mut r, _) = remote_of_a_c_host(&mem, None);
     assert_eq!(r.peer_id(), Some(HOST_ID));
     assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
     // The announcement went out on vring 0 as an OpenAMP host expects it: one used
@@ -282,10 +191,7 @@ fn a_host_without_control_block_is_served_like_openamp() {
 #[test]
 fn hostile_host_descriptors_are_skipped() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     h.try_send(ept, b"one").unwrap();
     // Corrupt the descriptor the host just posted on vring 1: point it at the rings.
     let ring = h.layout().ring(QueueId::HostToRemote);
@@ -313,10 +219,7 @@ fn hostile_host_descriptors_are_skipped() {
 #[test]
 fn hostile_remote_used_entries_are_skipped_and_a_wild_index_resets_the_session() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     let ring = h.layout().ring(QueueId::RemoteToHost);
     let region = mem.region();
     // A used element naming a descriptor the remote never had.
@@ -362,8 +265,7 @@ fn hostile_remote_used_entries_are_skipped_and_a_wild_index_resets_the_session()
 #[test]
 fn remote_restart_gets_a_fresh_session_and_no_stale_message() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     let ept = {
         let mut r = remote(&mem);
         let ept = bring_up(&mut h, &mut r);
@@ -385,9 +287,7 @@ fn remote_restart_gets_a_fresh_session_and_no_stale_message() {
     assert_eq!(h.peer_id(), Some(REMOTE_ID + 1));
     assert_eq!(h.stats().resets, 1);
     assert!(r2.recv().unwrap().is_none(), "the stale message is gone");
-    h.try_send(ept2, b"fresh").unwrap();
-    assert_eq!(echo_one(&mut r2).as_deref(), Some(&b"fresh"[..]));
-    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"fresh"[..]));
+    round_trip(&mut h, &mut r2, ept2, b"fresh");
 }
 
 #[test]
@@ -395,35 +295,26 @@ fn host_restart_makes_the_remote_reattach_and_announce_again() {
     let mem = HeapRegion::new(SIZE);
     let mut r = remote(&mem);
     {
-        let mut h = host(&mem);
-        h.start().unwrap();
+        let mut h = started_host(&mem);
         let ept = bring_up(&mut h, &mut r);
         h.try_send(ept, b"one").unwrap();
         assert!(echo_one(&mut r).is_some());
         // The echo is never read: the host dies.
     }
-    let mut h2 = host(&mem);
-    h2.start().unwrap();
+    let mut h2 = started_host(&mem);
     let ept = bring_up(&mut h2, &mut r);
     assert_eq!(r.stats().resets, 1);
     assert!(h2.recv().unwrap().is_none(), "the old echo is gone");
-    h2.try_send(ept, b"two").unwrap();
-    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"two"[..]));
-    assert_eq!(recv_payload(&mut h2).as_deref(), Some(&b"two"[..]));
+    round_trip(&mut h2, &mut r, ept, b"two");
 }
 
 #[test]
 fn buffers_from_an_old_session_are_stale() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     let tx = h.get_tx_buffer().unwrap();
     h.try_send(ept, b"held").unwrap();
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        panic!()
-    };
+    let rx = next_message(&mut r);
     h.start().unwrap();
     assert_eq!(h.send_nocopy(ept, tx, 1), Err(Error::StaleBuffer));
     let _ = r.poll();
@@ -542,10 +433,7 @@ fn restart_at_every_protocol_step() {
 #[test]
 fn one_doorbell_per_message_in_steady_state() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     let (h0, r0) = (h.doorbell().rung, r.doorbell().rung);
     for i in 0..100u32 {
         h.try_send(ept, &i.to_le_bytes()).unwrap();
@@ -561,38 +449,20 @@ fn one_doorbell_per_message_in_steady_state() {
 #[test]
 fn a_sender_out_of_buffers_asks_to_be_woken() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
-    for i in 0..16u8 {
-        h.try_send(ept, &[i]).unwrap();
-    }
-    assert_eq!(h.try_send(ept, b"x"), Err(Error::NoTxBuffer));
+    let (mut h, mut r, ept) = linked(&mem);
+    assert_eq!(exhaust_tx(&mut h, ept), 16);
     // The host now wants an interrupt when the remote returns a buffer.
     let before = r.doorbell().rung;
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        panic!()
-    };
-    r.release_rx(rx).unwrap();
+    consume_one(&mut r);
     assert_eq!(r.doorbell().rung, before + 1, "the waiting host is woken");
     h.try_send(ept, b"x").unwrap();
     // The remote, out of transmit buffers, wants to hear about re-posted ones.
     for _ in 0..15 {
-        let Some(Event::Message(rx)) = r.recv().unwrap() else {
-            panic!()
-        };
-        r.release_rx(rx).unwrap();
+        consume_one(&mut r);
     }
-    for i in 0..16u8 {
-        r.try_send(1024, &[i]).unwrap();
-    }
-    assert_eq!(r.try_send(1024, b"x"), Err(Error::NoTxBuffer));
+    assert_eq!(exhaust_tx(&mut r, 1024), 16);
     let before = h.doorbell().rung;
-    let Some(Event::Message(rx)) = h.recv().unwrap() else {
-        panic!()
-    };
-    h.release_rx(rx).unwrap();
+    consume_one(&mut h);
     assert_eq!(h.doorbell().rung, before + 1, "the waiting remote is woken");
     r.try_send(1024, b"x").unwrap();
 }
@@ -605,14 +475,9 @@ fn a_sender_out_of_buffers_asks_to_be_woken() {
 #[test]
 fn a_remote_busy_across_a_host_session_restart_sends_nothing_stale() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     h.try_send(ept, b"old").unwrap();
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        panic!("no message")
-    };
+    let rx = next_message(&mut r);
     let zero_copy = r.get_tx_buffer().unwrap();
     // The host starts a new session (as it does when its ring breaks); the remote has not
     // looked at the link since.
@@ -625,9 +490,7 @@ fn a_remote_busy_across_a_host_session_restart_sends_nothing_stale() {
     let ept = bring_up(&mut h, &mut r);
     assert_eq!(h.counters().peer_faults(), 0, "{:?}", h.counters());
     assert_eq!(r.counters().peer_faults(), 0, "{:?}", r.counters());
-    h.try_send(ept, b"new").unwrap();
-    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"new"[..]));
-    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"new"[..]));
+    round_trip(&mut h, &mut r, ept, b"new");
 }
 
 /// The same with a new host process: the old host dies, a new one initialises the region,
@@ -637,25 +500,18 @@ fn a_remote_busy_across_a_host_process_restart_sends_nothing_stale() {
     let mem = HeapRegion::new(SIZE);
     let mut r = remote(&mem);
     let rx = {
-        let mut h = host(&mem);
-        h.start().unwrap();
+        let mut h = started_host(&mem);
         let ept = bring_up(&mut h, &mut r);
         h.try_send(ept, b"old").unwrap();
-        let Some(Event::Message(rx)) = r.recv().unwrap() else {
-            panic!("no message")
-        };
-        rx
+        next_message(&mut r)
     };
-    let mut h2 = host(&mem);
-    h2.start().unwrap();
+    let mut h2 = started_host(&mem);
     assert_eq!(r.try_send(1024, b"old"), Err(Error::NotReady));
     assert_eq!(r.release_rx(rx), Err(Error::StaleBuffer));
     let ept = bring_up(&mut h2, &mut r);
     assert_eq!(h2.counters().peer_faults(), 0, "{:?}", h2.counters());
     assert_eq!(h2.session(), 2);
-    h2.try_send(ept, b"new").unwrap();
-    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"new"[..]));
-    assert_eq!(recv_payload(&mut h2).as_deref(), Some(&b"new"[..]));
+    round_trip(&mut h2, &mut r, ept, b"new");
     assert_eq!(h2.counters().peer_faults(), 0, "{:?}", h2.counters());
 }
 
@@ -665,8 +521,7 @@ fn a_remote_busy_across_a_host_process_restart_sends_nothing_stale() {
 #[test]
 fn every_host_session_after_the_first_is_a_reset() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     assert_eq!(h.stats().resets, 0);
     h.start().unwrap();
     assert_eq!(h.stats().resets, 1);
@@ -679,8 +534,7 @@ fn every_host_session_after_the_first_is_a_reset() {
     assert_eq!(h.stats().resets, 2);
     assert_eq!(h.session(), 3);
     // A second host object over the same region starts its first session: no reset.
-    let mut h2 = host(&mem);
-    h2.start().unwrap();
+    let h2 = started_host(&mem);
     assert_eq!(h2.stats().resets, 0);
     assert_eq!(h2.session(), 4);
 }
@@ -695,8 +549,7 @@ fn every_host_session_after_the_first_is_a_reset() {
 fn an_announcement_overtaking_the_acknowledgement_still_gives_the_remote_id() {
     use rpmsg_engine::shm::ControlView;
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     let mut r = remote(&mem);
     assert_eq!(r.poll(), Ok(true)); // acknowledged, then announced
                                     // Model the race: the host's refresh does not see the acknowledgement yet.
@@ -732,8 +585,7 @@ fn a_host_killed_during_start_does_not_make_session_numbers_repeat() {
     let mem = HeapRegion::new(SIZE);
     let mut r = remote(&mem);
     {
-        let mut h = host(&mem);
-        h.start().unwrap();
+        let mut h = started_host(&mem);
         h.start().unwrap();
         assert_eq!(h.session(), 2);
         bring_up(&mut h, &mut r);
@@ -746,15 +598,12 @@ fn a_host_killed_during_start_does_not_make_session_numbers_repeat() {
     assert_eq!(control.host_session(), Ok(3));
     assert_eq!(control.remote(), Ok((None, 0)));
     // The remote did not look meanwhile; a third host starts.
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     assert_eq!(h.session(), 4);
     let ept = bring_up(&mut h, &mut r);
     assert_eq!(r.session(), 4);
     assert_eq!(r.stats().resets, 1);
-    h.try_send(ept, b"after").unwrap();
-    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"after"[..]));
-    assert_eq!(recv_payload(&mut h).as_deref(), Some(&b"after"[..]));
+    round_trip(&mut h, &mut r, ept, b"after");
     assert_eq!(h.counters().peer_faults() + r.counters().peer_faults(), 0);
 }
 
@@ -764,8 +613,7 @@ fn a_host_killed_during_start_does_not_make_session_numbers_repeat() {
 fn sessions_start_at_one_without_a_control_block() {
     let mem = HeapRegion::new(SIZE);
     mem.region().store_u8(0, 0x0F, Relaxed).unwrap(); // a C host's status, no block
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let h = started_host(&mem);
     assert_eq!(h.session(), 1);
 }
 
@@ -788,8 +636,7 @@ fn a_c_remote_that_joins_after_the_host_is_rung_once_its_id_is_known() {
     // The C remote then announces "k" without publishing an id; the native host learns
     // the id from the server's peer list only now and must ring it from then on.
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     let mut r = remote(&mem);
     let _ = r.poll();
     erase_remote_ack(&mem);
@@ -822,10 +669,7 @@ fn a_c_remote_that_joins_after_the_host_is_rung_once_its_id_is_known() {
 #[test]
 fn a_published_id_wins_over_a_changed_fallback() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    let mut r = remote(&mem);
-    let ept = bring_up(&mut h, &mut r);
+    let (mut h, mut r, ept) = linked(&mem);
     h.set_fallback_peer_id(Some(REMOTE_ID + 7));
     r.set_fallback_peer_id(Some(HOST_ID + 7));
     assert_eq!(h.peer_id(), Some(REMOTE_ID));
@@ -841,22 +685,8 @@ fn a_remote_of_a_c_host_follows_a_changed_fallback() {
     // A C host publishes nothing; when it comes back under a new ivshmem id, the native
     // remote updates its fallback and rings the new id.
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    mem.region().zero(CONTROL_BLOCK_OFFSET, 48).unwrap();
-    let cfg = Config {
-        fallback_peer_id: Some(HOST_ID),
-        ..Config::new(SIZE)
-    };
-    let mut r = Remote::new_remote(
-        mem.region(),
-        cfg,
-        Some(REMOTE_ID),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap();
-    let k = r.create_endpoint("k", Some(1024), Some(1024)).unwrap();
-    assert_eq!(r.poll(), Ok(true));
+    let _host = started_host(&mem);
+    let (mut r, k) = remote_of_a_c_host(&mem, Some(1024));
     assert_eq!(r.doorbell().last_peer_id, Some(HOST_ID));
     assert_eq!(r.published_peer_id(), None, "a C host publishes no id");
     r.set_fallback_peer_id(Some(HOST_ID + 1));
@@ -905,21 +735,8 @@ fn a_remote_keeps_the_buffers_of_an_openamp_2023_host_whole() {
     // A C host publishes no block; our remote sends short messages, the OpenAMP host
     // re-posts each buffer with the used length; a long message must still fit.
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
-    mem.region().zero(CONTROL_BLOCK_OFFSET, 48).unwrap();
-    let mut r = Remote::new_remote(
-        mem.region(),
-        Config {
-            fallback_peer_id: Some(HOST_ID),
-            ..Config::new(SIZE)
-        },
-        Some(REMOTE_ID),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap();
-    let k = r.create_endpoint("k", Some(1024), Some(1024)).unwrap();
-    assert_eq!(r.poll(), Ok(true));
+    let h = started_host(&mem);
+    let (mut r, k) = remote_of_a_c_host(&mem, Some(1024));
     // Fill every buffer once with a 2-byte message (a bound "k" is not announced), the
     // host re-posting each.
     for _ in 0..16 {
@@ -941,8 +758,7 @@ fn a_remote_keeps_the_buffers_of_an_openamp_2023_host_whole() {
 #[test]
 fn a_silent_remote_is_taken_as_gone_after_a_second_and_a_silent_host_likewise() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     let mut r = remote(&mem);
     bring_up(&mut h, &mut r);
     let first = h.session();

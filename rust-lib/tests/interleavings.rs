@@ -19,8 +19,11 @@
 //! trip, and no restart may look like a misbehaving peer: neither side may count a peer
 //! fault (a ring index out of range, a bad descriptor, a malformed message).
 
-use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
-use rpmsg_engine::{Config, Error, Event, Host, LinkState, Remote, RxBuffer};
+use rpmsg_engine::testing::{Bell, HeapRegion};
+use rpmsg_engine::{Config, Error, Event, LinkState, RxBuffer};
+
+mod common;
+use common::{host_over, remote_over, H, HOST_ID, R, REMOTE_ID};
 
 /// A small layout (4 buffers of 64 bytes per direction) keeps the ~100 000 runs fast; the
 /// protocol does not depend on the sizes.
@@ -33,11 +36,6 @@ fn config() -> Config {
         ..Config::new(SIZE)
     }
 }
-const HOST_ID: u16 = 4;
-const REMOTE_ID: u16 = 11;
-
-type H<'a> = Host<'a, BellDoorbell>;
-type R<'a> = Remote<'a, BellDoorbell>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum HostOp {
@@ -352,25 +350,11 @@ impl<'m> World<'m> {
 }
 
 fn new_host(mem: &HeapRegion) -> H<'_> {
-    Host::new_host(
-        mem.region(),
-        config(),
-        Some(HOST_ID),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap()
+    host_over(mem, config(), HOST_ID, Bell::new())
 }
 
 fn new_remote(mem: &HeapRegion, id: u16) -> R<'_> {
-    let mut r = Remote::new_remote(
-        mem.region(),
-        config(),
-        Some(id),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap();
-    assert_eq!(r.create_endpoint("k", None, None), Ok(1024));
-    r
+    remote_over(mem, config(), id, Bell::new())
 }
 
 /// Every interleaving of the two scripts, as bit masks: bit i set = step i is the host's.
@@ -416,23 +400,15 @@ fn all_for(kind: Restart) {
 }
 
 #[test]
-fn host_process_restart_between_any_two_calls() {
-    all_for(Restart::HostProcess);
-}
-
-#[test]
-fn host_session_restart_between_any_two_calls() {
-    all_for(Restart::HostSession);
-}
-
-#[test]
-fn remote_process_restart_between_any_two_calls() {
-    all_for(Restart::RemoteProcess);
-}
-
-#[test]
-fn both_restart_between_any_two_calls() {
-    all_for(Restart::Both);
+fn every_kind_of_restart_between_any_two_calls() {
+    for kind in [
+        Restart::HostProcess,
+        Restart::HostSession,
+        Restart::RemoteProcess,
+        Restart::Both,
+    ] {
+        all_for(kind);
+    }
 }
 
 /// The scheduler itself: the failure it exists to catch is detected. A remote that took a

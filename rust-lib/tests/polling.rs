@@ -8,65 +8,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rpmsg_engine::layout::QueueId;
+use rpmsg_engine::rpmsg::Role;
 use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
 use rpmsg_engine::wire::{VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY};
-use rpmsg_engine::{Config, Event, Host, Layout, Remote};
+use rpmsg_engine::{Config, Event, Layout, Rpmsg};
 
-const SIZE: usize = 64 * 1024;
-
-type H<'a> = Host<'a, BellDoorbell>;
-type R<'a> = Remote<'a, BellDoorbell>;
-
-fn pair(mem: &HeapRegion) -> (H<'_>, R<'_>, u32) {
-    let mut h = Host::new_host(
-        mem.region(),
-        Config::new(SIZE),
-        Some(4),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap();
-    let mut r = Remote::new_remote(
-        mem.region(),
-        Config::new(SIZE),
-        Some(11),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap();
-    r.create_endpoint("k", None, None).unwrap();
-    h.start().unwrap();
-    for _ in 0..10 {
-        let _ = r.poll();
-        if let Some(Event::NameServiceCreate { name, addr }) = h.recv().unwrap() {
-            let ept = h.bind(&name, addr).unwrap();
-            return (h, r, ept);
-        }
-    }
-    panic!("link did not come up");
-}
-
-/// Receives one message on the remote and echoes it.
-fn echo(r: &mut R<'_>) -> bool {
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        return false;
-    };
-    let mut buf = vec![0u8; rx.len()];
-    rx.read(0, &mut buf).unwrap();
-    r.release_rx(rx).unwrap();
-    r.try_send(1024, &buf).unwrap();
-    true
-}
-
-fn take(h: &mut H<'_>) -> Option<Vec<u8>> {
-    match h.recv().unwrap()? {
-        Event::Message(rx) => {
-            let mut buf = vec![0u8; rx.len()];
-            rx.read(0, &mut buf).unwrap();
-            h.release_rx(rx).unwrap();
-            Some(buf)
-        }
-        other => panic!("host got {other:?}"),
-    }
-}
+mod common;
+use common::*;
 
 fn flags(mem: &HeapRegion) -> (u16, u16) {
     let layout = Layout::new(&Config::new(SIZE)).unwrap();
@@ -84,7 +32,7 @@ fn flags(mem: &HeapRegion) -> (u16, u16) {
 #[test]
 fn polling_sides_ring_nobody_and_use_the_standard_flags() {
     let mem = HeapRegion::new(SIZE);
-    let (mut h, mut r, ept) = pair(&mem);
+    let (mut h, mut r, ept) = linked(&mem);
     assert_eq!(flags(&mem), (0, 0), "not polling: both want doorbells");
     h.busy_poll().unwrap();
     r.busy_poll().unwrap();
@@ -99,9 +47,9 @@ fn polling_sides_ring_nobody_and_use_the_standard_flags() {
         h.try_send(ept, &i.to_le_bytes()).unwrap();
         assert!(r.has_pending());
         assert!(!h.has_pending());
-        assert!(echo(&mut r));
+        assert!(echo_one(&mut r).is_some());
         assert!(h.has_pending());
-        assert_eq!(take(&mut h), Some(i.to_le_bytes().to_vec()));
+        assert_eq!(recv_payload(&mut h), Some(i.to_le_bytes().to_vec()));
     }
     assert_eq!(h.doorbell().rung, h0, "the host rang a polling remote");
     assert_eq!(r.doorbell().rung, r0, "the remote rang a polling host");
@@ -111,39 +59,33 @@ fn polling_sides_ring_nobody_and_use_the_standard_flags() {
     assert_eq!(flags(&mem), (0, 0));
     h.try_send(ept, b"x").unwrap();
     assert_eq!(h.doorbell().rung, h0 + 1);
-    assert!(echo(&mut r));
+    assert!(echo_one(&mut r).is_some());
     assert_eq!(r.doorbell().rung, r0 + 1);
 }
 
 #[test]
 fn prepare_to_wait_reports_what_arrived_while_polling() {
     let mem = HeapRegion::new(SIZE);
-    let (mut h, mut r, ept) = pair(&mem);
+    let (mut h, mut r, ept) = linked(&mem);
     r.busy_poll().unwrap();
     let before = h.doorbell().rung;
     h.try_send(ept, b"quiet").unwrap();
     assert_eq!(h.doorbell().rung, before, "the remote polls: no doorbell");
     // The remote stops polling after the message was published: it must not block.
     assert!(r.prepare_to_wait().unwrap());
-    assert!(echo(&mut r));
+    assert!(echo_one(&mut r).is_some());
     assert!(!r.prepare_to_wait().unwrap(), "nothing left");
 }
 
 #[test]
 fn a_polling_sender_out_of_buffers_is_woken_only_once_it_waits() {
     let mem = HeapRegion::new(SIZE);
-    let (mut h, mut r, ept) = pair(&mem);
+    let (mut h, mut r, ept) = linked(&mem);
     h.busy_poll().unwrap();
-    for i in 0..16u8 {
-        h.try_send(ept, &[i]).unwrap();
-    }
-    assert!(h.try_send(ept, b"x").is_err());
+    assert_eq!(exhaust_tx(&mut h, ept), 16);
     assert!(!h.has_pending());
     let before = r.doorbell().rung;
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        panic!()
-    };
-    r.release_rx(rx).unwrap();
+    consume_one(&mut r);
     assert_eq!(r.doorbell().rung, before, "the host polls: no doorbell");
     assert!(h.has_pending(), "a buffer came back");
     // Not polling any more, still without a buffer: the next return rings.
@@ -151,17 +93,14 @@ fn a_polling_sender_out_of_buffers_is_woken_only_once_it_waits() {
     h.try_send(ept, b"x").unwrap();
     assert!(h.try_send(ept, b"y").is_err());
     assert!(!h.prepare_to_wait().unwrap());
-    let Some(Event::Message(rx)) = r.recv().unwrap() else {
-        panic!()
-    };
-    r.release_rx(rx).unwrap();
+    consume_one(&mut r);
     assert_eq!(r.doorbell().rung, before + 1, "the waiting host is woken");
 }
 
 #[test]
 fn deferred_doorbells_ring_once_per_batch() {
     let mem = HeapRegion::new(SIZE);
-    let (mut h, mut r, ept) = pair(&mem);
+    let (mut h, mut r, ept) = linked(&mem);
     let before = h.doorbell().rung;
     h.defer_doorbells();
     for i in 0..10u8 {
@@ -170,7 +109,7 @@ fn deferred_doorbells_ring_once_per_batch() {
     // The first message rang the waiting remote at once; the rest were held back.
     assert_eq!(h.doorbell().rung, before + 1);
     // The remote took the first and waits again before the flush: the flush rings it.
-    assert!(echo(&mut r));
+    assert!(echo_one(&mut r).is_some());
     assert!(r.prepare_to_wait().unwrap(), "nine more are waiting");
     h.flush_doorbell().unwrap();
     assert_eq!(h.doorbell().rung, before + 2);
@@ -192,7 +131,7 @@ fn deferred_doorbells_ring_once_per_batch() {
 #[test]
 fn a_long_batch_checks_every_queue_size_operations() {
     let mem = HeapRegion::new(SIZE);
-    let (mut h, mut r, ept) = pair(&mem);
+    let (mut h, mut r, ept) = linked(&mem);
     h.busy_poll().unwrap();
     r.defer_doorbells();
     let before = r.doorbell().rung;
@@ -202,8 +141,8 @@ fn a_long_batch_checks_every_queue_size_operations() {
     let mut got = 0;
     for i in 0..40u8 {
         h.try_send(ept, &[i]).unwrap();
-        assert!(echo(&mut r));
-        if take(&mut h).is_some() {
+        assert!(echo_one(&mut r).is_some());
+        if recv_payload(&mut h).is_some() {
             got += 1;
         }
     }
@@ -218,18 +157,12 @@ fn a_long_batch_checks_every_queue_size_operations() {
 #[test]
 fn a_host_restart_resets_the_remote_flags() {
     let mem = HeapRegion::new(SIZE);
-    let (mut h, mut r, _) = pair(&mem);
+    let (mut h, mut r, _) = linked(&mem);
     r.busy_poll().unwrap();
     h.busy_poll().unwrap();
     // The host restarts its session; the remote is still polling when it re-attaches.
     h.start().unwrap();
-    let _ = r.poll();
-    let ept = loop {
-        if let Some(Event::NameServiceCreate { name, addr }) = h.recv().unwrap() {
-            break h.bind(&name, addr).unwrap();
-        }
-        let _ = r.poll();
-    };
+    let ept = bring_up(&mut h, &mut r);
     assert_eq!(
         flags(&mem),
         (VRING_AVAIL_F_NO_INTERRUPT, VRING_USED_F_NO_NOTIFY),
@@ -241,43 +174,67 @@ fn a_host_restart_resets_the_remote_flags() {
     assert_eq!(h.doorbell().rung, before + 1, "the waiting remote is rung");
 }
 
+/// How long a blocked side may wait before its wake-up counts as lost.
+const STALL: Duration = Duration::from_millis(500);
+
+/// The idle step of the documented loop: spin a little (yield), then stop polling and
+/// block on the doorbell unless something arrived meanwhile.
+struct Idler {
+    who: &'static str,
+    bell: Bell,
+    /// Every how many idle steps to block (the others yield).
+    every: u32,
+    spins: u32,
+    blocked: u64,
+}
+
+impl Idler {
+    fn new(who: &'static str, bell: Bell, every: u32) -> Self {
+        Self {
+            who,
+            bell,
+            every,
+            spins: 0,
+            blocked: 0,
+        }
+    }
+
+    /// One idle step of `node`; `progress` (messages handled so far) names a lost wake-up.
+    fn step<'a, T: Role<'a>>(&mut self, node: &mut Rpmsg<'a, T, BellDoorbell>, progress: u64) {
+        self.spins += 1;
+        if self.spins % self.every != 0 {
+            thread::yield_now();
+            return;
+        }
+        node.flush_doorbell().unwrap();
+        if !node.prepare_to_wait().unwrap() {
+            self.blocked += 1;
+            let t = Instant::now();
+            self.bell.wait(STALL);
+            let who = self.who;
+            assert!(t.elapsed() < STALL, "{who}: lost wake-up after {progress}");
+        }
+        node.busy_poll().unwrap();
+        node.defer_doorbells();
+    }
+}
+
 /// Both sides in threads, each running the documented loop: handle everything, spin a
 /// little, stop polling, block on the doorbell. A lost wake-up shows as a wait that runs
 /// into its (long) timeout.
 #[test]
 fn no_lost_wakeup_between_two_polling_threads() {
     const MESSAGES: u64 = 20_000;
-    const STALL: Duration = Duration::from_millis(500);
     let mem = HeapRegion::new(SIZE);
     let (host_bell, remote_bell) = (Bell::new(), Bell::new());
-    let region = mem.region();
-    let mut h = Host::new_host(
-        region,
-        Config::new(SIZE),
-        Some(4),
-        BellDoorbell::new(remote_bell.clone()),
-    )
-    .unwrap();
-    let mut r = Remote::new_remote(
-        region,
-        Config::new(SIZE),
-        Some(11),
-        BellDoorbell::new(host_bell.clone()),
-    )
-    .unwrap();
-    r.create_endpoint("k", None, None).unwrap();
+    let mut h = host_over(&mem, Config::new(SIZE), HOST_ID, remote_bell.clone());
+    let mut r = remote_over(&mem, Config::new(SIZE), REMOTE_ID, host_bell.clone());
     h.start().unwrap();
-    let ept = loop {
-        let _ = r.poll();
-        if let Some(Event::NameServiceCreate { name, addr }) = h.recv().unwrap() {
-            break h.bind(&name, addr).unwrap();
-        }
-    };
+    let ept = bring_up(&mut h, &mut r);
     thread::scope(|s| {
         let remote = s.spawn(move || {
             let mut echoed = 0u64;
-            let mut blocked = 0u64;
-            let mut spins = 0u32;
+            let mut idle = Idler::new("remote", remote_bell, 4);
             let mut buf = [0u8; 496];
             while echoed < MESSAGES {
                 let mut did = false;
@@ -291,31 +248,16 @@ fn no_lost_wakeup_between_two_polling_threads() {
                     echoed += 1;
                     did = true;
                 }
-                if did || r.has_pending() {
-                    continue;
+                if !did && !r.has_pending() {
+                    idle.step(&mut r, echoed);
                 }
-                spins += 1;
-                if spins % 4 != 0 {
-                    thread::yield_now();
-                    continue;
-                }
-                r.flush_doorbell().unwrap();
-                if !r.prepare_to_wait().unwrap() {
-                    blocked += 1;
-                    let t = Instant::now();
-                    remote_bell.wait(STALL);
-                    assert!(t.elapsed() < STALL, "remote: lost wake-up after {echoed}");
-                }
-                r.busy_poll().unwrap();
-                r.defer_doorbells();
             }
             r.flush_doorbell().unwrap();
-            blocked
+            idle.blocked
         });
         let mut sent = 0u64;
         let mut got = 0u64;
-        let mut host_blocked = 0u64;
-        let mut spins = 0u32;
+        let mut idle = Idler::new("host", host_bell, 3);
         let mut buf = [0u8; 496];
         while got < MESSAGES {
             let mut did = false;
@@ -338,27 +280,13 @@ fn no_lost_wakeup_between_two_polling_threads() {
                 got += 1;
                 did = true;
             }
-            if did || h.has_pending() {
-                continue;
+            if !did && !h.has_pending() {
+                idle.step(&mut h, got);
             }
-            spins += 1;
-            if spins % 3 != 0 {
-                thread::yield_now();
-                continue;
-            }
-            h.flush_doorbell().unwrap();
-            if !h.prepare_to_wait().unwrap() {
-                host_blocked += 1;
-                let t = Instant::now();
-                host_bell.wait(STALL);
-                assert!(t.elapsed() < STALL, "host: lost wake-up after {got}");
-            }
-            h.busy_poll().unwrap();
-            h.defer_doorbells();
         }
         let remote_blocked = remote.join().unwrap();
-        eprintln!("blocked: host {host_blocked}, remote {remote_blocked}");
-        assert!(host_blocked + remote_blocked > 0, "the test never blocked");
+        eprintln!("blocked: host {}, remote {remote_blocked}", idle.blocked);
+        assert!(idle.blocked + remote_blocked > 0, "the test never blocked");
     });
 }
 

@@ -6,11 +6,13 @@ use std::collections::{BTreeSet, VecDeque};
 use proptest::prelude::*;
 use rpmsg_engine::layout::{Layout, QueueId, RingLayout, CONTROL_AREA_SIZE, MAX_SHM_SIZE};
 use rpmsg_engine::shm::{PoolWindow, RingView};
-use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
+use rpmsg_engine::testing::{Bell, HeapRegion};
 use rpmsg_engine::virtqueue::{DeviceQueue, DriverQueue};
-use rpmsg_engine::{Config, Error, Event, Host, PeerFault, Remote};
+use rpmsg_engine::{Config, Error, Event, PeerFault};
 
-const SIZE: usize = 64 * 1024;
+mod common;
+use common::{host_over, remote_over, SIZE};
+
 const BASE: u64 = 0xafa0_0000;
 
 #[derive(Debug, Clone, Copy)]
@@ -187,9 +189,8 @@ proptest! {
     #[test]
     fn engine_never_leaks_or_duplicates_buffers(ops in prop::collection::vec(node_op(), 1..300)) {
         let mem = HeapRegion::new(SIZE);
-        let mut h = Host::new_host(mem.region(), Config::new(SIZE), Some(1), BellDoorbell::new(Bell::new())).unwrap();
-        let mut r = Remote::new_remote(mem.region(), Config::new(SIZE), Some(2), BellDoorbell::new(Bell::new())).unwrap();
-        r.create_endpoint("k", None, None).unwrap();
+        let mut h = host_over(&mem, Config::new(SIZE), 1, Bell::new());
+        let mut r = remote_over(&mem, Config::new(SIZE), 2, Bell::new());
         h.start().unwrap();
         r.poll().unwrap();
         let ept = match h.recv().unwrap() {

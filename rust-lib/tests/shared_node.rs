@@ -7,9 +7,10 @@ use std::thread;
 use std::time::Duration;
 
 use rpmsg_engine::testing::{Bell, BellClock, BellDoorbell, HeapRegion};
-use rpmsg_engine::{Clock, Config, Error, Event, Host, Remote, SharedNode};
+use rpmsg_engine::{Clock, Config, Error, Event, Host, SharedNode};
 
-const SIZE: usize = 64 * 1024;
+mod common;
+use common::{host_over, remote_over, SIZE};
 
 /// Sends from `ept` through the shared node, waiting (outside the critical section, in
 /// slices of 1 ms: the doorbell may wake the other thread) up to `timeout_us` for a
@@ -42,13 +43,7 @@ fn send_timeout_from_one_thread_while_another_receives() {
     let (host_bell, remote_bell) = (Bell::new(), Bell::new());
     let node: SharedNode<Host<'_, BellDoorbell>> = SharedNode::new();
     assert_eq!(node.with(|_| ()), None, "empty slot");
-    let mut host = Host::new_host(
-        mem.region(),
-        Config::new(SIZE),
-        Some(0),
-        BellDoorbell::new(remote_bell.clone()),
-    )
-    .unwrap();
+    let mut host = host_over(&mem, Config::new(SIZE), 0, remote_bell.clone());
     host.start().unwrap();
     assert!(node.install(host).is_none());
 
@@ -57,14 +52,8 @@ fn send_timeout_from_one_thread_while_another_receives() {
     thread::scope(|s| {
         // The remote: echo everything.
         s.spawn(|| {
-            let mut r = Remote::new_remote(
-                mem.region(),
-                Config::new(SIZE),
-                Some(1),
-                BellDoorbell::new(host_bell.clone()),
-            )
-            .unwrap();
-            let k = r.create_endpoint("k", None, None).unwrap();
+            let mut r = remote_over(&mem, Config::new(SIZE), 1, host_bell.clone());
+            let k = 1024;
             let mut clock = BellClock::new(remote_bell.clone());
             let mut buf = [0u8; 496];
             while !done.load(Ordering::Relaxed) {
@@ -143,13 +132,7 @@ fn send_timeout_from_one_thread_while_another_receives() {
 fn send_timeout_times_out_when_no_remote_ever_consumes() {
     let mem = HeapRegion::new(SIZE);
     let node = SharedNode::new();
-    let mut host = Host::new_host(
-        mem.region(),
-        Config::new(SIZE),
-        Some(0),
-        BellDoorbell::new(Bell::new()),
-    )
-    .unwrap();
+    let mut host = host_over(&mem, Config::new(SIZE), 0, Bell::new());
     host.start().unwrap();
     let ept = host.create_endpoint("", None, Some(1024)).unwrap();
     node.install(host);

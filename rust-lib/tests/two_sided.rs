@@ -4,8 +4,11 @@
 use std::thread;
 use std::time::Duration;
 
-use rpmsg_engine::testing::{Bell, BellClock, BellDoorbell, HeapRegion};
-use rpmsg_engine::{Clock, Config, Error, Event, Host, LinkState, Remote};
+use rpmsg_engine::testing::{Bell, BellClock, HeapRegion};
+use rpmsg_engine::{Clock, Config, Error, Event, LinkState};
+
+mod common;
+use common::{host_over, remote_over};
 
 const HOST_ID: u16 = 7;
 const REMOTE_ID: u16 = 9;
@@ -29,16 +32,9 @@ fn config() -> Config {
 }
 
 fn run_remote(region: &HeapRegion, own: Bell, peer: Bell, messages: u64) -> (u64, u32) {
-    let mut remote = Remote::new_remote(
-        region.region(),
-        config(),
-        Some(REMOTE_ID),
-        BellDoorbell::new(peer),
-    )
-    .unwrap();
+    let mut remote = remote_over(region, config(), REMOTE_ID, peer);
     let mut clock = BellClock::new(own);
-    let ept = remote.create_endpoint("k", None, None).unwrap();
-    assert_eq!(ept, 1024);
+    let ept = 1024;
     let mut echoed = 0u64;
     let mut scratch = [0u8; 496];
     let mut pending = None;
@@ -80,13 +76,7 @@ fn run_remote(region: &HeapRegion, own: Bell, peer: Bell, messages: u64) -> (u64
 }
 
 fn run_host(region: &HeapRegion, own: Bell, peer: Bell, messages: u64, window: u64) -> u32 {
-    let mut host = Host::new_host(
-        region.region(),
-        config(),
-        Some(HOST_ID),
-        BellDoorbell::new(peer),
-    )
-    .unwrap();
+    let mut host = host_over(region, config(), HOST_ID, peer);
     host.start().unwrap();
     let mut clock = BellClock::new(own);
     // Name service: the remote's "k" must be announced and bound.
