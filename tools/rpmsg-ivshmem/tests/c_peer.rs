@@ -89,23 +89,11 @@ fn c_like_remote(socket: &std::path::Path, count: usize, idle: Duration) -> usiz
 #[test]
 fn a_c_remote_that_connects_after_the_host_is_rung() {
     let server = TestServer::start();
-    let mut host = Proc::spawn(&[
-        "-S",
-        server.sock(),
-        "--board",
-        "qemu_cortex_a53",
-        "host",
-        "send",
-        "--wait",
-        "20",
-        "RPMsg over IVSHMEM",
-        "10",
-    ]);
-    assert!(
-        host.err.wait_for("waiting for a remote", T),
-        "{}",
-        host.describe()
+    let mut host = sample_host(
+        &server,
+        &["send", "--wait", "20", "RPMsg over IVSHMEM", "10"],
     );
+    host.expect_err(0, "waiting for a remote", T);
     let socket = server.socket.clone();
     let remote = std::thread::spawn(move || c_like_remote(&socket, 10, Duration::from_secs(8)));
     let status = host.expect_exit(T);
@@ -140,11 +128,7 @@ fn a_remote_started_before_a_c_host_rings_it() {
     // its messages by looking at the rings when idle, but the host hears only doorbells.
     let server = TestServer::start();
     let remote = start_remote(&server, &[]);
-    assert!(
-        remote.err.wait_for("waiting for a host", T),
-        "{}",
-        remote.describe()
-    );
+    remote.expect_err(0, "waiting for a host", T);
     let conn = PeerConnection::connect(&server.socket, 1, Duration::from_secs(5)).expect("connect");
     let map = conn.map_shm().expect("map");
     // SAFETY: a live MAP_SHARED mapping of `len()` bytes that outlives the region; only

@@ -15,16 +15,7 @@ const TIMED_OUT: &str = "Remote side response timed out!\n";
 fn ten_messages_host_output_is_byte_exact() {
     let server = TestServer::start();
     let remote = start_remote(&server, &["--board", "qemu_cortex_a53"]);
-    let mut host = Proc::spawn(&[
-        "-S",
-        server.sock(),
-        "--board",
-        "qemu_cortex_a53",
-        "host",
-        "send",
-        "RPMsg over IVSHMEM",
-        "10",
-    ]);
+    let mut host = sample_host(&server, &["send", "RPMsg over IVSHMEM", "10"]);
     let status = host.expect_exit(T);
     assert!(status.success(), "{status}\n{}", host.describe());
     assert_eq!(host.out.text(), host_blocks("RPMsg over IVSHMEM", 10));
@@ -33,11 +24,7 @@ fn ten_messages_host_output_is_byte_exact() {
     ));
     // The remote prints each block after echoing it: wait for the last one.
     let block = remote_block("RPMsg over IVSHMEM");
-    assert!(
-        remote.out.wait_count(&block, 10, T),
-        "{}",
-        remote.describe()
-    );
+    remote.expect_out_count(&block, 10, T);
     let expected = format!(
         "Hello qemu_cortex_a53 - Remote Side, the communication over RPMsg is ready to use!\n{}",
         block.repeat(10)
@@ -49,11 +36,7 @@ fn ten_messages_host_output_is_byte_exact() {
 fn host_may_start_before_the_remote() {
     let server = TestServer::start();
     let mut host = Proc::spawn(&["host", "send", "first the host", "3", "-S", server.sock()]);
-    assert!(
-        host.err.wait_for("waiting for a remote", T),
-        "{}",
-        host.describe()
-    );
+    host.expect_err(0, "waiting for a remote", T);
     std::thread::sleep(Duration::from_millis(300));
     let remote = start_remote(&server, &[]);
     let status = host.expect_exit(T);
@@ -109,15 +92,10 @@ fn a_496_byte_string_is_refused_before_anything_is_sent() {
     );
     // Same in the stdin shell of a running host.
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
-    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    host.expect_out(0, &banner("Host"), T);
     host.send_line(&format!("rpmsg_ivshmem send {too_long} 1"));
-    assert!(
-        host.err.wait_for("string too long: 496 bytes", T),
-        "{}",
-        host.describe()
-    );
-    host.close_stdin();
-    assert!(host.expect_exit(T).success(), "{}", host.describe());
+    host.expect_err(0, "string too long: 496 bytes", T);
+    host.quit(T);
     assert_nothing_reached(&remote);
 }
 
@@ -191,11 +169,7 @@ fn remote_killed_mid_run_makes_the_host_time_out() {
     );
     remote.kill();
     let killed = Instant::now();
-    assert!(
-        host.out.wait_for(TIMED_OUT, Duration::from_secs(10)),
-        "{}",
-        host.describe()
-    );
+    host.expect_out(0, TIMED_OUT, Duration::from_secs(10));
     let elapsed = killed.elapsed();
     assert!(
         elapsed >= Duration::from_millis(4500) && elapsed <= Duration::from_secs(6),
@@ -312,11 +286,7 @@ fn too_small_shared_memory_is_a_clear_error() {
 fn another_layout_is_a_clear_error() {
     let server = TestServer::start();
     let mut host = Proc::spawn(&["host", "--buf-size", "1024", "-S", server.sock()]);
-    assert!(
-        host.err.wait_for("waiting for a remote", T),
-        "{}",
-        host.describe()
-    );
+    host.expect_err(0, "waiting for a remote", T);
     let (status, out, err) = run(&["remote", "-S", server.sock()], T);
     assert_eq!(status.code(), Some(1), "{out}\n{err}");
     assert!(
@@ -334,11 +304,7 @@ fn another_layout_is_a_clear_error() {
 fn second_host_is_refused() {
     let server = TestServer::start();
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
-    assert!(
-        host.err.wait_for("waiting for a remote", T),
-        "{}",
-        host.describe()
-    );
+    host.expect_err(0, "waiting for a remote", T);
     let (status, _, err) = run(&["host", "send", "x", "1", "-S", server.sock()], T);
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("another host (ivshmem id"), "{err}");
@@ -364,113 +330,55 @@ fn host_send_without_a_remote_is_not_ready() {
 fn long_running_host_reads_commands_and_outlives_remotes() {
     let server = TestServer::start();
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
-    assert!(
-        host.err.wait_for("waiting for a remote", T),
-        "{}",
-        host.describe()
-    );
+    host.expect_err(0, "waiting for a remote", T);
 
     // Before any remote: not ready.
-    let at = host.out.len();
-    host.send_line("rpmsg_ivshmem send early 1");
-    assert!(
-        host.out.wait_for_from(at, NOT_READY, T),
-        "{}",
-        host.describe()
-    );
+    host.ask("rpmsg_ivshmem send early 1", NOT_READY, T);
 
     let mut remote = start_remote(&server, &[]);
-    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    host.expect_out(0, &banner("Host"), T);
 
-    let at = host.out.len();
-    host.send_line(r#"rpmsg_ivshmem send "RPMsg over IVSHMEM" 3"#);
-    let want = host_blocks("RPMsg over IVSHMEM", 3);
-    assert!(
-        host.out.wait_from(at, T, |b| b == want.as_bytes()),
-        "{}",
-        host.describe()
+    host.exchange(
+        r#"rpmsg_ivshmem send "RPMsg over IVSHMEM" 3"#,
+        &host_blocks("RPMsg over IVSHMEM", 3),
+        T,
     );
 
-    let at = host.out.len();
-    host.send_line("rpmsg_ivshmem send");
-    let want = "send: wrong parameter count\n\
-                send - Usage: rpmsg_ivshmem send <string> <number of messages>\n";
-    assert!(
-        host.out.wait_from(at, T, |b| b == want.as_bytes()),
-        "{}",
-        host.describe()
+    host.exchange(
+        "rpmsg_ivshmem send",
+        "send: wrong parameter count\n\
+         send - Usage: rpmsg_ivshmem send <string> <number of messages>\n",
+        T,
     );
 
     // Zephyr shell quoting.
-    let at = host.out.len();
-    host.send_line(r#"rpmsg_ivshmem send 'it\'s "quoted"'\ too 1"#);
-    let want = host_block(r#"it's "quoted" too"#, 1);
-    assert!(
-        host.out.wait_from(at, T, |b| b == want.as_bytes()),
-        "{}",
-        host.describe()
+    host.exchange(
+        r#"rpmsg_ivshmem send 'it\'s "quoted"'\ too 1"#,
+        &host_block(r#"it's "quoted" too"#, 1),
+        T,
     );
 
     let at_err = host.err.len();
     host.send_line("rpmsg_ivshmem send x abc");
-    assert!(
-        host.err
-            .wait_for_from(at_err, "invalid number of messages \"abc\"", T),
-        "{}",
-        host.describe()
-    );
+    host.expect_err(at_err, "invalid number of messages \"abc\"", T);
     host.send_line("rpmsg_ivshmem send \"unterminated 1");
     assert!(host.err.wait_for_from(at_err, "not terminated: \"", T));
 
-    let at = host.out.len();
-    host.send_line("status");
-    assert!(
-        host.out.wait_for_from(at, "peer faults: 0\n", T),
-        "{}",
-        host.describe()
-    );
-    let status = &host.out.text()[at..];
+    let status = host.ask("status", "peer faults: 0\n", T);
     assert!(status.contains("role: host\n"), "{status}");
     assert!(status.contains("link: up\n"), "{status}");
     assert!(status.contains("tx messages: 4\n"), "{status}");
 
     // The remote dies; the host notices, and a new remote attaches to the same host.
     remote.kill();
-    assert!(
-        host.err.wait_for("left the server", T),
-        "{}",
-        host.describe()
-    );
-    let at = host.out.len();
-    host.send_line("rpmsg_ivshmem status");
-    assert!(host.out.wait_for_from(at, "peer faults: 0\n", T));
-    assert!(
-        host.out.text()[at..].contains("link: waiting for a remote\n"),
-        "{}",
-        host.describe()
-    );
-    let at = host.out.len();
-    host.send_line("rpmsg_ivshmem send gone 1");
-    assert!(
-        host.out.wait_for_from(at, NOT_READY, T),
-        "{}",
-        host.describe()
-    );
+    host.expect_err(0, "left the server", T);
+    let status = host.ask("rpmsg_ivshmem status", "peer faults: 0\n", T);
+    assert!(status.contains("link: waiting for a remote\n"), "{status}");
+    host.ask("rpmsg_ivshmem send gone 1", NOT_READY, T);
 
     let remote2 = start_remote(&server, &[]);
-    assert!(
-        host.out.wait_count(&banner("Host"), 2, T),
-        "{}",
-        host.describe()
-    );
-    let at = host.out.len();
-    host.send_line("rpmsg_ivshmem send again 2");
-    let want = host_blocks("again", 2);
-    assert!(
-        host.out.wait_from(at, T, |b| b == want.as_bytes()),
-        "{}",
-        host.describe()
-    );
+    host.expect_out_count(&banner("Host"), 2, T);
+    host.exchange("rpmsg_ivshmem send again 2", &host_blocks("again", 2), T);
     assert!(remote2.out.wait_count(&remote_block("again"), 2, T));
     assert!(!remote2.out.text().contains("early") && !remote2.out.text().contains("gone"));
 
@@ -490,7 +398,7 @@ fn status_command_describes_the_link() {
     );
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
     let remote = start_remote(&server, &[]);
-    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    host.expect_out(0, &banner("Host"), T);
     let (status, out, err) = run(&["status", "-S", server.sock()], T);
     assert!(status.success(), "{err}");
     assert!(out.contains("link: up\n"), "{out}");
@@ -535,11 +443,7 @@ fn bench_prints_a_table() {
 fn remote_killed_and_restarted_at_once_works_with_the_same_host() {
     let server = TestServer::start();
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
-    assert!(
-        host.err.wait_for("waiting for a remote", T),
-        "{}",
-        host.describe()
-    );
+    host.expect_err(0, "waiting for a remote", T);
     let mut remote = start_remote(&server, &[]);
     for round in 1..=5 {
         assert!(
@@ -561,8 +465,7 @@ fn remote_killed_and_restarted_at_once_works_with_the_same_host() {
         remote.kill();
         remote = start_remote(&server, &[]);
     }
-    host.close_stdin();
-    assert!(host.expect_exit(T).success(), "{}", host.describe());
+    host.quit(T);
 }
 
 #[test]
@@ -571,7 +474,7 @@ fn host_killed_and_restarted_works_with_the_same_remote() {
     let remote = start_remote(&server, &[]);
     for round in 1..=3 {
         let mut host = Proc::spawn(&["host", "-S", server.sock()]);
-        assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+        host.expect_out(0, &banner("Host"), T);
         let text = format!("host number {round}");
         host.send_line(&format!("rpmsg_ivshmem send \"{text}\" 2"));
         let want = host_blocks(&text, 2);
@@ -585,11 +488,7 @@ fn host_killed_and_restarted_works_with_the_same_remote() {
         // SIGKILL: no clean shutdown, the shared memory still says the link is up.
         host.kill();
     }
-    assert!(
-        remote.out.wait_count(&banner("Remote"), 3, T),
-        "{}",
-        remote.describe()
-    );
+    remote.expect_out_count(&banner("Remote"), 3, T);
 }
 
 #[test]
@@ -597,15 +496,8 @@ fn the_stdin_shell_runs_the_firmwares_bench() {
     let server = TestServer::start();
     let remote = start_remote(&server, &["--sink"]);
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
-    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
-    let at = host.out.len();
-    host.send_line("rpmsg_ivshmem bench 16 50");
-    assert!(
-        host.out.wait_for_from(at, " KB/s echoed\n", T),
-        "{}",
-        host.describe()
-    );
-    let text = host.out.text()[at..].to_string();
+    host.expect_out(0, &banner("Host"), T);
+    let text = host.ask("rpmsg_ivshmem bench 16 50", " KB/s echoed\n", T);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert!(
@@ -629,8 +521,7 @@ fn the_stdin_shell_runs_the_firmwares_bench() {
     );
     // The remote prints nothing for bench traffic: only its banner.
     assert_eq!(remote.out.text(), banner("Remote"));
-    host.close_stdin();
-    assert!(host.expect_exit(T).success(), "{}", host.describe());
+    host.quit(T);
 }
 
 #[test]
@@ -638,12 +529,9 @@ fn without_its_bench_endpoint_the_remote_is_refused_by_bench() {
     let server = TestServer::start();
     let _remote = start_remote(&server, &[]);
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
-    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
-    let at = host.out.len();
-    host.send_line("rpmsg_ivshmem bench");
+    host.expect_out(0, &banner("Host"), T);
     let want =
         "bench: the remote has no \"bench\" endpoint (it echoes silently); nothing was sent\n";
-    assert!(host.out.wait_for_from(at, want, T), "{}", host.describe());
-    host.close_stdin();
-    assert!(host.expect_exit(T).success(), "{}", host.describe());
+    host.ask("rpmsg_ivshmem bench", want, T);
+    host.quit(T);
 }

@@ -42,7 +42,7 @@ fn kill(p: &mut Proc) {
 /// The ivshmem id a node printed at start ("<role>: ivshmem id N, ...").
 fn ivshmem_id(p: &Proc, role: &str) -> u16 {
     let needle = format!("{role}: ivshmem id ");
-    assert!(p.err.wait_for(&needle, T), "{}", p.describe());
+    p.expect_err(0, &needle, T);
     let err = p.err.text();
     let start = err.find(&needle).unwrap() + needle.len();
     let digits: String = err[start..]
@@ -60,18 +60,35 @@ fn field<'a>(status: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key:?} in status:\n{status}"))
 }
 
+/// Checks that a host's `status` text shows the link up with `remote` as its peer.
+fn assert_up_with(status: &str, remote: &Proc, context: &str) {
+    assert_eq!(field(status, "link"), "up", "{context}\n{status}");
+    assert_eq!(
+        field(status, "peer id"),
+        ivshmem_id(remote, "remote").to_string(),
+        "{context}\n{status}"
+    );
+}
+
 /// Runs `status` in the host's stdin shell and returns its text.
 fn host_status(host: &mut Proc) -> String {
     let at = host.out.len();
     host.send_line("status");
+    host.expect(Stream::Out, at, T, "status ending in a line", |b| {
+        b.ends_with(b"\n") && contains(b, b"peer faults: ")
+    });
+    host.out.text()[at..].to_string()
+}
+
+/// Sends `line` to a host that has no remote and checks that it answers exactly "not ready".
+fn expect_not_ready(host: &mut Proc, line: &str, context: &str) {
+    let at = host.out.len();
+    host.send_line(line);
     assert!(
-        host.out.wait_for_from(at, "peer faults: ", T)
-            && host.out.wait_from(at, T, |b| b.ends_with(b"\n")
-                && contains(b, b"peer faults: ")),
-        "{}",
+        host.out.wait_from(at, T, |b| b == NOT_READY.as_bytes()),
+        "{context}\n{}",
         host.describe()
     );
-    host.out.text()[at..].to_string()
 }
 
 /// Runs `rpmsg-ivshmem status` (a third peer that only reads) and returns its text.
@@ -164,13 +181,7 @@ fn every_start_order_brings_the_link_up() {
                 let status = host_status(&mut host);
                 assert_eq!(field(&status, "link"), "waiting for a remote", "{context}");
                 assert_eq!(field(&status, "session"), "1", "{context}");
-                let at = host.out.len();
-                host.send_line("rpmsg_ivshmem send early 1");
-                assert!(
-                    host.out.wait_from(at, T, |b| b == NOT_READY.as_bytes()),
-                    "{context}\n{}",
-                    host.describe()
-                );
+                expect_not_ready(&mut host, "rpmsg_ivshmem send early 1", &context);
                 std::thread::sleep(Duration::from_millis(200));
                 (host, start_remote(&server, &[]))
             }
@@ -218,12 +229,7 @@ fn every_start_order_brings_the_link_up() {
         );
         assert_eq!(messages(&remote), texts, "{context}\n{}", remote.describe());
         let status = host_status(&mut host);
-        assert_eq!(field(&status, "link"), "up", "{context}");
-        assert_eq!(
-            field(&status, "peer id"),
-            ivshmem_id(&remote, "remote").to_string(),
-            "{context}"
-        );
+        assert_up_with(&status, &remote, &context);
         assert_eq!(field(&status, "peer faults"), "0", "{context}");
         host.close_stdin();
         assert!(host.expect_exit(T).success(), "{context}");
@@ -252,12 +258,7 @@ fn remote_sigkilled_twenty_times_mid_stream_under_one_host() {
             remote.describe()
         );
         let status = host_status(&mut host);
-        assert_eq!(field(&status, "link"), "up", "{context}\n{status}");
-        assert_eq!(
-            field(&status, "peer id"),
-            ivshmem_id(&remote, "remote").to_string(),
-            "{context}\n{status}"
-        );
+        assert_up_with(&status, &remote, &context);
         let now: u32 = field(&status, "session").parse().unwrap();
         assert!(now > session, "{context}: session {now} after {session}");
         session = now;
@@ -322,8 +323,7 @@ fn remote_sigkilled_twenty_times_mid_stream_under_one_host() {
         field(&status, "resets").parse::<u32>().unwrap() >= 20,
         "{status}"
     );
-    host.close_stdin();
-    assert!(host.expect_exit(T).success(), "{}", host.describe());
+    host.quit(T);
 }
 
 /// The host is SIGKILLed twenty times while it streams sequence-checked messages with 16
@@ -461,13 +461,7 @@ fn both_killed_and_restarted_in_reverse_order() {
             kill(&mut remote);
             kill(&mut host);
             host = start_host(&server);
-            let at = host.out.len();
-            host.send_line("rpmsg_ivshmem send alone 1");
-            assert!(
-                host.out.wait_from(at, T, |b| b == NOT_READY.as_bytes()),
-                "{context}\n{}",
-                host.describe()
-            );
+            expect_not_ready(&mut host, "rpmsg_ivshmem send alone 1", &context);
             std::thread::sleep(Duration::from_millis(100));
             remote = start_remote(&server, &[]);
         }
@@ -490,25 +484,16 @@ fn a_send_running_during_a_remote_restart_times_out_and_nothing_stale_follows() 
     let server = TestServer::start();
     let mut host = start_host(&server);
     let mut remote = start_remote(&server, &[]);
-    assert!(host.out.wait_for(&banner("Host"), T), "{}", host.describe());
+    host.expect_out(0, &banner("Host"), T);
 
     // 1. Mid-stream: a long send, the remote killed under it and replaced at once.
     let at = host.out.len();
     host.send_line("rpmsg_ivshmem send \"stream\" 100000000");
-    assert!(
-        host.out.wait_for_from(at, "at message number 30\n", T),
-        "{}",
-        host.describe()
-    );
+    host.expect_out(at, "at message number 30\n", T);
     kill(&mut remote);
     let killed = Instant::now();
     remote = start_remote(&server, &[]);
-    assert!(
-        host.out
-            .wait_for_from(at, TIMED_OUT, Duration::from_secs(15)),
-        "{}",
-        host.describe()
-    );
+    host.expect_out(at, TIMED_OUT, Duration::from_secs(15));
     let elapsed = killed.elapsed();
     assert!(
         elapsed >= Duration::from_millis(4500),
@@ -523,11 +508,7 @@ fn a_send_running_during_a_remote_restart_times_out_and_nothing_stale_follows() 
         )),
         "{text}"
     );
-    assert!(
-        host.out.wait_count(&banner("Host"), 2, T),
-        "{}",
-        host.describe()
-    );
+    host.expect_out_count(&banner("Host"), 2, T);
     send_each(&mut host, &["after stream".to_string()], "after the stream");
     assert!(remote.out.wait_for(&remote_block("after stream"), T));
     assert_eq!(messages(&remote), ["after stream"], "{}", remote.describe());
@@ -545,23 +526,14 @@ fn a_send_running_during_a_remote_restart_times_out_and_nothing_stale_follows() 
     remote = start_remote(&server, &[]);
     std::thread::sleep(Duration::from_millis(200));
     host.signal(libc::SIGCONT);
-    assert!(
-        host.out
-            .wait_for_from(at, TIMED_OUT, Duration::from_secs(15)),
-        "{}",
-        host.describe()
-    );
+    host.expect_out(at, TIMED_OUT, Duration::from_secs(15));
     assert_eq!(
         host.out.text()[at..].replace(&banner("Host"), ""),
         TIMED_OUT,
         "{}",
         host.describe()
     );
-    assert!(
-        host.out.wait_count(&banner("Host"), 3, T),
-        "{}",
-        host.describe()
-    );
+    host.expect_out_count(&banner("Host"), 3, T);
     send_each(&mut host, &["fresh".to_string()], "after the queued one");
     assert!(remote.out.wait_for(&remote_block("fresh"), T));
     std::thread::sleep(Duration::from_millis(200));

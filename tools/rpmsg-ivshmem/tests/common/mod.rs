@@ -350,6 +350,75 @@ impl Proc {
         }
     }
 
+    /// Asserts that `pred` comes to hold, within `timeout`, for what `stream` wrote from
+    /// byte `at` on; the panic shows the child's output.
+    pub fn expect(
+        &self,
+        stream: Stream,
+        at: usize,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&[u8]) -> bool,
+    ) {
+        let output = match stream {
+            Stream::Out => &self.out,
+            Stream::Err => &self.err,
+        };
+        assert!(
+            output.wait_from(at, timeout, pred),
+            "{} {stream:?}: no {what} from byte {at} within {timeout:?}\n{}",
+            self.name,
+            self.describe()
+        );
+    }
+
+    /// Asserts that stdout from byte `at` on comes to contain `needle` within `timeout`.
+    pub fn expect_out(&self, at: usize, needle: &str, timeout: Duration) {
+        self.expect(Stream::Out, at, timeout, &format!("{needle:?}"), |b| {
+            contains(b, needle.as_bytes())
+        });
+    }
+
+    /// Asserts that stderr from byte `at` on comes to contain `needle` within `timeout`.
+    pub fn expect_err(&self, at: usize, needle: &str, timeout: Duration) {
+        self.expect(Stream::Err, at, timeout, &format!("{needle:?}"), |b| {
+            contains(b, needle.as_bytes())
+        });
+    }
+
+    /// Asserts that `needle` comes to stand `n` times on stdout within `timeout`.
+    pub fn expect_out_count(&self, needle: &str, n: usize, timeout: Duration) {
+        self.expect(Stream::Out, 0, timeout, &format!("{n} x {needle:?}"), |b| {
+            count(b, needle.as_bytes()) >= n
+        });
+    }
+
+    /// Sends `line` on stdin and asserts that what stdout writes from then on is exactly
+    /// `want` within `timeout`.
+    pub fn exchange(&mut self, line: &str, want: &str, timeout: Duration) {
+        let at = self.out.len();
+        self.send_line(line);
+        self.expect(Stream::Out, at, timeout, &format!("{want:?}"), |b| {
+            b == want.as_bytes()
+        });
+    }
+
+    /// Sends `line` on stdin and asserts that stdout from then on comes to contain
+    /// `needle` within `timeout`; returns that stdout.
+    pub fn ask(&mut self, line: &str, needle: &str, timeout: Duration) -> String {
+        let at = self.out.len();
+        self.send_line(line);
+        self.expect_out(at, needle, timeout);
+        self.out.text()[at..].to_string()
+    }
+
+    /// Closes stdin (the stdin shell's end) and asserts a successful exit within `timeout`.
+    pub fn quit(&mut self, timeout: Duration) {
+        self.close_stdin();
+        let status = self.expect_exit(timeout);
+        assert!(status.success(), "{status}\n{}", self.describe());
+    }
+
     /// Its output so far, for failure messages.
     pub fn describe(&self) -> String {
         format!(
@@ -367,12 +436,29 @@ impl Drop for Proc {
     }
 }
 
+/// One output stream of a child.
+#[derive(Debug, Clone, Copy)]
+pub enum Stream {
+    /// Standard output.
+    Out,
+    /// Standard error.
+    Err,
+}
+
 /// Runs `rpmsg-ivshmem` with `args` to completion (at most `timeout`).
 pub fn run(args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
     let mut p = Proc::spawn(args);
     p.close_stdin();
     let status = p.expect_exit(timeout);
     (status, p.out.text(), p.err.text())
+}
+
+/// Starts `host` with `args` on `server`, with the board name of the OpenAMP sample's
+/// console texts (`qemu_cortex_a53`).
+pub fn sample_host(server: &TestServer, args: &[&str]) -> Proc {
+    let mut all = vec!["-S", server.sock(), "--board", "qemu_cortex_a53", "host"];
+    all.extend_from_slice(args);
+    Proc::spawn(&all)
 }
 
 /// Starts a remote on `server` and waits until it is connected and waiting for a host.
