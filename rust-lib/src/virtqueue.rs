@@ -14,6 +14,18 @@ use crate::error::{Error, PeerFault, Result};
 use crate::shm::{BufferRef, PoolWindow, RingView, UsedElem};
 use crate::wire::{VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY};
 
+/// The doorbell side of either queue: what a node needs to ring the peer only when it
+/// asks, and to poll instead of being rung.
+pub trait Notify {
+    /// Whether the peer published something on this queue we have not taken yet: one load,
+    /// for a caller that polls.
+    fn peer_moved(&self) -> bool;
+    /// Whether the peer wants a doorbell for what we just published.
+    fn should_notify(&self) -> Result<bool>;
+    /// Asks the peer not to ring us for what it publishes on this queue (or to do so again).
+    fn suppress(&self, suppress: bool) -> Result<()>;
+}
+
 /// The driver side of a split virtqueue.
 #[derive(Debug)]
 pub struct DriverQueue<'a> {
@@ -93,20 +105,22 @@ impl<'a> DriverQueue<'a> {
         self.in_flight.remove(elem.id);
         Ok(Some(elem))
     }
+}
 
-    /// Whether the device returned a buffer we have not taken yet: one load, no validation
-    /// (that is [`DriverQueue::pop_used`]'s job), for a caller that polls.
-    pub fn used_moved(&self) -> bool {
+impl Notify for DriverQueue<'_> {
+    /// Whether the device returned a buffer we have not taken yet (no validation: that is
+    /// [`DriverQueue::pop_used`]'s job).
+    fn peer_moved(&self) -> bool {
         self.ring.used_idx().is_ok_and(|idx| idx != self.last_used)
     }
 
     /// Whether the device wants to be notified now (call after [`DriverQueue::add`]).
-    pub fn should_notify(&self) -> Result<bool> {
+    fn should_notify(&self) -> Result<bool> {
         self.ring.device_wants_notification()
     }
 
     /// Asks the device not to interrupt us for used buffers (or to do so again).
-    pub fn suppress_interrupts(&self, suppress: bool) -> Result<()> {
+    fn suppress(&self, suppress: bool) -> Result<()> {
         self.ring.set_avail_flags(if suppress {
             VRING_AVAIL_F_NO_INTERRUPT
         } else {
@@ -184,24 +198,26 @@ impl<'a> DeviceQueue<'a> {
         self.held.remove(id);
         Ok(())
     }
+}
 
-    /// Whether the driver offered a buffer we have not taken yet: one load, no validation
-    /// (that is [`DeviceQueue::pop_avail`]'s job), for a caller that polls.
-    pub fn avail_moved(&self) -> bool {
+impl Notify for DeviceQueue<'_> {
+    /// Whether the driver offered a buffer we have not taken yet (no validation: that is
+    /// [`DeviceQueue::pop_avail`]'s job).
+    fn peer_moved(&self) -> bool {
         self.ring
             .avail_idx()
             .is_ok_and(|idx| idx != self.last_avail)
     }
 
     /// Whether the driver wants an interrupt now (call after [`DeviceQueue::push_used`]).
-    pub fn should_notify(&self) -> Result<bool> {
+    fn should_notify(&self) -> Result<bool> {
         self.ring.driver_wants_interrupt()
     }
 
     /// Asks the driver not to notify us of new buffers (or to do so again). When
     /// enabling, a full barrier follows, so an available-ring check made afterwards cannot
     /// miss a buffer the driver added without notifying.
-    pub fn suppress_notifications(&self, suppress: bool) -> Result<()> {
+    fn suppress(&self, suppress: bool) -> Result<()> {
         self.ring
             .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 })?;
         if !suppress {

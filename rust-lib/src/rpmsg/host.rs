@@ -60,16 +60,6 @@ impl HostRole<'_> {
         }
         Ok(())
     }
-
-    /// Starts a session: interrupts for returned transmit buffers are off, because the host
-    /// reclaims them lazily when it sends; they are turned on only while it has none.
-    fn start_session(&mut self) -> Result<()> {
-        let mut wake = self.wake;
-        wake.start_session(&|rx, on| self.suppress(rx, on))?;
-        self.wake = wake;
-        self.deferral.take(true);
-        Ok(())
-    }
 }
 
 impl<'a> Role<'a> for HostRole<'a> {
@@ -119,23 +109,14 @@ impl<'a> Role<'a> for HostRole<'a> {
         &mut self.deferral
     }
 
-    fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool> {
-        Ok((tx && self.tx.should_notify()?) || (rx && self.rx.should_notify()?))
-    }
-
     fn wakeups(&mut self) -> &mut Wakeups {
         &mut self.wake
     }
 
-    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
-        match rx {
-            true => self.rx.suppress_interrupts(on),
-            false => self.tx.suppress_interrupts(on),
-        }
-    }
+    type Queue = DriverQueue<'a>;
 
-    fn peer_moved(&self) -> bool {
-        self.rx.used_moved() || (self.wake.tx_starved && self.tx.used_moved())
+    fn queues(&self) -> (&DriverQueue<'a>, &DriverQueue<'a>, &Wakeups) {
+        (&self.rx, &self.tx, &self.wake)
     }
 
     const HOST: bool = true;
@@ -228,7 +209,7 @@ impl<'a, D: Doorbell> Host<'a, D> {
             let addr = t.addr(buf);
             t.rx.add(id, addr, buf.len, true)?;
         }
-        self.role.start_session()?;
+        self.role.start_batching()?;
         self.control
             .publish(&self.layout, self.own_id, self.session)?;
         self.control.set_status(STATUS_READY)?;

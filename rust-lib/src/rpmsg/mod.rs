@@ -26,6 +26,7 @@ use crate::error::{Error, ErrorCounters, PeerFault, Result};
 use crate::layout::Layout;
 use crate::platform::Doorbell;
 use crate::shm::{BufferRef, ControlView, SharedRegion};
+use crate::virtqueue::Notify;
 use crate::wire::RPMSG_NS_ADDR;
 
 mod sealed {
@@ -70,23 +71,51 @@ pub trait Role<'a>: sealed::Sealed + Sized {
         *self.wakeups() = wake;
         result
     }
+    /// A new session: no doorbells for transmit buffers until we run out (we take them
+    /// when we send), nothing held back.
+    #[doc(hidden)]
+    fn start_batching(&mut self) -> Result<()> {
+        let mut wake = *self.wakeups();
+        wake.start_session(&|rx, on| self.suppress(rx, on))?;
+        *self.wakeups() = wake;
+        self.deferral().take(true);
+        Ok(())
+    }
     /// The doorbells we ask the peer for.
     #[doc(hidden)]
     fn wakeups(&mut self) -> &mut Wakeups;
+    /// The queue type of this role.
+    #[doc(hidden)]
+    type Queue: Notify;
+    /// Our receive and transmit queues, and the doorbells we ask the peer for.
+    #[doc(hidden)]
+    fn queues(&self) -> (&Self::Queue, &Self::Queue, &Wakeups);
     /// Writes our receive (`rx`) or transmit ring's suppression flag (`on`: no doorbells).
     #[doc(hidden)]
-    fn suppress(&self, rx: bool, on: bool) -> Result<()>;
+    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
+        let (rx_queue, tx_queue, _) = self.queues();
+        match rx {
+            true => rx_queue.suppress(on),
+            false => tx_queue.suppress(on),
+        }
+    }
     /// Whether the peer published something we wait for (a message; a transmit buffer while
     /// we have none): a cheap look without validation.
     #[doc(hidden)]
-    fn peer_moved(&self) -> bool;
+    fn peer_moved(&self) -> bool {
+        let (rx_queue, tx_queue, wake) = self.queues();
+        rx_queue.peer_moved() || (wake.tx_starved && tx_queue.peer_moved())
+    }
     /// Deferral of doorbells (see [`Rpmsg::defer_doorbells`]).
     #[doc(hidden)]
     fn deferral(&mut self) -> &mut Deferral;
     /// Whether the peer wants a doorbell for what we sent (`tx`) and returned (`rx`) since
     /// deferring began (full barrier first).
     #[doc(hidden)]
-    fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool>;
+    fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool> {
+        let (rx_queue, tx_queue, _) = self.queues();
+        Ok((tx && tx_queue.should_notify()?) || (rx && rx_queue.should_notify()?))
+    }
     /// Whether this is the host's role (which heartbeat word is ours).
     #[doc(hidden)]
     const HOST: bool;

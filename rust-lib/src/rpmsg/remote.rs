@@ -47,17 +47,6 @@ impl RemoteRole<'_> {
         }
         Ok(None)
     }
-
-    /// Starts a session: the host need not notify us when it re-posts receive buffers on
-    /// vring 0 (we take them when we send); notifications are turned on only while we have
-    /// none.
-    fn start_session(&mut self) -> Result<()> {
-        let mut wake = self.wake;
-        wake.start_session(&|rx, on| self.suppress(rx, on))?;
-        self.wake = wake;
-        self.deferral.take(true);
-        Ok(())
-    }
 }
 
 impl<'a> Role<'a> for RemoteRole<'a> {
@@ -115,23 +104,14 @@ impl<'a> Role<'a> for RemoteRole<'a> {
         &mut self.deferral
     }
 
-    fn wants_doorbell(&self, tx: bool, rx: bool) -> Result<bool> {
-        Ok((tx && self.tx.should_notify()?) || (rx && self.rx.should_notify()?))
-    }
-
     fn wakeups(&mut self) -> &mut Wakeups {
         &mut self.wake
     }
 
-    fn suppress(&self, rx: bool, on: bool) -> Result<()> {
-        match rx {
-            true => self.rx.suppress_notifications(on),
-            false => self.tx.suppress_notifications(on),
-        }
-    }
+    type Queue = DeviceQueue<'a>;
 
-    fn peer_moved(&self) -> bool {
-        self.rx.avail_moved() || (self.wake.tx_starved && self.tx.avail_moved())
+    fn queues(&self) -> (&DeviceQueue<'a>, &DeviceQueue<'a>, &Wakeups) {
+        (&self.rx, &self.tx, &self.wake)
     }
 
     const HOST: bool = false;
@@ -298,7 +278,7 @@ impl<'a, D: Doorbell> Remote<'a, D> {
         self.role.tx.restart(pool);
         self.role.spare.clear();
         self.role.lost = false;
-        self.role.start_session()?;
+        self.role.start_batching()?;
         self.epoch = self.epoch.wrapping_add(1);
         self.published_peer = host_id;
         self.endpoints.reset_peer_state();
