@@ -209,20 +209,27 @@ impl<'m> World<'m> {
                 self.ept = Some(self.h.bind(&name, addr).unwrap());
             }
             Ok(Some(Event::Message(rx))) => {
-                let mut b = vec![0u8; rx.len()];
-                rx.read(0, &mut b).unwrap();
-                let _ = self.h.release_rx(rx);
-                let t = composed_at(&b);
-                if t < self.host_started {
-                    self.fail(&format!(
-                        "the host received the echo of a message composed at {t}, before its \
-                         start at {}",
-                        self.host_started
-                    ));
-                }
+                self.host_take_echo(rx, "in the run");
             }
             _ => {}
         }
+    }
+
+    /// Reads and releases an echo the host received; checks that it is not older than the
+    /// host's latest `start()`; returns when it was composed.
+    fn host_take_echo(&mut self, rx: RxBuffer<'m>, when: &str) -> u32 {
+        let mut b = vec![0u8; rx.len()];
+        rx.read(0, &mut b).unwrap();
+        let _ = self.h.release_rx(rx);
+        let t = composed_at(&b);
+        if t < self.host_started {
+            self.fail(&format!(
+                "{when}: the host received the echo of a message composed at {t}, before its \
+                 start at {}",
+                self.host_started
+            ));
+        }
+        t
     }
 
     fn remote_step(&mut self, op: RemoteOp) {
@@ -320,14 +327,7 @@ impl<'m> World<'m> {
         for _ in 0..20 {
             match self.h.recv() {
                 Ok(Some(Event::Message(rx))) => {
-                    let mut b = vec![0u8; rx.len()];
-                    rx.read(0, &mut b).unwrap();
-                    let _ = self.h.release_rx(rx);
-                    let t = composed_at(&b);
-                    if t < self.host_started {
-                        self.fail(&format!("stale echo of {t} during recovery"));
-                    }
-                    if t == fresh {
+                    if self.host_take_echo(rx, "recovery") == fresh {
                         echoed = true;
                         break;
                     }

@@ -143,9 +143,7 @@ fn second_server_on_live_socket_is_refused_stale_one_replaced() {
     let shm2 = ShmName::new("live2");
     let sock = server.socket.to_str().unwrap().to_string();
     let out = run_server(&["-F", "-S", &sock, "-M", &shm2.0]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another server is already listening"), "{err}");
+    assert_failed(&out, "another server is already listening");
     assert!(!shm2.path().exists());
     // kill -9 leaves the socket file behind; the next server replaces it.
     drop(server);
@@ -154,49 +152,42 @@ fn second_server_on_live_socket_is_refused_stale_one_replaced() {
     PeerConnection::connect(&dir.join("sock"), 1, T).expect("new server works");
 }
 
-/// Runs the server in daemon mode through `sh -c "<shell> exec server ..."`; returns
-/// when the daemon is ready (pid file written).
-fn run_daemon(
-    shell: &str,
-    sock: &std::path::Path,
-    shm: &ShmName,
-    pid_file: &std::path::Path,
-) -> std::process::ExitStatus {
-    Command::new("sh")
+/// Runs the server in daemon mode on `dir`/sock, with the pid file `dir`/pid, through
+/// `sh -c "<shell> exec server ..."`; asserts that the command succeeded (it returns when
+/// the daemon is ready) and returns the daemon's pid from the pid file.
+fn start_daemon(shell: &str, dir: &TempDir, shm: &ShmName) -> u32 {
+    let status = Command::new("sh")
         .arg("-c")
         .arg(format!("{shell} exec \"$0\" \"$@\""))
         .arg(server_bin())
         .arg("-S")
-        .arg(sock)
+        .arg(dir.join("sock"))
         .args(["-M", &shm.0, "-p"])
-        .arg(pid_file)
+        .arg(dir.join("pid"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .expect("run daemon")
+        .expect("run daemon");
+    assert!(status.success(), "{status}");
+    let pid = std::fs::read_to_string(dir.join("pid")).unwrap();
+    pid.trim().parse().unwrap()
 }
 
 #[test]
 fn daemon_mode_returns_when_ready_and_writes_pid_file() {
     let dir = TempDir::new("daemon");
     let shm = ShmName::new("daemon");
-    let pid_file = dir.join("pid");
-    let sock = dir.join("sock");
-    assert!(run_daemon("", &sock, &shm, &pid_file).success());
+    let (pid_file, sock) = (dir.join("pid"), dir.join("sock"));
+    let pid = start_daemon("", &dir, &shm);
     // Ready as soon as the command returned: no sleep needed before QEMU starts.
     assert!(is_listening(&sock));
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     let p = PeerConnection::connect(&sock, 1, T).unwrap();
     assert_eq!(p.id(), 0);
     // The daemon is in its own session.
-    let sid = rustix::process::getsid(rustix::process::Pid::from_raw(pid));
-    assert_eq!(sid.map(|s| s.as_raw_nonzero().get()), Ok(pid));
-    send_signal(pid as u32, libc::SIGTERM);
+    let sid = rustix::process::getsid(rustix::process::Pid::from_raw(pid as i32));
+    assert_eq!(sid.map(|s| s.as_raw_nonzero().get()), Ok(pid as i32));
+    send_signal(pid, libc::SIGTERM);
     wait_until("daemon to exit", T, || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         stat.is_empty() || stat.split_whitespace().nth(2) == Some("Z")
@@ -209,15 +200,11 @@ fn daemon_mode_returns_when_ready_and_writes_pid_file() {
 // ---- ivshmem-client ----
 
 fn client(sock: &std::path::Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(client_bin())
-        .arg("-S")
-        .arg(sock)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn client");
+    let mut child = spawn(
+        Command::new(client_bin()).arg("-S").arg(sock).args(args),
+        Stdio::piped(),
+        Stdio::piped(),
+    );
     let mut input = child.stdin.take().unwrap();
     input.write_all(stdin.as_bytes()).unwrap();
     drop(input); // EOF
@@ -236,19 +223,29 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Asserts that a command succeeded; returns its stdout.
+fn succeeded(out: &Output) -> String {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Asserts that a command exited with status 1 and said `why` on stderr.
+fn assert_failed(out: &Output, why: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(why), "{err}");
+}
+
 #[test]
 fn client_lists_peers_and_sends_interrupts() {
-    let dir = TempDir::new("cli1");
-    let shm = ShmName::new("cli1");
-    let server = InProc::start(config(&dir, &shm, 2));
+    let (_dir, _shm, server) = in_proc("cli1", 2);
     let p = server.connect(2);
     let out = client(
         &server.socket,
         &["-n", "2", "dump", "int 0 all; int 0 1"],
         "",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("own id 1, shm 1048576 bytes, 2 vectors"),
         "{stdout}"
@@ -267,13 +264,10 @@ fn client_lists_peers_and_sends_interrupts() {
 #[test]
 fn client_learns_the_vector_count_from_the_server() {
     for vectors in [0, 1, 3] {
-        let dir = TempDir::new("cli5");
-        let shm = ShmName::new("cli5");
-        let server = InProc::start(config(&dir, &shm, vectors));
+        let (_dir, _shm, server) = in_proc("cli5", vectors);
         let _p = server.connect(vectors as usize);
         let out = client(&server.socket, &["dump"], "");
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let stdout = text(&out.stdout);
+        let stdout = succeeded(&out);
         assert!(
             stdout.contains(&format!("own id 1, shm 1048576 bytes, {vectors} vectors")),
             "-n {vectors}: {stdout}"
@@ -289,9 +283,7 @@ fn client_learns_the_vector_count_from_the_server() {
 
 #[test]
 fn client_shows_received_interrupts_and_peer_changes() {
-    let dir = TempDir::new("cli2");
-    let shm = ShmName::new("cli2");
-    let server = InProc::start(config(&dir, &shm, 2));
+    let (_dir, _shm, server) = in_proc("cli2", 2);
     let mut p = server.connect(2);
     let socket = server.socket.clone();
     let cli = thread::spawn(move || {
@@ -308,8 +300,7 @@ fn client_shows_received_interrupts_and_peer_changes() {
     thread::sleep(Duration::from_millis(100));
     drop(p);
     let out = cli.join().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let stdout = succeeded(&out);
     assert!(stdout.contains("interrupt: vector 1 count 1"), "{stdout}");
     assert!(
         stdout.contains("vector 0: 0 interrupts\nvector 1: 1 interrupts"),
@@ -320,17 +311,14 @@ fn client_shows_received_interrupts_and_peer_changes() {
 
 #[test]
 fn client_script_from_stdin_exits_on_eof_and_stops_on_error() {
-    let dir = TempDir::new("cli3");
-    let shm = ShmName::new("cli3");
-    let server = InProc::start(config(&dir, &shm, 1));
+    let (_dir, _shm, server) = in_proc("cli3", 1);
     let p = server.connect(1);
     let out = client(
         &server.socket,
         &[],
         "peers\nwrite 0x20 \"abc\"\nwrite 0x23 de ad\nx 0x20 16\n",
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let stdout = succeeded(&out);
     assert!(stdout.contains("peer 0: 1 vectors"), "{stdout}");
     assert!(
         stdout.contains(
@@ -344,45 +332,25 @@ fn client_script_from_stdin_exits_on_eof_and_stops_on_error() {
 
     // A failing command stops the script with status 1; later ones do not run.
     let out = client(&server.socket, &[], "int 9 0\nwrite 0 \"never\"\n");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("unknown peer 9"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_failed(&out, "unknown peer 9");
     p.map_shm().unwrap().read(0, &mut buf).unwrap();
     assert_eq!(&buf, &[0; 5]);
 
     // Out-of-range dumps are errors, not crashes.
     let out = client(&server.socket, &["x 0xffff0 0x100"], "");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("outside"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_failed(&out, "outside");
 }
 
 #[test]
 fn client_reports_connection_errors() {
     let dir = TempDir::new("cli4");
     let out = client(&dir.join("none"), &[], "");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("connect to"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_failed(&out, "connect to");
     // Waiting for more own vectors than the server has: a clear timeout.
     let shm = ShmName::new("cli4");
     let server = InProc::start(config(&dir, &shm, 1));
     let out = client(&server.socket, &["-n", "3", "-t", "0.3", "dump"], "");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("expected at least 3"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_failed(&out, "expected at least 3");
 }
 
 #[test]
@@ -390,16 +358,13 @@ fn pid_file_is_0644_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("pidmode");
     let shm = ShmName::new("pidmode");
-    let pid_file = dir.join("pid");
-    let sock = dir.join("sock");
     // Daemon mode: the command returns once the pid file is written.
-    assert!(run_daemon("umask 077;", &sock, &shm, &pid_file).success());
-    let mode = std::fs::metadata(&pid_file).unwrap().permissions().mode() & 0o777;
-    let pid: u32 = std::fs::read_to_string(&pid_file)
+    let pid = start_daemon("umask 077;", &dir, &shm);
+    let mode = std::fs::metadata(dir.join("pid"))
         .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        .permissions()
+        .mode()
+        & 0o777;
     send_signal(pid, libc::SIGTERM);
     assert_eq!(mode, 0o644, "pid file mode {mode:o}");
 }

@@ -16,12 +16,8 @@ use ivshmem::{PeerConnection, PeerEvent, PeerInfo};
 
 #[test]
 fn misbehaving_clients_do_not_disturb_good_ones() {
-    let dir = TempDir::new("bad");
-    let shm = ShmName::new("bad");
-    let mut cfg = config(&dir, &shm, 2);
     // Good peers may lag a bit; the silent one falls far behind.
-    cfg.max_backlog = 1024;
-    let mut server = InProc::start(cfg);
+    let (_dir, _shm, mut server) = in_proc_with("bad", 2, |cfg| cfg.max_backlog = 1024);
     let stats = server.stats.clone();
 
     let mut a = server.connect(2);
@@ -153,11 +149,7 @@ fn misbehaving_clients_do_not_disturb_good_ones() {
 
 #[test]
 fn slow_reader_gets_everything_in_order() {
-    let dir = TempDir::new("slow");
-    let shm = ShmName::new("slow");
-    let mut cfg = config(&dir, &shm, 4);
-    cfg.max_backlog = 100_000;
-    let server = InProc::start(cfg);
+    let (_dir, _shm, server) = in_proc_with("slow", 4, |cfg| cfg.max_backlog = 100_000);
     let stats = server.stats.clone();
 
     let mut slow = server.connect(4);

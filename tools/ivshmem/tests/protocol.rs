@@ -39,17 +39,21 @@ fn expect_fd(sock: &std::os::unix::net::UnixStream, value: i64) -> std::os::fd::
     m.fd.expect("fd")
 }
 
+/// Expects what a new peer gets first: the protocol version (0), its id, and the shared
+/// memory's fd (with -1); returns the fd.
+fn expect_greeting(sock: &std::os::unix::net::UnixStream, id: i64) -> std::os::fd::OwnedFd {
+    expect_plain(sock, 0);
+    expect_plain(sock, id);
+    expect_fd(sock, -1)
+}
+
 #[test]
 fn handshake_and_broadcasts_are_byte_exact() {
-    let dir = TempDir::new("exact");
-    let shm = ShmName::new("exact");
-    let server = InProc::start(config(&dir, &shm, 2));
+    let (_dir, shm, server) = in_proc("exact", 2);
 
     // Peer 0: version 0, id 0, -1 + shm fd, then its own 2 eventfds.
     let a = raw_connect(&server.socket);
-    expect_plain(&a, 0);
-    expect_plain(&a, 0);
-    let a_shm = expect_fd(&a, -1);
+    let a_shm = expect_greeting(&a, 0);
     let st = std::fs::File::from(a_shm.try_clone().unwrap())
         .metadata()
         .unwrap();
@@ -66,9 +70,7 @@ fn handshake_and_broadcasts_are_byte_exact() {
 
     // Peer 1 with n=2: 0 | 1 | -1+shm | 0+efd | 0+efd | 1+efd | 1+efd (56 bytes, 5 fds).
     let b = raw_connect(&server.socket);
-    expect_plain(&b, 0);
-    expect_plain(&b, 1);
-    let _b_shm = expect_fd(&b, -1);
+    let _b_shm = expect_greeting(&b, 1);
     let b_sees_a: Vec<_> = (0..2).map(|_| expect_fd(&b, 0)).collect();
     let b_own: Vec<_> = (0..2).map(|_| expect_fd(&b, 1)).collect();
     assert_no_more(&b);
@@ -101,9 +103,7 @@ fn handshake_and_broadcasts_are_byte_exact() {
 
     // Next peer gets id 2 (ids are not reused), and peer 0 gets 2+efd twice.
     let c = raw_connect(&server.socket);
-    expect_plain(&c, 0);
-    expect_plain(&c, 2);
-    let _ = expect_fd(&c, -1);
+    expect_greeting(&c, 2);
     for _ in 0..2 {
         expect_fd(&c, 0);
     }
@@ -119,17 +119,11 @@ fn handshake_and_broadcasts_are_byte_exact() {
 
 #[test]
 fn zero_vectors_sends_only_initial_info_and_disconnects() {
-    let dir = TempDir::new("zero");
-    let shm = ShmName::new("zero");
-    let server = InProc::start(config(&dir, &shm, 0));
+    let (_dir, _shm, server) = in_proc("zero", 0);
     let a = raw_connect(&server.socket);
-    expect_plain(&a, 0);
-    expect_plain(&a, 0);
-    expect_fd(&a, -1);
+    expect_greeting(&a, 0);
     let b = raw_connect(&server.socket);
-    expect_plain(&b, 0);
-    expect_plain(&b, 1);
-    expect_fd(&b, -1);
+    expect_greeting(&b, 1);
     assert_no_more(&b);
     assert_no_more(&a);
     drop(b);
@@ -138,9 +132,7 @@ fn zero_vectors_sends_only_initial_info_and_disconnects() {
 
 #[test]
 fn library_peers_ids_vectors_interrupts_disconnect_reconnect() {
-    let dir = TempDir::new("lib");
-    let shm = ShmName::new("lib");
-    let server = InProc::start(config(&dir, &shm, 3));
+    let (_dir, _shm, server) = in_proc("lib", 3);
     let mut a = server.connect(3);
     let mut b = server.connect(3);
     let c = server.connect(3);
@@ -259,9 +251,7 @@ fn client_library_rejects_wrong_versions_and_times_out() {
 
 #[test]
 fn server_shutdown_closes_peers_like_qemu_and_removes_files() {
-    let dir = TempDir::new("shut");
-    let shm = ShmName::new("shut");
-    let mut server = InProc::start(config(&dir, &shm, 1));
+    let (_dir, shm, mut server) = in_proc("shut", 1);
     let socks: Vec<_> = (0..3).map(|_| raw_connect(&server.socket)).collect();
     // Drain the handshakes: peer k gets 3 + (k+1) messages, then 1 per later peer.
     for (k, s) in socks.iter().enumerate() {
@@ -330,9 +320,7 @@ fn shm_dir_backing_is_an_unlinked_file() {
 
 #[test]
 fn default_modes_are_owner_only_and_configurable() {
-    let dir = TempDir::new("mode");
-    let shm = ShmName::new("mode");
-    let server = InProc::start(config(&dir, &shm, 1));
+    let (_dir, shm, server) = in_proc("mode", 1);
     assert_eq!(mode_of(&server.socket), 0o600);
     assert_eq!(mode_of(&shm.path()), 0o600);
     drop(server);

@@ -85,6 +85,26 @@ pub fn config(dir: &TempDir, shm: &ShmName, vectors: u16) -> ServerConfig {
     }
 }
 
+/// A temp dir and shm name for `tag`, and a server on them with `vectors` vectors per
+/// peer, in a thread of the test process.
+pub fn in_proc(tag: &str, vectors: u16) -> (TempDir, ShmName, InProc) {
+    in_proc_with(tag, vectors, |_| {})
+}
+
+/// [`in_proc`] with the configuration changed by `adjust` first.
+pub fn in_proc_with(
+    tag: &str,
+    vectors: u16,
+    adjust: impl FnOnce(&mut ServerConfig),
+) -> (TempDir, ShmName, InProc) {
+    let dir = TempDir::new(tag);
+    let shm = ShmName::new(tag);
+    let mut cfg = config(&dir, &shm, vectors);
+    adjust(&mut cfg);
+    let server = InProc::start(cfg);
+    (dir, shm, server)
+}
+
 /// A server running in a thread of the test process.
 pub struct InProc {
     pub stop: StopHandle,
@@ -168,20 +188,29 @@ pub fn client_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ivshmem-client")
 }
 
+/// Spawns `command` with the given stdin and stdout and a piped stderr.
+pub fn spawn(command: &mut Command, stdin: Stdio, stdout: Stdio) -> Child {
+    command
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", command.get_program()))
+}
+
 impl BinServer {
     /// Starts `ivshmem-server -F -S <dir>/sock <args>` and waits until it listens.
     pub fn start(dir: &TempDir, args: &[&str]) -> BinServer {
         let socket = dir.join("sock");
-        let child = Command::new(server_bin())
-            .arg("-F")
-            .arg("-S")
-            .arg(&socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ivshmem-server");
+        let child = spawn(
+            Command::new(server_bin())
+                .arg("-F")
+                .arg("-S")
+                .arg(&socket)
+                .args(args),
+            Stdio::null(),
+            Stdio::null(),
+        );
         let mut s = BinServer { child, socket };
         let deadline = Instant::now() + T;
         while !is_listening(&s.socket) {
