@@ -240,31 +240,31 @@ pub const LAYOUT_VERSION: u16 = 1;
 /// Value of an id field that holds no id.
 pub const NO_PEER_ID: u32 = 0xFFFF_FFFF;
 
+/// Asserts at compile time that `$t` is `$size` bytes with each `$field` at `$offset`.
+macro_rules! assert_layout {
+    ($t:ty, $size:expr; $($field:ident @ $offset:expr),* $(,)?) => {
+        const _: () = {
+            assert!(size_of::<$t>() == $size);
+            $(assert!(offset_of!($t, $field) == $offset);)*
+        };
+    };
+}
+
 // Compile-time layout checks: these are wire formats shared with C nodes.
+assert_layout!(RpmsgHeader, RpmsgHeader::SIZE; src @ 0, dst @ 4, reserved @ 8, len @ 12, flags @ 14);
+assert_layout!(NsMessage, NsMessage::SIZE; addr @ 32, flags @ 36);
+assert_layout!(VringDesc, 16; addr @ 0, len @ 8, flags @ 12, next @ 14);
+assert_layout!(VringUsedElem, 8; len @ 4);
+assert_layout!(
+    ControlBlock, 48;
+    shm_size @ 16,
+    addr_base @ 24,
+    host_id @ 32,
+    host_session @ 36,
+    remote_id @ 40,
+    remote_session @ 44,
+);
 const _: () = {
-    assert!(size_of::<RpmsgHeader>() == RpmsgHeader::SIZE);
-    assert!(offset_of!(RpmsgHeader, src) == 0);
-    assert!(offset_of!(RpmsgHeader, dst) == 4);
-    assert!(offset_of!(RpmsgHeader, reserved) == 8);
-    assert!(offset_of!(RpmsgHeader, len) == 12);
-    assert!(offset_of!(RpmsgHeader, flags) == 14);
-    assert!(size_of::<NsMessage>() == NsMessage::SIZE);
-    assert!(offset_of!(NsMessage, addr) == 32);
-    assert!(offset_of!(NsMessage, flags) == 36);
-    assert!(size_of::<VringDesc>() == 16);
-    assert!(offset_of!(VringDesc, addr) == 0);
-    assert!(offset_of!(VringDesc, len) == 8);
-    assert!(offset_of!(VringDesc, flags) == 12);
-    assert!(offset_of!(VringDesc, next) == 14);
-    assert!(size_of::<VringUsedElem>() == 8);
-    assert!(offset_of!(VringUsedElem, len) == 4);
-    assert!(size_of::<ControlBlock>() == 48);
-    assert!(offset_of!(ControlBlock, shm_size) == 16);
-    assert!(offset_of!(ControlBlock, addr_base) == 24);
-    assert!(offset_of!(ControlBlock, host_id) == 32);
-    assert!(offset_of!(ControlBlock, host_session) == 36);
-    assert!(offset_of!(ControlBlock, remote_id) == 40);
-    assert!(offset_of!(ControlBlock, remote_session) == 44);
     // remote_id and remote_session are stored together as one aligned u64.
     assert!((CONTROL_BLOCK_OFFSET + offset_of!(ControlBlock, remote_id)) % 8 == 0);
     assert!(core::mem::align_of::<ControlBlock>() == 1);

@@ -24,12 +24,8 @@ enum QOp {
 }
 
 fn qop() -> impl Strategy<Value = QOp> {
-    prop_oneof![
-        Just(QOp::DriverAdd),
-        Just(QOp::DevicePop),
-        Just(QOp::DevicePush),
-        Just(QOp::DriverPop)
-    ]
+    use QOp::*;
+    prop::sample::select(&[DriverAdd, DevicePop, DevicePush, DriverPop][..])
 }
 
 proptest! {

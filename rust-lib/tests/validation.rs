@@ -50,6 +50,10 @@ impl Fixture {
     fn read_offer(&self, held: &DescSet) -> Result<(u16, BufferRef), Error> {
         self.ring().read_avail_buffer(0, held, &self.pool())
     }
+    /// Asserts that the offer at position 0 is refused as `fault`.
+    fn expect_fault(&self, fault: PeerFault) {
+        assert_eq!(self.read_offer(&DescSet::new()), Err(Error::Peer(fault)));
+    }
 }
 
 #[test]
@@ -101,15 +105,9 @@ fn descriptor_index_out_of_range() {
     let r = f.ring();
     r.write_avail_entry(0, 16).unwrap();
     r.publish_avail_idx(1).unwrap();
-    assert_eq!(
-        f.read_offer(&DescSet::new()),
-        Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange))
-    );
+    f.expect_fault(PeerFault::DescriptorIndexOutOfRange);
     r.write_avail_entry(0, 0xffff).unwrap();
-    assert_eq!(
-        f.read_offer(&DescSet::new()),
-        Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange))
-    );
+    f.expect_fault(PeerFault::DescriptorIndexOutOfRange);
 }
 
 #[test]
@@ -128,15 +126,9 @@ fn descriptor_offered_twice() {
 fn chained_and_indirect_descriptors() {
     let f = Fixture::new();
     f.offer(0, BASE + 0x400, 512, VRING_DESC_F_NEXT);
-    assert_eq!(
-        f.read_offer(&DescSet::new()),
-        Err(Error::Peer(PeerFault::UnsupportedDescriptorFlags))
-    );
+    f.expect_fault(PeerFault::UnsupportedDescriptorFlags);
     f.offer(0, BASE + 0x400, 512, VRING_DESC_F_INDIRECT);
-    assert_eq!(
-        f.read_offer(&DescSet::new()),
-        Err(Error::Peer(PeerFault::UnsupportedDescriptorFlags))
-    );
+    f.expect_fault(PeerFault::UnsupportedDescriptorFlags);
 }
 
 #[test]
@@ -168,10 +160,7 @@ fn buffer_addresses_outside_the_pool() {
 fn buffer_shorter_than_a_header() {
     let f = Fixture::new();
     f.offer(1, BASE + 0x400, 15, 0);
-    assert_eq!(
-        f.read_offer(&DescSet::new()),
-        Err(Error::Peer(PeerFault::BufferTooShort))
-    );
+    f.expect_fault(PeerFault::BufferTooShort);
     f.offer(1, BASE + 0x400, 16, 0);
     assert!(f.read_offer(&DescSet::new()).is_ok());
 }

@@ -150,6 +150,20 @@ fn link_up(p: &mut Pair<'_>, out: &mut Out) {
     assert!(host::greet(p, out, BOARD));
 }
 
+/// A pair with the link up, and the host's console with the banner taken.
+fn linked(mem: &HeapRegion) -> (Pair<'_>, Out) {
+    let mut p = pair(mem);
+    let mut out = Out::default();
+    link_up(&mut p, &mut out);
+    out.take();
+    (p, out)
+}
+
+/// `host::send` with the default options.
+fn send(p: &mut Pair<'_>, out: &mut Out, text: &[u8], count: u64) -> SendOutcome {
+    host::send(p, out, text, count, SendOptions::default())
+}
+
 const HOST_BANNER: &str =
     "Hello qemu_cortex_a53 - Host Side, the communication over RPMsg is ready to use!\n";
 const REMOTE_BANNER: &str =
@@ -170,13 +184,7 @@ fn send_prints_the_samples_blocks_on_both_sides() {
     let mut out = Out::default();
     link_up(&mut p, &mut out);
     assert_eq!(out.take(), HOST_BANNER);
-    let outcome = host::send(
-        &mut p,
-        &mut out,
-        b"RPMsg over IVSHMEM",
-        3,
-        SendOptions::default(),
-    );
+    let outcome = send(&mut p, &mut out, b"RPMsg over IVSHMEM", 3);
     assert_eq!(outcome, SendOutcome::Done);
     let want: String = (1..=3)
         .map(|i| echo_block("RPMsg over IVSHMEM", i))
@@ -195,18 +203,12 @@ fn send_prints_the_samples_blocks_on_both_sides() {
 #[test]
 fn the_echo_is_printed_up_to_its_nul_and_the_empty_string_works() {
     let mem = HeapRegion::new(64 * 1024);
-    let mut p = pair(&mem);
-    let mut out = Out::default();
-    link_up(&mut p, &mut out);
-    out.take();
-    assert_eq!(
-        host::send(&mut p, &mut out, b"", 1, SendOptions::default()),
-        SendOutcome::Done
-    );
+    let (mut p, mut out) = linked(&mem);
+    assert_eq!(send(&mut p, &mut out, b"", 1), SendOutcome::Done);
     assert_eq!(out.take(), echo_block("", 1));
     let long = "x".repeat(495);
     assert_eq!(
-        host::send(&mut p, &mut out, long.as_bytes(), 2, SendOptions::default()),
+        send(&mut p, &mut out, long.as_bytes(), 2),
         SendOutcome::Done
     );
     assert_eq!(out.take(), echo_block(&long, 1) + &echo_block(&long, 2));
@@ -217,7 +219,7 @@ fn send_before_the_remote_is_not_ready() {
     let mem = HeapRegion::new(64 * 1024);
     let mut p = pair(&mem);
     let mut out = Out::default();
-    let outcome = host::send(&mut p, &mut out, b"hi", 1, SendOptions::default());
+    let outcome = send(&mut p, &mut out, b"hi", 1);
     assert_eq!(outcome, SendOutcome::NotReady);
     assert_eq!(out.take(), "RPMsg over IVSHMEM backend is not ready yet!\n");
     assert_eq!(p.host.node.stats().tx_messages, 0);
@@ -227,13 +229,10 @@ fn send_before_the_remote_is_not_ready() {
 #[test]
 fn a_silent_remote_times_out_after_five_seconds() {
     let mem = HeapRegion::new(64 * 1024);
-    let mut p = pair(&mem);
-    let mut out = Out::default();
-    link_up(&mut p, &mut out);
-    out.take();
+    let (mut p, mut out) = linked(&mem);
     p.remote_runs = false;
     let start = p.now;
-    let outcome = host::send(&mut p, &mut out, b"hi", 2, SendOptions::default());
+    let outcome = send(&mut p, &mut out, b"hi", 2);
     assert_eq!(outcome, SendOutcome::TimedOut);
     assert_eq!(out.take(), "Remote side response timed out!\n");
     assert_eq!(p.now - start, 5 * HZ, "gives up exactly at the timeout");
@@ -243,20 +242,14 @@ fn a_silent_remote_times_out_after_five_seconds() {
     host::drain(&mut p, &mut out, &mut ErrorOnce::new());
     assert_eq!(p.host.stray, 1);
     assert!(out.take().is_empty());
-    assert_eq!(
-        host::send(&mut p, &mut out, b"again", 1, SendOptions::default()),
-        SendOutcome::Done
-    );
+    assert_eq!(send(&mut p, &mut out, b"again", 1), SendOutcome::Done);
     assert_eq!(out.take(), echo_block("again", 1));
 }
 
 #[test]
 fn numbered_messages_in_a_window_come_back_in_order() {
     let mem = HeapRegion::new(64 * 1024);
-    let mut p = pair(&mem);
-    let mut out = Out::default();
-    link_up(&mut p, &mut out);
-    out.take();
+    let (mut p, mut out) = linked(&mem);
     p.remote.app.quiet = true;
     let options = SendOptions {
         window: 4,
@@ -278,10 +271,7 @@ fn numbered_messages_in_a_window_come_back_in_order() {
 #[test]
 fn bench_measures_through_the_silent_endpoint() {
     let mem = HeapRegion::new(64 * 1024);
-    let mut p = pair(&mem);
-    let mut out = Out::default();
-    link_up(&mut p, &mut out);
-    out.take();
+    let (mut p, mut out) = linked(&mem);
     p.remote.out.take();
     let mut samples = vec![0u32; 50];
     assert_eq!(
@@ -369,7 +359,7 @@ fn status_text() {
          stray messages: 0\n"
     );
     link_up(&mut p, &mut out);
-    host::send(&mut p, &mut out, b"x", 2, SendOptions::default());
+    send(&mut p, &mut out, b"x", 2);
     let mut text = Vec::new();
     status::write(&mut text, &p.host, &[("doorbells rung", 3)]);
     assert_eq!(

@@ -24,6 +24,32 @@ unsafe impl Send for SharedRegion<'_> {}
 // SAFETY: as above: `&SharedRegion` only allows atomic accesses.
 unsafe impl Sync for SharedRegion<'_> {}
 
+/// The checked accessors of one width inside `impl SharedRegion`: `$get` gives the atomic
+/// at a naturally aligned offset, `$load`/`$store` move a little-endian `$ty` through it.
+macro_rules! le_access {
+    ($ty:ty, $atomic:ty, $get:ident, $load:ident, $store:ident) => {
+        fn $get(&self, offset: usize) -> Result<&$atomic> {
+            let p = self.at(offset, core::mem::size_of::<$ty>())?;
+            // SAFETY: `p` is in bounds and valid for `'a` (see `new`), and aligned for
+            // `$atomic`: `at` checked that `offset` is a multiple of its size, and the base
+            // is 8-aligned. All accesses to the region are atomic, so creating a shared
+            // atomic reference is sound.
+            Ok(unsafe { <$atomic>::from_ptr(p.cast()) })
+        }
+
+        #[doc = concat!("Loads a little-endian `", stringify!($ty), "`.")]
+        pub fn $load(&self, offset: usize, order: Ordering) -> Result<$ty> {
+            Ok(<$ty>::from_le(self.$get(offset)?.load(order)))
+        }
+
+        #[doc = concat!("Stores a little-endian `", stringify!($ty), "`.")]
+        pub fn $store(&self, offset: usize, value: $ty, order: Ordering) -> Result<()> {
+            self.$get(offset)?.store(value.to_le(), order);
+            Ok(())
+        }
+    };
+}
+
 impl<'a> SharedRegion<'a> {
     /// Wraps `len` bytes at `base`.
     ///
@@ -68,68 +94,10 @@ impl<'a> SharedRegion<'a> {
         Ok(unsafe { self.base.as_ptr().add(offset) })
     }
 
-    fn atomic_u8(&self, offset: usize) -> Result<&AtomicU8> {
-        let p = self.at(offset, 1)?;
-        // SAFETY: `p` is in bounds and valid for `'a` (see `new`); AtomicU8 has alignment 1;
-        // all accesses to the region are atomic, so creating a shared atomic reference is sound.
-        Ok(unsafe { AtomicU8::from_ptr(p) })
-    }
-
-    fn atomic_u16(&self, offset: usize) -> Result<&AtomicU16> {
-        let p = self.at(offset, 2)?;
-        // SAFETY: in bounds, valid, and 2-aligned (`at` checked offset % 2 and the base is
-        // 8-aligned); all accesses are atomic.
-        Ok(unsafe { AtomicU16::from_ptr(p.cast()) })
-    }
-
-    fn atomic_u32(&self, offset: usize) -> Result<&AtomicU32> {
-        let p = self.at(offset, 4)?;
-        // SAFETY: in bounds, valid and 4-aligned, as for `atomic_u16`.
-        Ok(unsafe { AtomicU32::from_ptr(p.cast()) })
-    }
-
-    fn atomic_u64(&self, offset: usize) -> Result<&AtomicU64> {
-        let p = self.at(offset, 8)?;
-        // SAFETY: in bounds, valid and 8-aligned, as for `atomic_u16`.
-        Ok(unsafe { AtomicU64::from_ptr(p.cast()) })
-    }
-
-    /// Loads one byte.
-    pub fn load_u8(&self, offset: usize, order: Ordering) -> Result<u8> {
-        Ok(self.atomic_u8(offset)?.load(order))
-    }
-    /// Stores one byte.
-    pub fn store_u8(&self, offset: usize, value: u8, order: Ordering) -> Result<()> {
-        self.atomic_u8(offset)?.store(value, order);
-        Ok(())
-    }
-    /// Loads a little-endian u16.
-    pub fn load_u16(&self, offset: usize, order: Ordering) -> Result<u16> {
-        Ok(u16::from_le(self.atomic_u16(offset)?.load(order)))
-    }
-    /// Stores a little-endian u16.
-    pub fn store_u16(&self, offset: usize, value: u16, order: Ordering) -> Result<()> {
-        self.atomic_u16(offset)?.store(value.to_le(), order);
-        Ok(())
-    }
-    /// Loads a little-endian u32.
-    pub fn load_u32(&self, offset: usize, order: Ordering) -> Result<u32> {
-        Ok(u32::from_le(self.atomic_u32(offset)?.load(order)))
-    }
-    /// Stores a little-endian u32.
-    pub fn store_u32(&self, offset: usize, value: u32, order: Ordering) -> Result<()> {
-        self.atomic_u32(offset)?.store(value.to_le(), order);
-        Ok(())
-    }
-    /// Loads a little-endian u64.
-    pub fn load_u64(&self, offset: usize, order: Ordering) -> Result<u64> {
-        Ok(u64::from_le(self.atomic_u64(offset)?.load(order)))
-    }
-    /// Stores a little-endian u64.
-    pub fn store_u64(&self, offset: usize, value: u64, order: Ordering) -> Result<()> {
-        self.atomic_u64(offset)?.store(value.to_le(), order);
-        Ok(())
-    }
+    le_access!(u8, AtomicU8, atomic_u8, load_u8, store_u8);
+    le_access!(u16, AtomicU16, atomic_u16, load_u16, store_u16);
+    le_access!(u32, AtomicU32, atomic_u32, load_u32, store_u32);
+    le_access!(u64, AtomicU64, atomic_u64, load_u64, store_u64);
 
     /// Checks that `len` bytes at `offset` lie inside the region; returns the address of
     /// `offset`.
@@ -149,10 +117,8 @@ impl<'a> SharedRegion<'a> {
     /// further checks (the per-message copy: 62 loads for a full 496-byte payload).
     pub fn read_bytes(&self, offset: usize, dst: &mut [u8]) -> Result<()> {
         let p = self.span(offset, dst.len())?;
-        // The base is 8-aligned, so the offset tells the alignment.
-        let head = ((8 - offset % 8) % 8).min(dst.len());
+        let (head, body_len) = word_split(offset, dst.len());
         let (head_dst, rest) = dst.split_at_mut(head);
-        let body_len = rest.len() & !7;
         let (body, tail) = rest.split_at_mut(body_len);
         for (i, b) in head_dst.iter_mut().enumerate() {
             // SAFETY: `p + i` lies in the checked span; AtomicU8 has alignment 1; all
@@ -177,9 +143,8 @@ impl<'a> SharedRegion<'a> {
     /// [`SharedRegion::read_bytes`].
     pub fn write_bytes(&self, offset: usize, src: &[u8]) -> Result<()> {
         let p = self.span(offset, src.len())?;
-        let head = ((8 - offset % 8) % 8).min(src.len());
+        let (head, body_len) = word_split(offset, src.len());
         let (head_src, rest) = src.split_at(head);
-        let body_len = rest.len() & !7;
         let (body, tail) = rest.split_at(body_len);
         for (i, b) in head_src.iter().enumerate() {
             // SAFETY: `p + i` lies in the checked span; AtomicU8 has alignment 1; all
@@ -219,6 +184,14 @@ impl<'a> SharedRegion<'a> {
         }
         Ok(())
     }
+}
+
+/// How a copy of `len` bytes at `offset` splits into single bytes up to the next 8-aligned
+/// offset (the base is 8-aligned, so the offset tells the alignment), whole words, and the
+/// remaining bytes: the number of leading bytes and of word bytes.
+fn word_split(offset: usize, len: usize) -> (usize, usize) {
+    let head = ((8 - offset % 8) % 8).min(len);
+    (head, (len - head) & !7)
 }
 
 /// A full memory barrier: orders our previous stores before our following loads, as both
