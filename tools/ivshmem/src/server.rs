@@ -1018,23 +1018,30 @@ fn listen_socket(config: &ServerConfig) -> Result<(OwnedFd, (u64, u64)), Error> 
 
 /// Resolves a user name or numeric uid.
 pub fn lookup_user(name: &str) -> Result<u32, Error> {
-    if let Ok(uid) = name.parse::<u32>() {
-        return Ok(uid);
-    }
-    match nix::unistd::User::from_name(name) {
-        Ok(Some(user)) => Ok(user.uid.as_raw()),
-        _ => Err(Error::Config(format!("unknown user '{name}'"))),
-    }
+    lookup_id(name, "user", |n| {
+        Ok(nix::unistd::User::from_name(n)?.map(|u| u.uid.as_raw()))
+    })
 }
 
 /// Resolves a group name or numeric gid.
 pub fn lookup_group(name: &str) -> Result<u32, Error> {
-    if let Ok(gid) = name.parse::<u32>() {
-        return Ok(gid);
+    lookup_id(name, "group", |n| {
+        Ok(nix::unistd::Group::from_name(n)?.map(|g| g.gid.as_raw()))
+    })
+}
+
+/// A numeric id as it is, else the id `by_name` finds for the `kind` ("user", "group").
+fn lookup_id(
+    name: &str,
+    kind: &str,
+    by_name: impl FnOnce(&str) -> nix::Result<Option<u32>>,
+) -> Result<u32, Error> {
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(id);
     }
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(group)) => Ok(group.gid.as_raw()),
-        _ => Err(Error::Config(format!("unknown group '{name}'"))),
+    match by_name(name) {
+        Ok(Some(id)) => Ok(id),
+        _ => Err(Error::Config(format!("unknown {kind} '{name}'"))),
     }
 }
 
