@@ -64,11 +64,7 @@ fn spaces_empty_and_longest_strings_through_one_remote() {
         let (status, out, err) = run(&["host", "send", text, "2", "-S", server.sock()], T);
         assert!(status.success(), "{text:?}: {status}\n{out}\n{err}");
         assert_eq!(out, host_blocks(text, 2), "{text:?}");
-        assert!(
-            remote.out.wait_count(&remote_block(text), 2, T),
-            "{text:?}\n{}",
-            remote.describe()
-        );
+        remote.expect_out_count(&remote_block(text), 2, T);
         assert_eq!(
             count(remote.out.text().as_bytes(), banner("Remote").as_bytes()),
             n + 1,

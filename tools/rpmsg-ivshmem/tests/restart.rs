@@ -98,6 +98,20 @@ fn server_status(server: &TestServer) -> String {
     out
 }
 
+/// The arguments of a host on `server` that sends `count` sequence-checked copies of `tag`
+/// with 16 in flight (`extra` options before them).
+fn seq_send_args<'a>(
+    server: &'a TestServer,
+    tag: &'a str,
+    count: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["host", "send", "--seq", "--window", "16"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[tag, count, "-S", server.sock()]);
+    args
+}
+
 /// Sends one message per text through the host's stdin shell (all lines written at once;
 /// the host runs them one after the other) and checks its stdout is exactly their echoes.
 fn send_each(host: &mut Proc, texts: &[String], context: &str) {
@@ -341,17 +355,7 @@ fn host_sigkilled_twenty_times_mid_stream_under_one_remote() {
     for round in 1..=20usize {
         let context = format!("round {round}");
         let tag = format!("h{round}");
-        let mut host = Proc::spawn(&[
-            "host",
-            "send",
-            "--seq",
-            "--window",
-            "16",
-            &tag,
-            "100000000",
-            "-S",
-            server.sock(),
-        ]);
+        let mut host = Proc::spawn(&seq_send_args(&server, &tag, "100000000", &[]));
         let kill_at = 5 + (round * 13) % 60;
         assert!(
             host.out
@@ -551,18 +555,7 @@ fn echoes_queued_for_a_dead_host_never_reach_its_successor() {
     let remote = start_remote(&server, &[]);
     for round in 1..=3 {
         let tag = format!("old{round}");
-        let mut old = Proc::spawn(&[
-            "host",
-            "send",
-            "--seq",
-            "--window",
-            "16",
-            "--quiet",
-            &tag,
-            "100000000",
-            "-S",
-            server.sock(),
-        ]);
+        let mut old = Proc::spawn(&seq_send_args(&server, &tag, "100000000", &["--quiet"]));
         assert!(
             remote.out.wait_for(&remote_block(&format!("100:{tag}")), T),
             "{}\n{}",
@@ -573,20 +566,7 @@ fn echoes_queued_for_a_dead_host_never_reach_its_successor() {
         std::thread::sleep(Duration::from_millis(100));
         kill(&mut old);
         let new_tag = format!("new{round}");
-        let (status, out, err) = run(
-            &[
-                "host",
-                "send",
-                "--seq",
-                "--window",
-                "16",
-                &new_tag,
-                "50",
-                "-S",
-                server.sock(),
-            ],
-            T,
-        );
+        let (status, out, err) = run(&seq_send_args(&server, &new_tag, "50", &[]), T);
         assert!(status.success(), "{out}\n{err}\n{}", remote.describe());
         assert!(remote
             .out
