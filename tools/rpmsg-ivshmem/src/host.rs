@@ -19,7 +19,8 @@ use crate::console::{Console, Stream};
 use crate::diag;
 use crate::error::{Error, Result};
 use crate::node;
-use crate::platform::{self, Ivshmem, Wake};
+use crate::platform::{Ivshmem, Wake};
+use crate::port::{NativePort, PortRole};
 use crate::shell::{self, Command};
 use crate::SINK_ENDPOINT;
 
@@ -36,58 +37,39 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const BENCH_MAX_COUNT: u64 = 100_000;
 
 /// The host node and its platform: what [`rpmsg_app`] drives through [`Port`].
+pub type HostPort<'a> = NativePort<HostApp<'a, Ivshmem>, HostPeers<'a>>;
+
+/// What the host's port keeps besides the application: its peers and its banner.
 #[derive(Debug)]
-pub struct HostPort<'a> {
-    app: HostApp<'a, Ivshmem>,
+pub struct HostPeers<'a> {
     region: SharedRegion<'a>,
     own_id: u16,
     sink: Option<u32>,
     board: String,
     /// Where the banner goes.
     banner: Console,
-    spin: Duration,
-    epoch: Instant,
 }
 
-impl<'a> Port<HostApp<'a, Ivshmem>> for HostPort<'a> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut HostApp<'a, Ivshmem>) -> R) -> Option<R> {
-        Some(f(&mut self.app))
-    }
+impl<'a> PortRole<HostApp<'a, Ivshmem>> for HostPeers<'a> {
+    const IDLE_POLL: Duration = IDLE_POLL;
 
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn ticks_per_sec(&self) -> u64 {
-        1_000_000_000
-    }
-
-    fn wait(&mut self, deadline: u64) {
-        let left = Duration::from_nanos(deadline.saturating_sub(self.now()));
-        self.wait_for(left.min(IDLE_POLL), None);
+    fn after_wait(port: &mut HostPort<'a>) {
+        port.upkeep();
     }
 }
 
 impl<'a> HostPort<'a> {
-    /// Blocks until something happens or `timeout` passes (spinning first, see
-    /// [`platform::wait_for_peer`]), then looks after the peers.
-    fn wait_for(&mut self, timeout: Duration, extra: Option<BorrowedFd<'_>>) -> Wake {
-        let wake = platform::wait_for_peer(&mut self.app.node, self.spin, timeout, extra);
-        self.upkeep();
-        wake
-    }
-
     /// Between receives: a C peer's id, peers that left, the banner.
     fn upkeep(&mut self) {
         self.learn_unpublished_peer();
         if self.app.node.doorbell().has_events() {
             self.on_peer_events();
         }
-        let board = std::mem::take(&mut self.board);
-        let mut banner = std::mem::take(&mut self.banner);
+        let board = std::mem::take(&mut self.role.board);
+        let mut banner = std::mem::take(&mut self.role.banner);
         app::greet(self, &mut banner, &board);
-        self.board = board;
-        self.banner = banner;
+        self.role.board = board;
+        self.role.banner = banner;
     }
 
     /// While no peer id is known (a C OpenAMP remote publishes none), read the server's
@@ -158,7 +140,7 @@ impl<'a> HostPort<'a> {
                     addr,
                     destroyed: false,
                 } if name == SINK_ENDPOINT => match self.app.node.bind(&name, addr) {
-                    Ok(local) => self.sink = Some(local),
+                    Ok(local) => self.role.sink = Some(local),
                     Err(e) => diag!("host: cannot bind endpoint \"{name}\": {e}"),
                 },
                 Step::Idle | Step::Failed(_) => {
@@ -209,16 +191,14 @@ impl<'a> HostNode<'a> {
             "host: ivshmem id {own_id}, session {}, waiting for a remote",
             engine.session()
         );
-        let port = HostPort {
-            app: HostApp::new(engine),
+        let peers = HostPeers {
             region,
             own_id,
             sink: None,
             board,
             banner: Console::to(banner),
-            spin: platform::DEFAULT_SPIN,
-            epoch: Instant::now(),
         };
+        let port = NativePort::new(HostApp::new(engine), peers);
         Ok(Self {
             port,
             console: Console::new(),
@@ -242,7 +222,7 @@ impl<'a> HostNode<'a> {
 
     /// Our local endpoint bound to the remote's sink endpoint, if it offers one.
     pub fn sink_endpoint(&self) -> Option<u32> {
-        self.port.app.bound(self.port.sink)
+        self.port.app.bound(self.port.role.sink)
     }
 
     /// The next application message, handling name-service announcements and peer changes
@@ -252,12 +232,12 @@ impl<'a> HostNode<'a> {
     }
 
     /// Blocks until something happens or `timeout` passes, spinning first (see
-    /// [`platform::wait_for_peer`]).
+    /// [`crate::platform::wait_for_peer`]).
     pub fn wait(&mut self, timeout: Duration, extra: Option<BorrowedFd<'_>>) -> Wake {
         self.port.wait_for(timeout, extra)
     }
 
-    /// How long to spin before blocking on the doorbell (default [`platform::DEFAULT_SPIN`];
+    /// How long to spin before blocking on the doorbell (default [`crate::platform::DEFAULT_SPIN`];
     /// zero: block at once).
     pub fn set_spin(&mut self, spin: Duration) {
         self.port.spin = spin;
@@ -478,6 +458,6 @@ impl<'a> HostNode<'a> {
     /// On a clean exit: tells the remote the host is gone (if the region is still ours).
     pub fn shutdown(&mut self) {
         let session = self.port.app.node.session();
-        node::release_as_host(self.port.region, self.port.own_id, session);
+        node::release_as_host(self.port.role.region, self.port.role.own_id, session);
     }
 }

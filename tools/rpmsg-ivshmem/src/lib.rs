@@ -31,6 +31,7 @@ pub mod error;
 pub mod host;
 pub mod node;
 pub mod platform;
+pub mod port;
 pub mod remote;
 pub mod shell;
 pub mod status;

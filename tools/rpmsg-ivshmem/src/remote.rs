@@ -2,7 +2,7 @@
 //! "bench", echo, banner) over an ivshmem connection, plus the bench tool's sink. Survives host restarts: a new host session
 //! is attached to as soon as it is published.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ivshmem::PeerEvent;
 use rpmsg_app::remote::{self as app, Received, RemoteApp};
@@ -14,7 +14,8 @@ use crate::console::Console;
 use crate::diag;
 use crate::error::{Error, Result};
 use crate::node;
-use crate::platform::{self, Ivshmem};
+use crate::platform::Ivshmem;
+use crate::port::{NativePort, PortRole};
 use crate::SINK_ENDPOINT;
 
 /// Longest sleep between two looks at the link when nothing rings (the host's start is
@@ -51,30 +52,10 @@ pub const RAW_STREAM_MAGIC: [u8; 8] = *b"\0rawstrm";
 pub const RAW_PING_IDLE: Duration = Duration::from_millis(500);
 
 /// The remote node and its platform: what [`rpmsg_app`] drives through [`Port`].
-#[derive(Debug)]
-struct RemotePort<'a> {
-    app: RemoteApp<'a, Ivshmem>,
-    spin: Duration,
-    epoch: Instant,
-}
+type RemotePort<'a> = NativePort<RemoteApp<'a, Ivshmem>, ()>;
 
-impl<'a> Port<RemoteApp<'a, Ivshmem>> for RemotePort<'a> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut RemoteApp<'a, Ivshmem>) -> R) -> Option<R> {
-        Some(f(&mut self.app))
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn ticks_per_sec(&self) -> u64 {
-        1_000_000_000
-    }
-
-    fn wait(&mut self, deadline: u64) {
-        let left = Duration::from_nanos(deadline.saturating_sub(self.now()));
-        platform::wait_for_peer(&mut self.app.node, self.spin, left.min(IDLE_POLL), None);
-    }
+impl<'a> PortRole<RemoteApp<'a, Ivshmem>> for () {
+    const IDLE_POLL: Duration = IDLE_POLL;
 }
 
 /// A remote node over an ivshmem connection.
@@ -123,11 +104,7 @@ impl<'a> RemoteNode<'a> {
         };
         diag!("remote: ivshmem id {own_id}, waiting for a host");
         Ok(Self {
-            port: RemotePort {
-                app,
-                spin: platform::DEFAULT_SPIN,
-                epoch: Instant::now(),
-            },
+            port: NativePort::new(app, ()),
             region,
             config,
             sink,
@@ -141,16 +118,16 @@ impl<'a> RemoteNode<'a> {
         })
     }
 
-    /// How long to spin before blocking on the doorbell (default [`platform::DEFAULT_SPIN`];
+    /// How long to spin before blocking on the doorbell (default [`crate::platform::DEFAULT_SPIN`];
     /// zero: block at once).
     pub fn set_spin(&mut self, spin: Duration) {
         self.port.spin = spin;
     }
 
     /// Blocks until the host rings or `timeout` passes, spinning first (see
-    /// [`platform::wait_for_peer`]).
+    /// [`crate::platform::wait_for_peer`]).
     fn wait(&mut self, timeout: Duration) {
-        platform::wait_for_peer(&mut self.port.app.node, self.port.spin, timeout, None);
+        self.port.wait_for(timeout, None);
     }
 
     /// Messages echoed so far.
