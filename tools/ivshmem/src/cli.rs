@@ -162,7 +162,7 @@ where
 }
 
 /// `ivshmem-client`'s command line.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "ivshmem-client",
     version,
@@ -170,24 +170,24 @@ where
     args_override_self = true,
     after_help = CLIENT_AFTER_HELP
 )]
-struct ClientArgs {
+pub struct ClientOptions {
     /// Show every vector received
     #[arg(short, long)]
-    verbose: bool,
+    pub verbose: bool,
     /// Unix socket of the server
-    #[arg(short = 'S', long, value_name = "PATH", default_value = DEFAULT_SOCKET_PATH,
+    #[arg(short = 'S', long = "socket", value_name = "PATH", default_value = DEFAULT_SOCKET_PATH,
           allow_hyphen_values = true)]
-    socket: PathBuf,
+    pub socket_path: PathBuf,
     /// Also wait for at least N of our own vectors in the handshake [default: take the
     /// vectors the server sends, as QEMU's client]
-    #[arg(short = 'n', long, value_name = "N", value_parser = count_arg)]
-    vectors: Option<usize>,
+    #[arg(short = 'n', long = "vectors", value_name = "N", value_parser = count_arg)]
+    pub min_vectors: Option<usize>,
     /// Handshake timeout in seconds
     #[arg(short = 't', long, value_name = "SECS", default_value = "5", value_parser = timeout_arg)]
-    timeout: Duration,
+    pub timeout: Duration,
     /// Commands to run, one per argument (or several separated by ';')
     #[arg(value_name = "COMMAND")]
-    commands: Vec<String>,
+    pub commands: Vec<String>,
 }
 
 const CLIENT_AFTER_HELP: &str = "\
@@ -220,23 +220,6 @@ pub fn command_help() -> &'static str {
         .map_or(CLIENT_AFTER_HELP, |(_, commands)| commands)
 }
 
-/// Parsed `ivshmem-client` options.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// `-S`: the server socket.
-    pub socket_path: PathBuf,
-    /// `-v`: print every message and vector.
-    pub verbose: bool,
-    /// `-n`: own eventfds to wait for at least during the handshake; `None`:
-    /// learn the count from what the server sends.
-    pub min_vectors: Option<usize>,
-    /// `-t`: handshake timeout.
-    pub timeout: Duration,
-    /// Commands given as arguments (each argument is one command line);
-    /// empty means read commands from standard input.
-    pub commands: Vec<String>,
-}
-
 /// Parses `ivshmem-client`'s arguments (the program name first); see
 /// [`parse_server_args`] for help and version.
 pub fn parse_client_args<I, T>(args: I) -> Result<ClientOptions, clap::Error>
@@ -244,14 +227,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let a = ClientArgs::try_parse_from(args)?;
-    Ok(ClientOptions {
-        socket_path: a.socket,
-        verbose: a.verbose,
-        min_vectors: a.vectors,
-        timeout: a.timeout,
-        commands: a.commands,
-    })
+    ClientOptions::try_parse_from(args)
 }
 
 /// Prints a parse result that is not options (help, version, a usage error)
@@ -326,7 +302,7 @@ mod tests {
     #[test]
     fn command_definitions_are_consistent() {
         ServerArgs::command().debug_assert();
-        ClientArgs::command().debug_assert();
+        ClientOptions::command().debug_assert();
     }
 
     #[test]
