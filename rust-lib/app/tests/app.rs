@@ -47,16 +47,30 @@ impl Out {
     }
 }
 
-/// The remote side, stepped by the host's waits.
-struct RemoteSide<'a> {
-    app: RemoteApp<'a, NoDoorbell>,
-    out: Out,
-    errors: ErrorOnce,
+/// An application on the test's clock (`HZ` ticks a second), with `peer` running
+/// whenever it waits.
+struct Side<A, P> {
+    app: A,
+    peer: P,
     now: u64,
+    waits: u64,
 }
 
-impl<'a> Port<RemoteApp<'a, NoDoorbell>> for RemoteSide<'a> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut RemoteApp<'a, NoDoorbell>) -> R) -> Option<R> {
+/// What runs while a [`Side`] waits.
+trait Peer {
+    /// Runs at `now`; true if it did anything.
+    fn run(&mut self, now: u64) -> bool;
+}
+
+/// Nothing runs: a wait lasts until its deadline.
+impl Peer for () {
+    fn run(&mut self, _now: u64) -> bool {
+        false
+    }
+}
+
+impl<A, P: Peer> Port<A> for Side<A, P> {
+    fn with<R>(&mut self, f: impl FnOnce(&mut A) -> R) -> Option<R> {
         Some(f(&mut self.app))
     }
     fn now(&self) -> u64 {
@@ -66,57 +80,8 @@ impl<'a> Port<RemoteApp<'a, NoDoorbell>> for RemoteSide<'a> {
         HZ
     }
     fn wait(&mut self, deadline: u64) {
-        self.now = self.now.max(deadline);
-    }
-}
-
-impl RemoteSide<'_> {
-    /// Everything pending on the remote; true if it did anything.
-    fn step(&mut self) -> bool {
-        let mut out = std::mem::take(&mut self.out);
-        let mut errors = self.errors;
-        let mut any = false;
-        loop {
-            match remote::receive(self, &mut out, BOARD, &mut errors) {
-                remote::Received::Idle => break,
-                remote::Received::Other(rx) => {
-                    let _ = self.app.node.release_rx(rx);
-                }
-                _ => any = true,
-            }
-        }
-        let _ = self.app.node.poll();
-        any |= remote::greet(self, &mut out, BOARD);
-        self.out = out;
-        self.errors = errors;
-        any
-    }
-}
-
-/// The host and, behind its waits, the remote.
-struct Pair<'a> {
-    host: HostApp<'a, NoDoorbell>,
-    remote: RemoteSide<'a>,
-    /// The remote answers (false: it hangs).
-    remote_runs: bool,
-    now: u64,
-    waits: u64,
-}
-
-impl<'a> Port<HostApp<'a, NoDoorbell>> for Pair<'a> {
-    fn with<R>(&mut self, f: impl FnOnce(&mut HostApp<'a, NoDoorbell>) -> R) -> Option<R> {
-        Some(f(&mut self.host))
-    }
-    fn now(&self) -> u64 {
-        self.now
-    }
-    fn ticks_per_sec(&self) -> u64 {
-        HZ
-    }
-    fn wait(&mut self, deadline: u64) {
         self.waits += 1;
-        self.remote.now = self.now;
-        if self.remote_runs && self.remote.step() {
+        if self.peer.run(self.now) {
             self.now += 7; // a round trip takes a little time
         } else {
             self.now = self.now.max(deadline);
@@ -124,20 +89,62 @@ impl<'a> Port<HostApp<'a, NoDoorbell>> for Pair<'a> {
     }
 }
 
+/// The remote side, stepped by the host's waits.
+struct RemoteSide<'a> {
+    port: Side<RemoteApp<'a, NoDoorbell>, ()>,
+    out: Out,
+    errors: ErrorOnce,
+    /// The remote answers (false: it hangs).
+    runs: bool,
+}
+
+impl RemoteSide<'_> {
+    /// Everything pending on the remote; true if it did anything.
+    fn step(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            match remote::receive(&mut self.port, &mut self.out, BOARD, &mut self.errors) {
+                remote::Received::Idle => break,
+                remote::Received::Other(rx) => {
+                    let _ = self.port.app.node.release_rx(rx);
+                }
+                _ => any = true,
+            }
+        }
+        let _ = self.port.app.node.poll();
+        any |= remote::greet(&mut self.port, &mut self.out, BOARD);
+        any
+    }
+}
+
+impl Peer for RemoteSide<'_> {
+    fn run(&mut self, now: u64) -> bool {
+        self.port.now = now;
+        self.runs && self.step()
+    }
+}
+
+/// The host and, behind its waits, the remote.
+type Pair<'a> = Side<HostApp<'a, NoDoorbell>, RemoteSide<'a>>;
+
 fn pair(mem: &HeapRegion) -> Pair<'_> {
     let cfg = Config::new(mem.region().len());
     let mut node = Host::new_host(mem.region(), cfg, Some(0), NoDoorbell).unwrap();
     node.start().unwrap();
     let remote = Remote::new_remote(mem.region(), cfg, Some(1), NoDoorbell).unwrap();
     Pair {
-        host: HostApp::new(node),
-        remote: RemoteSide {
-            app: RemoteApp::new(remote, true).unwrap(),
+        app: HostApp::new(node),
+        peer: RemoteSide {
+            port: Side {
+                app: RemoteApp::new(remote, true).unwrap(),
+                peer: (),
+                now: 0,
+                waits: 0,
+            },
             out: Out::default(),
             errors: ErrorOnce::new(),
-            now: 0,
+            runs: true,
         },
-        remote_runs: true,
         now: 0,
         waits: 0,
     }
@@ -145,7 +152,7 @@ fn pair(mem: &HeapRegion) -> Pair<'_> {
 
 /// Brings the link up: the remote attaches and announces, the host binds "k" and "bench".
 fn link_up(p: &mut Pair<'_>, out: &mut Out) {
-    p.remote.step();
+    p.peer.step();
     host::drain(p, out, &mut ErrorOnce::new());
     assert!(host::greet(p, out, BOARD));
 }
@@ -191,13 +198,13 @@ fn send_prints_the_samples_blocks_on_both_sides() {
         .collect();
     assert_eq!(out.take(), want);
     let want = REMOTE_BANNER.to_string() + &received_block("RPMsg over IVSHMEM").repeat(3);
-    assert_eq!(p.remote.out.take(), want);
-    assert_eq!(p.remote.app.echoed, 3);
+    assert_eq!(p.peer.out.take(), want);
+    assert_eq!(p.peer.port.app.echoed, 3);
     // Three messages and the two announcements; the message carries the NUL.
-    let stats = *p.host.node.stats();
+    let stats = *p.app.node.stats();
     assert_eq!((stats.tx_messages, stats.rx_messages), (3, 5));
-    assert_eq!(p.host.stray, 0);
-    assert!(!p.host.busy);
+    assert_eq!(p.app.stray, 0);
+    assert!(!p.app.busy);
 }
 
 #[test]
@@ -222,7 +229,7 @@ fn send_before_the_remote_is_not_ready() {
     let outcome = send(&mut p, &mut out, b"hi", 1);
     assert_eq!(outcome, SendOutcome::NotReady);
     assert_eq!(out.take(), "RPMsg over IVSHMEM backend is not ready yet!\n");
-    assert_eq!(p.host.node.stats().tx_messages, 0);
+    assert_eq!(p.app.node.stats().tx_messages, 0);
     assert_eq!(p.waits, 0, "not ready answers at once");
 }
 
@@ -230,17 +237,17 @@ fn send_before_the_remote_is_not_ready() {
 fn a_silent_remote_times_out_after_five_seconds() {
     let mem = HeapRegion::new(64 * 1024);
     let (mut p, mut out) = linked(&mem);
-    p.remote_runs = false;
+    p.peer.runs = false;
     let start = p.now;
     let outcome = send(&mut p, &mut out, b"hi", 2);
     assert_eq!(outcome, SendOutcome::TimedOut);
     assert_eq!(out.take(), "Remote side response timed out!\n");
     assert_eq!(p.now - start, 5 * HZ, "gives up exactly at the timeout");
     // The late echo, when it comes, is a stray: counted and returned.
-    p.remote_runs = true;
-    p.remote.step();
+    p.peer.runs = true;
+    p.peer.step();
     host::drain(&mut p, &mut out, &mut ErrorOnce::new());
-    assert_eq!(p.host.stray, 1);
+    assert_eq!(p.app.stray, 1);
     assert!(out.take().is_empty());
     assert_eq!(send(&mut p, &mut out, b"again", 1), SendOutcome::Done);
     assert_eq!(out.take(), echo_block("again", 1));
@@ -250,7 +257,7 @@ fn a_silent_remote_times_out_after_five_seconds() {
 fn numbered_messages_in_a_window_come_back_in_order() {
     let mem = HeapRegion::new(64 * 1024);
     let (mut p, mut out) = linked(&mem);
-    p.remote.app.quiet = true;
+    p.peer.port.app.quiet = true;
     let options = SendOptions {
         window: 4,
         seq: true,
@@ -264,15 +271,15 @@ fn numbered_messages_in_a_window_come_back_in_order() {
         out.take(),
         "100 messages echoed back in order: none lost, duplicated or changed\n"
     );
-    assert_eq!(p.remote.app.echoed, 100);
-    assert_eq!(p.remote.out.take(), REMOTE_BANNER);
+    assert_eq!(p.peer.port.app.echoed, 100);
+    assert_eq!(p.peer.out.take(), REMOTE_BANNER);
 }
 
 #[test]
 fn bench_measures_through_the_silent_endpoint() {
     let mem = HeapRegion::new(64 * 1024);
     let (mut p, mut out) = linked(&mem);
-    p.remote.out.take();
+    p.peer.out.take();
     let mut samples = vec![0u32; 50];
     assert_eq!(
         bench::run(&mut p, &mut out, 16, &mut samples),
@@ -292,12 +299,12 @@ fn bench_measures_through_the_silent_endpoint() {
     );
     assert!(lines[1].ends_with(" KB/s echoed"));
     assert!(
-        p.remote.out.take().is_empty(),
+        p.peer.out.take().is_empty(),
         "the remote prints nothing for bench"
     );
-    assert_eq!(p.remote.app.echoed, 0);
-    assert_eq!(p.host.stray, 0);
-    assert!(!p.host.bench.active && !p.host.busy);
+    assert_eq!(p.peer.port.app.echoed, 0);
+    assert_eq!(p.app.stray, 0);
+    assert!(!p.app.bench.active && !p.app.busy);
     // Every payload size works, the empty one too.
     for size in [0, 3, 4, 496] {
         let mut samples = vec![0u32; 5];
@@ -321,7 +328,7 @@ fn bench_without_link_or_endpoint() {
     assert_eq!(out.take(), "RPMsg over IVSHMEM backend is not ready yet!\n");
     link_up(&mut p, &mut out);
     out.take();
-    p.host.bench_ept = None;
+    p.app.bench_ept = None;
     assert_eq!(
         bench::run(&mut p, &mut out, 16, &mut samples),
         BenchOutcome::NoEndpoint
@@ -334,8 +341,8 @@ fn bench_without_link_or_endpoint() {
 }
 
 fn a_hung_bench_times_out(p: &mut Pair<'_>, out: &mut Out) {
-    p.host.bench_ept = p.host.echo.map(|e| e + 1);
-    p.remote_runs = false;
+    p.app.bench_ept = p.app.echo.map(|e| e + 1);
+    p.peer.runs = false;
     let mut samples = vec![0u32; 5];
     assert_eq!(bench::run(p, out, 16, &mut samples), BenchOutcome::TimedOut);
     assert_eq!(
@@ -350,7 +357,7 @@ fn status_text() {
     let mut p = pair(&mem);
     let mut out = Out::default();
     let mut text = Vec::new();
-    status::write(&mut text, &p.host, &[]);
+    status::write(&mut text, &p.app, &[]);
     assert_eq!(
         String::from_utf8(text).unwrap(),
         "role: host\nown id: 0\npeer id: none\nlink: waiting for a remote\nsession: 1\n\
@@ -361,7 +368,7 @@ fn status_text() {
     link_up(&mut p, &mut out);
     send(&mut p, &mut out, b"x", 2);
     let mut text = Vec::new();
-    status::write(&mut text, &p.host, &[("doorbells rung", 3)]);
+    status::write(&mut text, &p.app, &[("doorbells rung", 3)]);
     assert_eq!(
         String::from_utf8(text).unwrap(),
         "role: host\nown id: 0\npeer id: 1\nlink: up\nsession: 1\n\
