@@ -199,7 +199,17 @@ fn daemon_mode_returns_when_ready_and_writes_pid_file() {
 
 // ---- ivshmem-client ----
 
-fn client(sock: &std::path::Path, args: &[&str], stdin: &str) -> Output {
+/// Runs `ivshmem-client -S sock args` with nothing on stdin.
+fn client(sock: &std::path::Path, args: &[&str]) -> Output {
+    run_client(sock, args, "")
+}
+
+/// Runs `ivshmem-client -S sock` with `script` on stdin.
+fn client_script(sock: &std::path::Path, script: &str) -> Output {
+    run_client(sock, &[], script)
+}
+
+fn run_client(sock: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     let mut child = spawn(
         Command::new(client_bin()).arg("-S").arg(sock).args(args),
         Stdio::piped(),
@@ -240,11 +250,7 @@ fn assert_failed(out: &Output, why: &str) {
 fn client_lists_peers_and_sends_interrupts() {
     let (_dir, _shm, server) = in_proc("cli1", 2);
     let p = server.connect(2);
-    let out = client(
-        &server.socket,
-        &["-n", "2", "dump", "int 0 all; int 0 1"],
-        "",
-    );
+    let out = client(&server.socket, &["-n", "2", "dump", "int 0 all; int 0 1"]);
     let stdout = succeeded(&out);
     assert!(
         stdout.contains("own id 1, shm 1048576 bytes, 2 vectors"),
@@ -266,7 +272,7 @@ fn client_learns_the_vector_count_from_the_server() {
     for vectors in [0, 1, 3] {
         let (_dir, _shm, server) = in_proc("cli5", vectors);
         let _p = server.connect(vectors as usize);
-        let out = client(&server.socket, &["dump"], "");
+        let out = client(&server.socket, &["dump"]);
         let stdout = succeeded(&out);
         assert!(
             stdout.contains(&format!("own id 1, shm 1048576 bytes, {vectors} vectors")),
@@ -290,7 +296,6 @@ fn client_shows_received_interrupts_and_peer_changes() {
         client(
             &socket,
             &["-n2", "wait-int 10000", "irqs", "wait-gone 0 10000"],
-            "",
         )
     });
     wait_event(&mut p, T, |e| {
@@ -313,9 +318,8 @@ fn client_shows_received_interrupts_and_peer_changes() {
 fn client_script_from_stdin_exits_on_eof_and_stops_on_error() {
     let (_dir, _shm, server) = in_proc("cli3", 1);
     let p = server.connect(1);
-    let out = client(
+    let out = client_script(
         &server.socket,
-        &[],
         "peers\nwrite 0x20 \"abc\"\nwrite 0x23 de ad\nx 0x20 16\n",
     );
     let stdout = succeeded(&out);
@@ -331,25 +335,25 @@ fn client_script_from_stdin_exits_on_eof_and_stops_on_error() {
     assert_eq!(&buf, b"abc\xde\xad");
 
     // A failing command stops the script with status 1; later ones do not run.
-    let out = client(&server.socket, &[], "int 9 0\nwrite 0 \"never\"\n");
+    let out = client_script(&server.socket, "int 9 0\nwrite 0 \"never\"\n");
     assert_failed(&out, "unknown peer 9");
     p.map_shm().unwrap().read(0, &mut buf).unwrap();
     assert_eq!(&buf, &[0; 5]);
 
     // Out-of-range dumps are errors, not crashes.
-    let out = client(&server.socket, &["x 0xffff0 0x100"], "");
+    let out = client(&server.socket, &["x 0xffff0 0x100"]);
     assert_failed(&out, "outside");
 }
 
 #[test]
 fn client_reports_connection_errors() {
     let dir = TempDir::new("cli4");
-    let out = client(&dir.join("none"), &[], "");
+    let out = client(&dir.join("none"), &[]);
     assert_failed(&out, "connect to");
     // Waiting for more own vectors than the server has: a clear timeout.
     let shm = ShmName::new("cli4");
     let server = InProc::start(config(&dir, &shm, 1));
-    let out = client(&server.socket, &["-n", "3", "-t", "0.3", "dump"], "");
+    let out = client(&server.socket, &["-n", "3", "-t", "0.3", "dump"]);
     assert_failed(&out, "expected at least 3");
 }
 

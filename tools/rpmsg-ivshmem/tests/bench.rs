@@ -71,8 +71,7 @@ fn bench_json_has_the_figures_and_their_baselines() {
 
 #[test]
 fn bench_json_against_a_running_remote_and_without_spinning() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &["--quiet", "--sink", "--spin-us", "0"]);
+    let (server, remote) = server_with_remote(&["--quiet", "--sink", "--spin-us", "0"]);
     let (status, out, err) = run(
         &[
             "bench",

@@ -126,8 +126,7 @@ fn a_remote_started_before_a_c_host_rings_it() {
     // Our remote connects first (id 0) and sees nobody; the C-like host connects second
     // (id 1), publishes no id and rings "own id + 1" = 2, which is nobody: our remote finds
     // its messages by looking at the rings when idle, but the host hears only doorbells.
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     remote.expect_err(0, "waiting for a host", T);
     let conn = PeerConnection::connect(&server.socket, 1, Duration::from_secs(5)).expect("connect");
     let map = conn.map_shm().expect("map");

@@ -13,8 +13,7 @@ const TIMED_OUT: &str = "Remote side response timed out!\n";
 
 #[test]
 fn ten_messages_host_output_is_byte_exact() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &["--board", "qemu_cortex_a53"]);
+    let (server, remote) = server_with_remote(&["--board", "qemu_cortex_a53"]);
     let mut host = sample_host(&server, &["send", "RPMsg over IVSHMEM", "10"]);
     let status = host.expect_exit(T);
     assert!(status.success(), "{status}\n{}", host.describe());
@@ -48,8 +47,7 @@ fn host_may_start_before_the_remote() {
 
 #[test]
 fn spaces_empty_and_longest_strings_through_one_remote() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     let longest = "x".repeat(495);
     let texts = [
         "words  with   spaces",
@@ -76,8 +74,7 @@ fn spaces_empty_and_longest_strings_through_one_remote() {
 
 #[test]
 fn a_496_byte_string_is_refused_before_anything_is_sent() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     let too_long = "y".repeat(496);
     let (status, out, err) = run(&["host", "send", &too_long, "1", "-S", server.sock()], T);
     assert_eq!(status.code(), Some(2), "{out}\n{err}");
@@ -97,8 +94,7 @@ fn a_496_byte_string_is_refused_before_anything_is_sent() {
 
 #[test]
 fn bad_counts_are_refused_and_nothing_is_sent() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     for bad in ["abc", "-1", "0", "1e3", "", "18446744073709551616"] {
         let (status, out, err) = run(&["host", "send", "x", bad, "-S", server.sock()], T);
         assert_eq!(status.code(), Some(2), "{bad:?}: {out}\n{err}");
@@ -126,8 +122,7 @@ fn assert_nothing_reached(remote: &Proc) {
 
 #[test]
 fn a_count_of_ten_trillion_is_accepted() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     let mut host = Proc::spawn(&[
         "host",
         "send",
@@ -147,8 +142,7 @@ fn a_count_of_ten_trillion_is_accepted() {
 
 #[test]
 fn remote_killed_mid_run_makes_the_host_time_out() {
-    let server = TestServer::start();
-    let mut remote = start_remote(&server, &[]);
+    let (server, mut remote) = server_with_remote(&[]);
     let mut host = Proc::spawn(&[
         "host",
         "send",
@@ -177,8 +171,7 @@ fn remote_killed_mid_run_makes_the_host_time_out() {
 }
 
 fn hundred_thousand(window: &str) {
-    let server = TestServer::start();
-    let mut remote = start_remote(&server, &["--quiet", "--count", "100000"]);
+    let (server, mut remote) = server_with_remote(&["--quiet", "--count", "100000"]);
     let mut host = Proc::spawn(&[
         "host",
         "send",
@@ -424,8 +417,7 @@ fn bench_prints_a_table() {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
     }
     // Against a running server and remote.
-    let server = TestServer::start();
-    let remote = start_remote(&server, &["--quiet", "--sink"]);
+    let (server, remote) = server_with_remote(&["--quiet", "--sink"]);
     let (status, out, err) = run(
         &["bench", "--attach", "--count", "100", "-S", server.sock()],
         Duration::from_secs(120),
@@ -466,8 +458,7 @@ fn remote_killed_and_restarted_at_once_works_with_the_same_host() {
 
 #[test]
 fn host_killed_and_restarted_works_with_the_same_remote() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     for round in 1..=3 {
         let mut host = Proc::spawn(&["host", "-S", server.sock()]);
         host.expect_out(0, &banner("Host"), T);
@@ -489,8 +480,7 @@ fn host_killed_and_restarted_works_with_the_same_remote() {
 
 #[test]
 fn the_stdin_shell_runs_the_firmwares_bench() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &["--sink"]);
+    let (server, remote) = server_with_remote(&["--sink"]);
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
     host.expect_out(0, &banner("Host"), T);
     let text = host.ask("rpmsg_ivshmem bench 16 50", " KB/s echoed\n", T);
@@ -522,8 +512,7 @@ fn the_stdin_shell_runs_the_firmwares_bench() {
 
 #[test]
 fn without_its_bench_endpoint_the_remote_is_refused_by_bench() {
-    let server = TestServer::start();
-    let _remote = start_remote(&server, &[]);
+    let (server, _remote) = server_with_remote(&[]);
     let mut host = Proc::spawn(&["host", "-S", server.sock()]);
     host.expect_out(0, &banner("Host"), T);
     let want =

@@ -348,8 +348,7 @@ fn remote_sigkilled_twenty_times_mid_stream_under_one_host() {
 /// one of an earlier host after a later one's.
 #[test]
 fn host_sigkilled_twenty_times_mid_stream_under_one_remote() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     let remote_id = ivshmem_id(&remote, "remote");
     let mut session = 0u32;
     for round in 1..=20usize {
@@ -551,8 +550,7 @@ fn a_send_running_during_a_remote_restart_times_out_and_nothing_stale_follows() 
 /// those echoes: its sequence check would fail on the first one.
 #[test]
 fn echoes_queued_for_a_dead_host_never_reach_its_successor() {
-    let server = TestServer::start();
-    let remote = start_remote(&server, &[]);
+    let (server, remote) = server_with_remote(&[]);
     for round in 1..=3 {
         let tag = format!("old{round}");
         let mut old = Proc::spawn(&seq_send_args(&server, &tag, "100000000", &["--quiet"]));

@@ -453,6 +453,13 @@ pub fn run(args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
     (status, p.out.text(), p.err.text())
 }
 
+/// A private server with a remote on it (started with `extra`), waiting for a host.
+pub fn server_with_remote(extra: &[&str]) -> (TestServer, Proc) {
+    let server = TestServer::start();
+    let remote = start_remote(&server, extra);
+    (server, remote)
+}
+
 /// Starts `host` with `args` on `server`, with the board name of the OpenAMP sample's
 /// console texts (`qemu_cortex_a53`).
 pub fn sample_host(server: &TestServer, args: &[&str]) -> Proc {
