@@ -1,6 +1,8 @@
 //! What a received buffer holds: the RPMsg header and, for the name service, its record,
 //! read from shared memory and validated.
 
+use core::sync::atomic::Ordering;
+
 use super::region::SharedRegion;
 use super::BufferRef;
 use crate::error::{Error, PeerFault, Result};
@@ -41,9 +43,7 @@ pub fn read_message_header(
     if (written as usize) < RpmsgHeader::SIZE {
         return Err(Error::Peer(PeerFault::BadMessageLength));
     }
-    let mut raw = [0u8; RpmsgHeader::SIZE];
-    region.read_bytes(buf.offset, &mut raw)?;
-    let h = RpmsgHeader::from_bytes(&raw);
+    let h = RpmsgHeader::from_bytes(&read_header_bytes(region, buf.offset)?);
     let len = h.len.get();
     if RpmsgHeader::SIZE + len as usize > written as usize {
         return Err(Error::Peer(PeerFault::BadMessageLength));
@@ -53,6 +53,43 @@ pub fn read_message_header(
         return Err(Error::Peer(PeerFault::BadMessageAddress));
     }
     Ok(MessageHeader { src, dst, len })
+}
+
+/// The 16 header bytes at `offset`: two word loads where 8-aligned (every buffer of our
+/// layout is), byte loads otherwise.
+fn read_header_bytes(region: &SharedRegion<'_>, offset: usize) -> Result<[u8; RpmsgHeader::SIZE]> {
+    let mut raw = [0u8; RpmsgHeader::SIZE];
+    if offset % 8 != 0 {
+        region.read_bytes(offset, &mut raw)?;
+        return Ok(raw);
+    }
+    let (lo, hi) = raw.split_at_mut(8);
+    lo.copy_from_slice(&region.load_u64(offset, Ordering::Relaxed)?.to_le_bytes());
+    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
+    hi.copy_from_slice(&region.load_u64(next, Ordering::Relaxed)?.to_le_bytes());
+    Ok(raw)
+}
+
+/// Writes `header` at the start of the buffer at `offset` (relaxed: published with the
+/// ring index that follows), as two word stores where 8-aligned, like
+/// [`read_message_header`] reads it.
+pub fn write_message_header(
+    region: &SharedRegion<'_>,
+    offset: usize,
+    header: &RpmsgHeader,
+) -> Result<()> {
+    let raw = header.to_bytes();
+    if offset % 8 != 0 {
+        return region.write_bytes(offset, &raw);
+    }
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&raw[..8]);
+    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
+    // Both words are checked before either is written: no half-written header.
+    region.load_u64(next, Ordering::Relaxed)?;
+    region.store_u64(offset, u64::from_le_bytes(word), Ordering::Relaxed)?;
+    word.copy_from_slice(&raw[8..]);
+    region.store_u64(next, u64::from_le_bytes(word), Ordering::Relaxed)
 }
 
 /// Reads and validates a name-service record from the payload of `buf` (`len` bytes).
