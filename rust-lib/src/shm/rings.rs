@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use super::region::{full_barrier, SharedRegion};
 use super::BufferRef;
 use crate::descset::DescSet;
-use crate::error::{Error, PeerFault, Result};
+use crate::error::{ConfigRule, Error, PeerFault, Result};
 use crate::layout::RingLayout;
 use crate::wire::{
     RpmsgHeader, VringAvailHeader, VringDesc, VringUsedElem, VringUsedHeader,
@@ -69,7 +69,7 @@ impl<'a> RingView<'a> {
     /// size is not a power of two (as virtio requires; positions are then masked).
     pub fn new(region: SharedRegion<'a>, ring: RingLayout) -> Result<Self> {
         if !ring.size.is_power_of_two() {
-            return Err(Error::InvalidConfig("vring size must be a power of two"));
+            return Err(Error::InvalidConfig(ConfigRule::QueueSize));
         }
         let end = ring.used + USED_RING + USED_ELEM_SIZE * ring.size as usize + USED_EVENT_SIZE;
         if end > region.len() || ring.desc % 8 != 0 || ring.used % 4 != 0 {
