@@ -64,7 +64,7 @@ impl<'a> DriverQueue<'a> {
         if id >= self.size() {
             return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
-        if self.in_flight.contains(id) {
+        if !self.in_flight.insert(id) {
             return Err(Error::Peer(PeerFault::DuplicateDescriptor));
         }
         let flags = if device_writable {
@@ -72,11 +72,16 @@ impl<'a> DriverQueue<'a> {
         } else {
             0
         };
-        self.ring.write_desc(id, addr, len, flags)?;
-        self.ring.write_avail_entry(self.avail_idx, id)?;
+        let published = self
+            .ring
+            .write_desc(id, addr, len, flags)
+            .and_then(|()| self.ring.write_avail_entry(self.avail_idx, id))
+            .and_then(|()| self.ring.publish_avail_idx(self.avail_idx.wrapping_add(1)));
+        if published.is_err() {
+            self.in_flight.remove(id);
+            return published;
+        }
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.ring.publish_avail_idx(self.avail_idx)?;
-        self.in_flight.insert(id);
         Ok(())
     }
 
@@ -197,13 +202,18 @@ impl<'a> DeviceQueue<'a> {
 
     /// Returns buffer `id` to the driver with `len` bytes written.
     pub fn push_used(&mut self, id: u16, len: u32) -> Result<()> {
-        if !self.held.contains(id) {
+        if !self.held.remove(id) {
             return Err(Error::StaleBuffer);
         }
-        self.ring.write_used_elem(self.used_idx, id, len)?;
+        let published = self
+            .ring
+            .write_used_elem(self.used_idx, id, len)
+            .and_then(|()| self.ring.publish_used_idx(self.used_idx.wrapping_add(1)));
+        if published.is_err() {
+            self.held.insert(id);
+            return published;
+        }
         self.used_idx = self.used_idx.wrapping_add(1);
-        self.ring.publish_used_idx(self.used_idx)?;
-        self.held.remove(id);
         Ok(())
     }
 

@@ -308,11 +308,10 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                     }
                 }
             }
-            if self.endpoints.get(header.dst).is_none() {
+            if !self.endpoints.learn(header.dst, header.src) {
                 self.drop_rx(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
                 continue;
             }
-            self.endpoints.learn(header.dst, header.src);
             return Ok(Some(Event::Message(RxBuffer {
                 region: self.region,
                 id,

@@ -43,31 +43,35 @@ pub fn read_message_header(
     if (written as usize) < RpmsgHeader::SIZE {
         return Err(Error::Peer(PeerFault::BadMessageLength));
     }
-    let h = RpmsgHeader::from_bytes(&read_header_bytes(region, buf.offset)?);
-    let len = h.len.get();
+    let (src, dst, len) = read_header_fields(region, buf.offset)?;
     if RpmsgHeader::SIZE + len as usize > written as usize {
         return Err(Error::Peer(PeerFault::BadMessageLength));
     }
-    let (src, dst) = (h.src.get(), h.dst.get());
     if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
         return Err(Error::Peer(PeerFault::BadMessageAddress));
     }
     Ok(MessageHeader { src, dst, len })
 }
 
-/// The 16 header bytes at `offset`: two word loads where 8-aligned (every buffer of our
-/// layout is), byte loads otherwise.
-fn read_header_bytes(region: &SharedRegion<'_>, offset: usize) -> Result<[u8; RpmsgHeader::SIZE]> {
-    let mut raw = [0u8; RpmsgHeader::SIZE];
+/// Source, destination and payload length of the header at `offset`: two word loads
+/// where 8-aligned (every buffer of our layout is), byte loads otherwise.
+fn read_header_fields(region: &SharedRegion<'_>, offset: usize) -> Result<(u32, u32, u16)> {
     if offset % 8 != 0 {
+        let mut raw = [0u8; RpmsgHeader::SIZE];
         region.read_bytes(offset, &mut raw)?;
-        return Ok(raw);
+        let h = RpmsgHeader::from_bytes(&raw);
+        return Ok((h.src.get(), h.dst.get(), h.len.get()));
     }
-    let (lo, hi) = raw.split_at_mut(8);
-    lo.copy_from_slice(&region.load_u64(offset, Ordering::Relaxed)?.to_le_bytes());
+    // Little-endian: src in bytes 0..4, dst in 4..8, reserved in 8..12, len in 12..14.
+    const _: () = assert!(
+        core::mem::offset_of!(RpmsgHeader, src) == 0
+            && core::mem::offset_of!(RpmsgHeader, dst) == 4
+            && core::mem::offset_of!(RpmsgHeader, len) == 12
+    );
+    let first = region.load_u64(offset, Ordering::Relaxed)?;
     let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
-    hi.copy_from_slice(&region.load_u64(next, Ordering::Relaxed)?.to_le_bytes());
-    Ok(raw)
+    let second = region.load_u64(next, Ordering::Relaxed)?;
+    Ok((first as u32, (first >> 32) as u32, (second >> 32) as u16))
 }
 
 /// Writes `header` at the start of the buffer at `offset` (relaxed: published with the
