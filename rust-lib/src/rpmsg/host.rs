@@ -74,7 +74,11 @@ impl HostRole<'_> {
 
 impl<'a> Role<'a> for HostRole<'a> {
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
-        self.reclaim(counters)?;
+        // Returned buffers are taken back only when none is free: one look at the used ring
+        // per batch of sends, not per send.
+        if self.tx_free.is_empty() {
+            self.reclaim(counters)?;
+        }
         if self.tx_free.is_empty() && !self.wake.polling {
             // Out of buffers: ask to be interrupted when one comes back, then look again in
             // case it came back before the flag was visible. (A polling caller asks only
