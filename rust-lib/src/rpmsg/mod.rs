@@ -366,7 +366,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         if let Err(e) = self.refresh() {
             return Err(self.fail(e));
         }
-        if self.link == LinkState::Up {
+        if self.link == LinkState::Up && !self.endpoints.all_announced() {
             self.announce_pending();
         }
         Ok(self.link == LinkState::Up)
