@@ -73,7 +73,10 @@ impl Bare<'_> {
 
 #[inline(never)]
 fn bare_send_batch(b: &Bare<'_>, head: &mut u64, data: &[u8]) -> u64 {
-    let tail = b.region.load_u64(b.base + 64, Ordering::Acquire).unwrap_or(0);
+    let tail = b
+        .region
+        .load_u64(b.base + 64, Ordering::Acquire)
+        .unwrap_or(0);
     let mut sent = 0;
     while *head - tail < b.slots {
         let _ = b.region.write_bytes(b.slot_at(*head), data);
@@ -144,7 +147,5 @@ fn main() {
         bare_sent += bare_send_batch(&bare, &mut head, &data);
         bare_taken += bare_recv_batch(&bare, &mut tail, &mut scratch);
     }
-    println!(
-        "stream: {sent} sent, {taken} taken; bare ring: {bare_sent} sent, {bare_taken} taken"
-    );
+    println!("stream: {sent} sent, {taken} taken; bare ring: {bare_sent} sent, {bare_taken} taken");
 }
