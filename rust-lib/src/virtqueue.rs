@@ -183,6 +183,7 @@ impl<'a> DeviceQueue<'a> {
     ///
     /// The available index is loaded (and validated) once per batch, as the used index in
     /// [`DriverQueue::pop_used`].
+    #[inline]
     pub fn pop_avail(&mut self) -> Result<Option<(u16, BufferRef)>> {
         if self.avail_seen == self.last_avail {
             let pending = self.ring.avail_pending(self.last_avail)?;

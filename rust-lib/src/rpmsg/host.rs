@@ -97,6 +97,7 @@ impl<'a> Role<'a> for HostRole<'a> {
         Ok(Some((id, self.buffer(n + id as usize))))
     }
 
+    #[inline]
     fn submit_tx(&mut self, id: u16, buf: BufferRef, len: u32) -> Result<bool> {
         self.tx.add(id, self.addr(buf), len, false)?;
         check_or_hold(self, true, self.tx.size())
@@ -107,6 +108,7 @@ impl<'a> Role<'a> for HostRole<'a> {
         Ok(())
     }
 
+    #[inline]
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let buf_size = self.layout.config().buf_size;
         let popped = self.rx.pop_used(buf_size);
@@ -114,6 +116,7 @@ impl<'a> Role<'a> for HostRole<'a> {
         Ok(popped?.map(|e| (e.id, self.buffer(e.id as usize), e.len)))
     }
 
+    #[inline]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.add(id, self.addr(buf), buf.len, true)?;
         check_or_hold(self, false, self.rx.size())

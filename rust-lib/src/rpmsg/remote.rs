@@ -100,12 +100,14 @@ impl<'a> Role<'a> for RemoteRole<'a> {
             .map_err(|_| Error::StaleBuffer)
     }
 
+    #[inline]
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let popped = self.rx.pop_avail();
         self.lost |= popped.is_err();
         Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
     }
 
+    #[inline]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.push_used(id, buf.len)?;
         check_or_hold(self, false, self.rx.size())
