@@ -1,14 +1,20 @@
-//! The native stream's work per message, without waiting, for instruction counts:
-//! `valgrind --tool=callgrind --toggle-collect='stream_cost::*_batch'` on
-//! `cargo run --release --example stream_cost [batches]`.
+//! The native stream's work per message, without waiting, for instruction counts.
 //!
-//! One thread, one in-memory region, batches of a ring's worth of 496-byte messages: the
-//! host sends them as `rpmsg-ivshmem bench` streams to the sink (`try_send_parts`, doorbells
-//! deferred and polling, as while both sides spin), the remote takes each one as the sink
-//! does (`recv`, copy the payload out, `release_rx`). The same payloads then go through a
-//! bare ring like the bench's (copy into a slot and a `Release` store of the head per
-//! message; copy out and a store of the tail). Each side of each path is its own
-//! `#[inline(never)]` function, so callgrind can count them separately.
+//! ```text
+//! cargo build --release -p rpmsg-app --example stream_cost
+//! valgrind --tool=callgrind --toggle-collect='stream_cost::remote_batch' \
+//!     target/release/examples/stream_cost 1000
+//! ```
+//!
+//! (likewise `host_batch`, `bare_send_batch`, `bare_recv_batch`; divide "Collected" by the
+//! messages it prints: 16 000 for 1 000 batches). One thread, one in-memory region,
+//! batches of a ring's worth of 496-byte messages: the host sends them as
+//! `rpmsg-ivshmem bench` streams to the sink (`try_send_parts`, doorbells deferred and
+//! polling, as while both sides spin), the remote takes each one as the sink does (`recv`,
+//! copy the payload out, `release_rx`). The same payloads then go through a bare ring like
+//! the bench's (copy into a slot and a `Release` store of the head per message; copy out
+//! and a store of the tail). Each side of each path is its own `#[inline(never)]`
+//! function, so callgrind counts them separately.
 
 use std::sync::atomic::Ordering;
 
