@@ -120,6 +120,7 @@ impl EndpointTable {
 
     /// Binds an unbound endpoint to `src`, the source of the first message it receives.
     /// Returns whether there is an endpoint `local` (one look for each received message).
+    #[inline]
     pub fn learn(&mut self, local: u32, src: u32) -> bool {
         let Some(e) = self.endpoints.iter_mut().find(|e| e.local == local) else {
             return false;

@@ -70,6 +70,7 @@ impl RxBuffer<'_> {
     }
     /// Copies payload bytes from `offset` into `dst` straight from shared memory; returns
     /// how many were copied (fewer than `dst.len()` at the end of the payload).
+    #[inline]
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<usize> {
         let avail = self.len().saturating_sub(offset);
         let n = avail.min(dst.len());

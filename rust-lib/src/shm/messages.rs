@@ -34,6 +34,7 @@ pub struct NsRecord {
 
 /// Reads a validated RPMsg header from a received buffer whose first `written` bytes are
 /// valid: the payload must fit both `written` and the buffer.
+#[inline]
 pub fn read_message_header(
     region: &SharedRegion<'_>,
     buf: BufferRef,
