@@ -26,21 +26,27 @@ impl DescSet {
     }
     /// Adds `id`; returns false if it was already there (or out of range).
     pub fn insert(&mut self, id: u16) -> bool {
-        let i = id as usize;
-        if i >= 256 || self.contains(id) {
+        let Some(word) = self.bits.get_mut(id as usize / 64) else {
+            return false;
+        };
+        let bit = 1 << (id % 64);
+        if *word & bit != 0 {
             return false;
         }
-        self.bits[i / 64] |= 1 << (i % 64);
+        *word |= bit;
         self.len += 1;
         true
     }
     /// Removes `id`; returns false if it was not there.
     pub fn remove(&mut self, id: u16) -> bool {
-        if !self.contains(id) {
+        let Some(word) = self.bits.get_mut(id as usize / 64) else {
+            return false;
+        };
+        let bit = 1 << (id % 64);
+        if *word & bit == 0 {
             return false;
         }
-        let i = id as usize;
-        self.bits[i / 64] &= !(1 << (i % 64));
+        *word &= !bit;
         self.len -= 1;
         true
     }

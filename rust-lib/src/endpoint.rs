@@ -50,6 +50,10 @@ impl Endpoint {
 #[derive(Debug, Default)]
 pub struct EndpointTable {
     endpoints: heapless::Vec<Endpoint, MAX_ENDPOINTS>,
+    /// False only after [`EndpointTable::note_all_announced`] and until an endpoint is
+    /// created or the peer state is reset: then nothing needs announcing, without a look
+    /// at every endpoint on each receive.
+    maybe_unannounced: bool,
 }
 
 impl EndpointTable {
@@ -57,6 +61,7 @@ impl EndpointTable {
     pub const fn new() -> Self {
         Self {
             endpoints: heapless::Vec::new(),
+            maybe_unannounced: false,
         }
     }
 
@@ -89,6 +94,7 @@ impl EndpointTable {
         self.endpoints
             .push(ep)
             .map_err(|_| Error::TooManyEndpoints)?;
+        self.maybe_unannounced = true;
         Ok(local)
     }
 
@@ -113,13 +119,17 @@ impl EndpointTable {
     }
 
     /// Binds an unbound endpoint to `src`, the source of the first message it receives.
-    pub fn learn(&mut self, local: u32, src: u32) {
-        if let Some(e) = self.endpoints.iter_mut().find(|e| e.local == local) {
-            if e.dest == RPMSG_ADDR_ANY {
-                e.dest = src;
-                e.learned = true;
-            }
+    /// Returns whether there is an endpoint `local` (one look for each received message).
+    #[inline]
+    pub fn learn(&mut self, local: u32, src: u32) -> bool {
+        let Some(e) = self.endpoints.iter_mut().find(|e| e.local == local) else {
+            return false;
+        };
+        if e.dest == RPMSG_ADDR_ANY {
+            e.dest = src;
+            e.learned = true;
         }
+        true
     }
 
     /// Unbinds every endpoint bound to `remote` (the peer destroyed it).
@@ -152,6 +162,7 @@ impl EndpointTable {
     /// Forgets every binding learned from the peer and marks every endpoint as not
     /// announced: the peer went away, and a new peer knows nothing about us.
     pub fn reset_peer_state(&mut self) {
+        self.maybe_unannounced = true;
         for e in self.endpoints.iter_mut() {
             e.announced = false;
             if e.learned {
@@ -163,7 +174,23 @@ impl EndpointTable {
 
     /// The next endpoint that must still be announced.
     pub fn next_unannounced(&self) -> Option<&Endpoint> {
+        if !self.maybe_unannounced {
+            return None;
+        }
         self.endpoints.iter().find(|e| !e.announced && e.announce)
+    }
+
+    /// Whether every endpoint that needs it is known to be announced (see
+    /// [`EndpointTable::note_all_announced`]); false says only "maybe not".
+    #[inline]
+    pub const fn all_announced(&self) -> bool {
+        !self.maybe_unannounced
+    }
+
+    /// Records that [`EndpointTable::next_unannounced`] found nothing: it answers at once
+    /// until an endpoint is created or the peer state is reset.
+    pub fn note_all_announced(&mut self) {
+        self.maybe_unannounced = self.next_unannounced().is_some();
     }
 
     /// Marks an endpoint as announced.

@@ -76,6 +76,53 @@ impl fmt::Display for PeerFault {
     }
 }
 
+/// The configuration rule an [`Error::InvalidConfig`] breaks.
+///
+/// A one-byte code rather than the text itself, so that [`Error`] stays two bytes and a
+/// `Result` of a small value is returned in registers on the per-message paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConfigRule {
+    /// The queue size is not a power of two from 1 to 256.
+    QueueSize,
+    /// The vring alignment is not a power of two from 4 to 4096.
+    Align,
+    /// The buffer size is not a multiple of 8 from 32 to 65536.
+    BufSize,
+    /// The region size is not a multiple of 8 or larger than 1 GiB.
+    ShmSize,
+    /// The region size is not a multiple of the vring alignment.
+    ShmAlign,
+    /// The ring area's size overflows.
+    RingArea,
+    /// The layout's size overflows.
+    LayoutSize,
+    /// The configured region size differs from the region's length.
+    RegionLength,
+}
+
+impl ConfigRule {
+    /// The rule, as text.
+    pub const fn text(self) -> &'static str {
+        match self {
+            Self::QueueSize => "queue size must be a power of two from 1 to 256",
+            Self::Align => "vring align must be a power of two from 4 to 4096",
+            Self::BufSize => "buffer size must be a multiple of 8 from 32 to 65536",
+            Self::ShmSize => "region size must be a multiple of 8 and at most 1 GiB",
+            Self::ShmAlign => "region size must be a multiple of the vring align",
+            Self::RingArea => "ring area overflows",
+            Self::LayoutSize => "layout overflows",
+            Self::RegionLength => "config shm_size differs from the region's length",
+        }
+    }
+}
+
+impl fmt::Display for ConfigRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
 /// Everything that can go wrong in the engine: what the peer wrote ([`Error::Peer`]), or a
 /// local misuse or condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +130,8 @@ impl fmt::Display for PeerFault {
 pub enum Error {
     /// Invalid data in shared memory.
     Peer(PeerFault),
-    /// The configuration is inconsistent (the text says which rule it breaks).
-    InvalidConfig(&'static str),
+    /// The configuration is inconsistent ([`ConfigRule`] says which rule it breaks).
+    InvalidConfig(ConfigRule),
     /// The shared region is smaller than the configuration needs.
     RegionTooSmall,
     /// The shared region pointer is null or not 8-byte aligned.
@@ -238,7 +285,7 @@ mod tests {
             assert_eq!(*f as usize, i, "{f:?}");
         }
         let local = [
-            Error::InvalidConfig(""),
+            Error::InvalidConfig(ConfigRule::QueueSize),
             Error::RegionTooSmall,
             Error::RegionMisaligned,
             Error::OutOfBounds,

@@ -3,7 +3,7 @@
 //! All arithmetic is checked; a configuration that does not fit is an [`Error`], never a
 //! wrapped offset. See the crate documentation for the byte map.
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigRule, Error, Result};
 use crate::wire::RpmsgHeader;
 
 /// Size of the control area at the start of the region.
@@ -123,24 +123,16 @@ impl Layout {
     pub fn new(config: &Config) -> Result<Self> {
         let n = config.queue_size;
         if n == 0 || !n.is_power_of_two() || n > MAX_QUEUE_SIZE {
-            return Err(Error::InvalidConfig(
-                "queue size must be a power of two from 1 to 256",
-            ));
+            return Err(Error::InvalidConfig(ConfigRule::QueueSize));
         }
         if !(4..=4096).contains(&config.align) || !config.align.is_power_of_two() {
-            return Err(Error::InvalidConfig(
-                "vring align must be a power of two from 4 to 4096",
-            ));
+            return Err(Error::InvalidConfig(ConfigRule::Align));
         }
         if !(MIN_BUF_SIZE..=MAX_BUF_SIZE).contains(&config.buf_size) || config.buf_size % 8 != 0 {
-            return Err(Error::InvalidConfig(
-                "buffer size must be a multiple of 8 from 32 to 65536",
-            ));
+            return Err(Error::InvalidConfig(ConfigRule::BufSize));
         }
         if config.shm_size > MAX_SHM_SIZE || config.shm_size % 8 != 0 {
-            return Err(Error::InvalidConfig(
-                "region size must be a multiple of 8 and at most 1 GiB",
-            ));
+            return Err(Error::InvalidConfig(ConfigRule::ShmSize));
         }
         let align = config.align as usize;
         let ring_area = align_up(RingLayout::bytes(n, align), RING_AREA_GRANULE.max(align));
@@ -151,9 +143,7 @@ impl Layout {
         let ring0 = config.shm_size - 2 * ring_area;
         let ring1 = config.shm_size - ring_area;
         if ring0 % align != 0 {
-            return Err(Error::InvalidConfig(
-                "region size must be a multiple of the vring align",
-            ));
+            return Err(Error::InvalidConfig(ConfigRule::ShmAlign));
         }
         Ok(Self {
             config: *config,
@@ -174,13 +164,13 @@ impl Layout {
         let ring_area = ring_bytes
             .checked_add(granule - 1)
             .map(|v| v & !(granule - 1))
-            .ok_or(Error::InvalidConfig("ring area overflows"))?;
+            .ok_or(Error::InvalidConfig(ConfigRule::RingArea))?;
         (config.queue_size as usize)
             .checked_mul(2)
             .and_then(|b| b.checked_mul(config.buf_size as usize))
             .and_then(|pool| pool.checked_add(CONTROL_AREA_SIZE))
             .and_then(|v| v.checked_add(2 * ring_area))
-            .ok_or(Error::InvalidConfig("layout overflows"))
+            .ok_or(Error::InvalidConfig(ConfigRule::LayoutSize))
     }
 
     /// The configuration this layout was made from.

@@ -151,7 +151,7 @@ pub mod virtqueue;
 pub mod wire;
 
 pub use endpoint::{Endpoint, EndpointTable, NameService, MAX_ENDPOINTS};
-pub use error::{Error, ErrorCounters, PeerFault, Result};
+pub use error::{ConfigRule, Error, ErrorCounters, PeerFault, Result};
 pub use layout::{Config, Layout, QueueId};
 pub use peer_id::{PeerIdRule, Side};
 pub use platform::{Clock, Doorbell, NoDoorbell};

@@ -33,6 +33,9 @@ pub struct DriverQueue<'a> {
     in_flight: DescSet,
     avail_idx: u16,
     last_used: u16,
+    /// The device's used index as last loaded (and validated): entries up to it are taken
+    /// without loading it again, one `Acquire` load per batch instead of per buffer.
+    used_seen: u16,
 }
 
 impl<'a> DriverQueue<'a> {
@@ -43,6 +46,7 @@ impl<'a> DriverQueue<'a> {
             in_flight: DescSet::new(),
             avail_idx: 0,
             last_used: 0,
+            used_seen: 0,
         }
     }
 
@@ -52,6 +56,7 @@ impl<'a> DriverQueue<'a> {
         self.in_flight = DescSet::new();
         self.avail_idx = 0;
         self.last_used = 0;
+        self.used_seen = 0;
         Ok(())
     }
 
@@ -71,7 +76,7 @@ impl<'a> DriverQueue<'a> {
         if id >= self.size() {
             return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
-        if self.in_flight.contains(id) {
+        if !self.in_flight.insert(id) {
             return Err(Error::Peer(PeerFault::DuplicateDescriptor));
         }
         let flags = if device_writable {
@@ -79,23 +84,34 @@ impl<'a> DriverQueue<'a> {
         } else {
             0
         };
-        self.ring.write_desc(id, addr, len, flags)?;
-        self.ring.write_avail_entry(self.avail_idx, id)?;
+        let published = self
+            .ring
+            .write_desc(id, addr, len, flags)
+            .and_then(|()| self.ring.write_avail_entry(self.avail_idx, id))
+            .and_then(|()| self.ring.publish_avail_idx(self.avail_idx.wrapping_add(1)));
+        if published.is_err() {
+            self.in_flight.remove(id);
+            return published;
+        }
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        self.ring.publish_avail_idx(self.avail_idx)?;
-        self.in_flight.insert(id);
         Ok(())
     }
 
     /// Takes the next buffer the device returned, if any. `buf_len` bounds the reported
     /// length. A malformed used element is skipped (and reported as the error); a used
     /// index that moved impossibly far is an error that leaves the queue unchanged.
+    ///
+    /// The used index is loaded (and validated) only when the entries seen at the last load
+    /// are all taken: a batch of returned buffers costs one load of it.
     pub fn pop_used(&mut self, buf_len: u32) -> Result<Option<UsedElem>> {
-        let pending = self
-            .ring
-            .used_pending(self.last_used, self.in_flight.len())?;
-        if pending == 0 {
-            return Ok(None);
+        if self.used_seen == self.last_used {
+            let pending = self
+                .ring
+                .used_pending(self.last_used, self.in_flight.len())?;
+            if pending == 0 {
+                return Ok(None);
+            }
+            self.used_seen = self.last_used.wrapping_add(pending);
         }
         let elem = self
             .ring
@@ -137,6 +153,9 @@ pub struct DeviceQueue<'a> {
     held: DescSet,
     last_avail: u16,
     used_idx: u16,
+    /// The driver's available index as last loaded (and validated); see
+    /// [`DriverQueue::pop_used`].
+    avail_seen: u16,
 }
 
 impl<'a> DeviceQueue<'a> {
@@ -148,6 +167,7 @@ impl<'a> DeviceQueue<'a> {
             held: DescSet::new(),
             last_avail: 0,
             used_idx: 0,
+            avail_seen: 0,
         }
     }
 
@@ -158,6 +178,7 @@ impl<'a> DeviceQueue<'a> {
         self.held = DescSet::new();
         self.last_avail = 0;
         self.used_idx = 0;
+        self.avail_seen = 0;
     }
 
     /// Queue size.
@@ -173,10 +194,17 @@ impl<'a> DeviceQueue<'a> {
     /// Takes the next available buffer, if any. A malformed entry is skipped (and reported
     /// as the error); an available index that moved impossibly far is an error that leaves
     /// the queue unchanged.
+    ///
+    /// The available index is loaded (and validated) once per batch, as the used index in
+    /// [`DriverQueue::pop_used`].
+    #[inline]
     pub fn pop_avail(&mut self) -> Result<Option<(u16, BufferRef)>> {
-        let pending = self.ring.avail_pending(self.last_avail)?;
-        if pending == 0 {
-            return Ok(None);
+        if self.avail_seen == self.last_avail {
+            let pending = self.ring.avail_pending(self.last_avail)?;
+            if pending == 0 {
+                return Ok(None);
+            }
+            self.avail_seen = self.last_avail.wrapping_add(pending);
         }
         let entry = self
             .ring
@@ -189,13 +217,18 @@ impl<'a> DeviceQueue<'a> {
 
     /// Returns buffer `id` to the driver with `len` bytes written.
     pub fn push_used(&mut self, id: u16, len: u32) -> Result<()> {
-        if !self.held.contains(id) {
+        if !self.held.remove(id) {
             return Err(Error::StaleBuffer);
         }
-        self.ring.write_used_elem(self.used_idx, id, len)?;
+        let published = self
+            .ring
+            .write_used_elem(self.used_idx, id, len)
+            .and_then(|()| self.ring.publish_used_idx(self.used_idx.wrapping_add(1)));
+        if published.is_err() {
+            self.held.insert(id);
+            return published;
+        }
         self.used_idx = self.used_idx.wrapping_add(1);
-        self.ring.publish_used_idx(self.used_idx)?;
-        self.held.remove(id);
         Ok(())
     }
 }

@@ -3,7 +3,10 @@
 use super::{LinkState, Role, Rpmsg, WAIT_SLICE_US};
 use crate::error::{Error, PeerFault, Result};
 use crate::platform::{Clock, Doorbell};
-use crate::shm::{read_message_header, read_ns_record, BufferRef, MessageHeader, SharedRegion};
+use crate::shm::{
+    read_message_header, read_ns_record, write_message_header, BufferRef, MessageHeader,
+    SharedRegion,
+};
 use crate::wire::{RpmsgHeader, RPMSG_ADDR_ANY, RPMSG_NS_ADDR};
 
 /// A transmit buffer obtained with [`Rpmsg::get_tx_buffer`]: write the payload into it,
@@ -67,6 +70,7 @@ impl RxBuffer<'_> {
     }
     /// Copies payload bytes from `offset` into `dst` straight from shared memory; returns
     /// how many were copied (fewer than `dst.len()` at the end of the payload).
+    #[inline]
     pub fn read(&self, offset: usize, dst: &mut [u8]) -> Result<usize> {
         let avail = self.len().saturating_sub(offset);
         let n = avail.min(dst.len());
@@ -158,8 +162,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
         // len <= capacity < 65536 - 16 (MAX_BUF_SIZE), so it fits the u16 field.
         let header = RpmsgHeader::new(src, dst, len as u16);
-        self.region
-            .write_bytes(buf.buf.offset, &header.to_bytes())?;
+        write_message_header(&self.region, buf.buf.offset, &header)?;
         let notify = self
             .role
             .submit_tx(buf.id, buf.buf, (RpmsgHeader::SIZE + len) as u32)?;
@@ -306,11 +309,10 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                     }
                 }
             }
-            if self.endpoints.get(header.dst).is_none() {
+            if !self.endpoints.learn(header.dst, header.src) {
                 self.drop_rx(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
                 continue;
             }
-            self.endpoints.learn(header.dst, header.src);
             return Ok(Some(Event::Message(RxBuffer {
                 region: self.region,
                 id,

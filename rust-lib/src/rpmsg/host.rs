@@ -64,7 +64,11 @@ impl HostRole<'_> {
 
 impl<'a> Role<'a> for HostRole<'a> {
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
-        self.reclaim(counters)?;
+        // Returned buffers are taken back only when none is free: one look at the used ring
+        // per batch of sends, not per send.
+        if self.tx_free.is_empty() {
+            self.reclaim(counters)?;
+        }
         if self.tx_free.is_empty() && !self.wake.polling {
             // Out of buffers: ask to be interrupted when one comes back, then look again in
             // case it came back before the flag was visible. (A polling caller asks only
@@ -83,6 +87,7 @@ impl<'a> Role<'a> for HostRole<'a> {
         Ok(Some((id, self.buffer(n + id as usize))))
     }
 
+    #[inline]
     fn submit_tx(&mut self, id: u16, buf: BufferRef, len: u32) -> Result<bool> {
         self.tx.add(id, self.addr(buf), len, false)?;
         check_or_hold(self, true, self.tx.size())
@@ -93,6 +98,7 @@ impl<'a> Role<'a> for HostRole<'a> {
         Ok(())
     }
 
+    #[inline]
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let buf_size = self.layout.config().buf_size;
         let popped = self.rx.pop_used(buf_size);
@@ -100,6 +106,7 @@ impl<'a> Role<'a> for HostRole<'a> {
         Ok(popped?.map(|e| (e.id, self.buffer(e.id as usize), e.len)))
     }
 
+    #[inline]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.add(id, self.addr(buf), buf.len, true)?;
         check_or_hold(self, false, self.rx.size())

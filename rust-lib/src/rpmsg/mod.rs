@@ -22,7 +22,7 @@ pub use liveness::{BEAT_PERIOD_US, SILENCE_US};
 pub use remote::RemoteRole;
 
 use crate::endpoint::{Endpoint, EndpointTable, NameService};
-use crate::error::{Error, ErrorCounters, PeerFault, Result};
+use crate::error::{ConfigRule, Error, ErrorCounters, PeerFault, Result};
 use crate::layout::Layout;
 use crate::platform::Doorbell;
 use crate::shm::{BufferRef, ControlView, SharedRegion};
@@ -213,9 +213,7 @@ pub type Remote<'a, D> = Rpmsg<'a, RemoteRole<'a>, D>;
 /// Checks that `layout` was made for a region of this length.
 pub(super) fn check_region(region: &SharedRegion<'_>, layout: &Layout) -> Result<()> {
     if region.len() != layout.config().shm_size {
-        return Err(Error::InvalidConfig(
-            "config shm_size differs from the region's length",
-        ));
+        return Err(Error::InvalidConfig(ConfigRule::RegionLength));
     }
     Ok(())
 }
@@ -376,7 +374,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
     }
 
     fn announce_pending(&mut self) {
-        if !self.layout.config().name_service {
+        if !self.layout.config().name_service || self.endpoints.all_announced() {
             return;
         }
         while let Some(ep) = self.endpoints.next_unannounced() {
@@ -385,9 +383,10 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
             match self.try_send_raw(local, RPMSG_NS_ADDR, &msg) {
                 Ok(()) => self.endpoints.mark_announced(local),
                 // No buffer yet: announced on a later poll.
-                Err(_) => break,
+                Err(_) => return,
             }
         }
+        self.endpoints.note_all_announced();
     }
 
     /// Advances the link (attach, restarts, pending announcements) without receiving.
@@ -396,7 +395,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         if let Err(e) = self.refresh() {
             return Err(self.fail(e));
         }
-        if self.link == LinkState::Up {
+        if self.link == LinkState::Up && !self.endpoints.all_announced() {
             self.announce_pending();
         }
         Ok(self.link == LinkState::Up)

@@ -89,12 +89,14 @@ impl<'a> Role<'a> for RemoteRole<'a> {
             .map_err(|_| Error::StaleBuffer)
     }
 
+    #[inline]
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let popped = self.rx.pop_avail();
         self.lost |= popped.is_err();
         Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
     }
 
+    #[inline]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.push_used(id, buf.len)?;
         check_or_hold(self, false, self.rx.size())
@@ -195,7 +197,24 @@ impl<'a, D: Doorbell> Remote<'a, D> {
     }
 
     /// Remote side of the link protocol (see the crate docs).
+    ///
+    /// The common case — attached, the host's session unchanged, nothing rejected — is a
+    /// small function of its own, checked before every receive; the rest is
+    /// [`Remote::update_link`].
+    #[inline]
     fn refresh_link(&mut self) -> Result<()> {
+        if self.link == LinkState::Up && !self.role.lost {
+            let ready = matches!(self.control.status(), Ok(st) if st & STATUS_DRIVER_OK != 0);
+            if ready && self.control.host_session() == Ok(self.session) {
+                return Ok(());
+            }
+        }
+        self.update_link()
+    }
+
+    /// [`Remote::refresh_link`] when the link may have changed.
+    #[inline(never)]
+    fn update_link(&mut self) -> Result<()> {
         let status = self.control.status()?;
         let session = self.control.host_session()?;
         let ready = status & STATUS_DRIVER_OK != 0;

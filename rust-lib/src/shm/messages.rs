@@ -1,6 +1,8 @@
 //! What a received buffer holds: the RPMsg header and, for the name service, its record,
 //! read from shared memory and validated.
 
+use core::sync::atomic::Ordering;
+
 use super::region::SharedRegion;
 use super::BufferRef;
 use crate::error::{Error, PeerFault, Result};
@@ -32,6 +34,7 @@ pub struct NsRecord {
 
 /// Reads a validated RPMsg header from a received buffer whose first `written` bytes are
 /// valid: the payload must fit both `written` and the buffer.
+#[inline]
 pub fn read_message_header(
     region: &SharedRegion<'_>,
     buf: BufferRef,
@@ -41,18 +44,57 @@ pub fn read_message_header(
     if (written as usize) < RpmsgHeader::SIZE {
         return Err(Error::Peer(PeerFault::BadMessageLength));
     }
-    let mut raw = [0u8; RpmsgHeader::SIZE];
-    region.read_bytes(buf.offset, &mut raw)?;
-    let h = RpmsgHeader::from_bytes(&raw);
-    let len = h.len.get();
+    let (src, dst, len) = read_header_fields(region, buf.offset)?;
     if RpmsgHeader::SIZE + len as usize > written as usize {
         return Err(Error::Peer(PeerFault::BadMessageLength));
     }
-    let (src, dst) = (h.src.get(), h.dst.get());
     if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
         return Err(Error::Peer(PeerFault::BadMessageAddress));
     }
     Ok(MessageHeader { src, dst, len })
+}
+
+/// Source, destination and payload length of the header at `offset`: two word loads
+/// where 8-aligned (every buffer of our layout is), byte loads otherwise.
+fn read_header_fields(region: &SharedRegion<'_>, offset: usize) -> Result<(u32, u32, u16)> {
+    if offset % 8 != 0 {
+        let mut raw = [0u8; RpmsgHeader::SIZE];
+        region.read_bytes(offset, &mut raw)?;
+        let h = RpmsgHeader::from_bytes(&raw);
+        return Ok((h.src.get(), h.dst.get(), h.len.get()));
+    }
+    // Little-endian: src in bytes 0..4, dst in 4..8, reserved in 8..12, len in 12..14.
+    const _: () = assert!(
+        core::mem::offset_of!(RpmsgHeader, src) == 0
+            && core::mem::offset_of!(RpmsgHeader, dst) == 4
+            && core::mem::offset_of!(RpmsgHeader, len) == 12
+    );
+    let first = region.load_u64(offset, Ordering::Relaxed)?;
+    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
+    let second = region.load_u64(next, Ordering::Relaxed)?;
+    Ok((first as u32, (first >> 32) as u32, (second >> 32) as u16))
+}
+
+/// Writes `header` at the start of the buffer at `offset` (relaxed: published with the
+/// ring index that follows), as two word stores where 8-aligned, like
+/// [`read_message_header`] reads it.
+pub fn write_message_header(
+    region: &SharedRegion<'_>,
+    offset: usize,
+    header: &RpmsgHeader,
+) -> Result<()> {
+    let raw = header.to_bytes();
+    if offset % 8 != 0 {
+        return region.write_bytes(offset, &raw);
+    }
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&raw[..8]);
+    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
+    // Both words are checked before either is written: no half-written header.
+    region.load_u64(next, Ordering::Relaxed)?;
+    region.store_u64(offset, u64::from_le_bytes(word), Ordering::Relaxed)?;
+    word.copy_from_slice(&raw[8..]);
+    region.store_u64(next, u64::from_le_bytes(word), Ordering::Relaxed)
 }
 
 /// Reads and validates a name-service record from the payload of `buf` (`len` bytes).

@@ -27,7 +27,9 @@ pub mod region;
 pub mod rings;
 
 pub use control::{ControlView, Published};
-pub use messages::{read_message_header, read_ns_record, MessageHeader, NsRecord};
+pub use messages::{
+    read_message_header, read_ns_record, write_message_header, MessageHeader, NsRecord,
+};
 pub use region::{full_barrier, SharedRegion};
 pub use rings::{PoolWindow, RingView, UsedElem};
 

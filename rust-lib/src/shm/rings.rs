@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use super::region::{full_barrier, SharedRegion};
 use super::BufferRef;
 use crate::descset::DescSet;
-use crate::error::{Error, PeerFault, Result};
+use crate::error::{ConfigRule, Error, PeerFault, Result};
 use crate::layout::RingLayout;
 use crate::wire::{
     RpmsgHeader, VringAvailHeader, VringDesc, VringUsedElem, VringUsedHeader,
@@ -65,8 +65,12 @@ pub struct RingView<'a> {
 }
 
 impl<'a> RingView<'a> {
-    /// A view of `ring` in `region`; fails if the ring does not fit the region.
+    /// A view of `ring` in `region`; fails if the ring does not fit the region, or if its
+    /// size is not a power of two (as virtio requires; positions are then masked).
     pub fn new(region: SharedRegion<'a>, ring: RingLayout) -> Result<Self> {
+        if !ring.size.is_power_of_two() {
+            return Err(Error::InvalidConfig(ConfigRule::QueueSize));
+        }
         let end = ring.used + USED_RING + USED_ELEM_SIZE * ring.size as usize + USED_EVENT_SIZE;
         if end > region.len() || ring.desc % 8 != 0 || ring.used % 4 != 0 {
             return Err(Error::OutOfBounds);
@@ -84,8 +88,10 @@ impl<'a> RingView<'a> {
         self.ring.used + USED_RING + USED_ELEM_SIZE * self.ring.size as usize + USED_EVENT_SIZE
     }
 
+    /// The ring position of free-running index `idx` (the size is a power of two: a mask,
+    /// not a division).
     fn slot(&self, idx: u16) -> usize {
-        (idx % self.ring.size) as usize
+        (idx & (self.ring.size - 1)) as usize
     }
 
     /// Zeroes the whole ring (descriptors, both rings, flags and indices).

@@ -1038,8 +1038,19 @@ fn bare_block(
 
 /// Streams `messages` full-size messages to the sink and waits for its report; returns
 /// the seconds from the first send to the report.
+///
+/// Like [`bare_block`], whose request round trip ([`remote_takes_part`]) comes before its
+/// clock starts, it first asks the sink for an (empty) report, untimed: both streams start
+/// with the remote awake, not one of them with the remote asleep on its doorbell (it
+/// sleeps after a memcpy pass) and a wake-up on its clock.
 fn stream_block(host: &mut HostNode<'_>, sink: u32, size: usize, messages: u64) -> Result<f64> {
     let data = vec![0x5Au8; size];
+    let (stale, _) = sink_report(host, sink)?;
+    if stale != 0 {
+        return Err(Error::runtime(format!(
+            "the sink counted {stale} messages before the stream began"
+        )));
+    }
     let start = Instant::now();
     for _ in 0..messages {
         send_blocking(host, sink, &data)?;

@@ -1,0 +1,157 @@
+//! The native stream's work per message, without waiting, for instruction counts.
+//!
+//! ```text
+//! cargo build --release -p rpmsg-app --example stream_cost
+//! valgrind --tool=callgrind --toggle-collect='stream_cost::remote_batch' \
+//!     target/release/examples/stream_cost 1000
+//! ```
+//!
+//! (likewise `host_batch`, `bare_send_batch`, `bare_recv_batch`; divide "Collected" by the
+//! messages it prints: 16 000 for 1 000 batches). One thread, one in-memory region,
+//! batches of a ring's worth of 496-byte messages: the host sends them as
+//! `rpmsg-ivshmem bench` streams to the sink (`try_send_parts`, doorbells deferred and
+//! polling, as while both sides spin), the remote takes each one as the sink does (`recv`,
+//! copy the payload out, `release_rx`). The same payloads then go through a bare ring like
+//! the bench's (copy into a slot and a `Release` store of the head per message; copy out
+//! and a store of the tail). Each side of each path is its own `#[inline(never)]`
+//! function, so callgrind counts them separately.
+
+use std::sync::atomic::Ordering;
+
+use rpmsg_app::Sender;
+use rpmsg_engine::testing::HeapRegion;
+use rpmsg_engine::{Config, Doorbell, Event, Host, Remote, SharedRegion};
+
+const SIZE: usize = 64 * 1024;
+
+/// A doorbell that rings nobody (both sides poll).
+struct Quiet;
+
+impl Doorbell for Quiet {
+    fn ring(&mut self, _peer_id: u16) {}
+}
+
+type H<'a> = Host<'a, Quiet>;
+type R<'a> = Remote<'a, Quiet>;
+
+#[inline(never)]
+fn host_batch(h: &mut H<'_>, ept: u32, data: &[u8]) -> u64 {
+    let _ = h.flush_doorbell();
+    let _ = h.busy_poll();
+    h.defer_doorbells();
+    let mut sent = 0;
+    while h.try_send_parts(ept, &[data]).is_ok() {
+        sent += 1;
+    }
+    sent
+}
+
+#[inline(never)]
+fn remote_batch(r: &mut R<'_>, scratch: &mut [u8]) -> u64 {
+    let _ = r.flush_doorbell();
+    let _ = r.busy_poll();
+    r.defer_doorbells();
+    let mut taken = 0;
+    while let Ok(Some(Event::Message(rx))) = r.recv() {
+        let n = rx.read(0, scratch).unwrap_or(0);
+        let complete = n == rx.len();
+        let _ = r.release_rx(rx);
+        if complete {
+            taken += 1;
+        }
+    }
+    taken
+}
+
+/// The bench's bare ring (tools/rpmsg-ivshmem/src/baseline.rs) without its waits.
+struct Bare<'a> {
+    region: SharedRegion<'a>,
+    base: usize,
+    slots: u64,
+    slot: usize,
+}
+
+impl Bare<'_> {
+    fn slot_at(&self, i: u64) -> usize {
+        self.base + 128 + (i % self.slots) as usize * self.slot
+    }
+}
+
+#[inline(never)]
+fn bare_send_batch(b: &Bare<'_>, head: &mut u64, data: &[u8]) -> u64 {
+    let tail = b
+        .region
+        .load_u64(b.base + 64, Ordering::Acquire)
+        .unwrap_or(0);
+    let mut sent = 0;
+    while *head - tail < b.slots {
+        let _ = b.region.write_bytes(b.slot_at(*head), data);
+        *head += 1;
+        let _ = b.region.store_u64(b.base, *head, Ordering::Release);
+        sent += 1;
+    }
+    sent
+}
+
+#[inline(never)]
+fn bare_recv_batch(b: &Bare<'_>, tail: &mut u64, scratch: &mut [u8]) -> u64 {
+    let head = b.region.load_u64(b.base, Ordering::Acquire).unwrap_or(0);
+    let mut taken = 0;
+    while *tail < head {
+        let _ = b.region.read_bytes(b.slot_at(*tail), scratch);
+        *tail += 1;
+        let _ = b.region.store_u64(b.base + 64, *tail, Ordering::Release);
+        taken += 1;
+    }
+    taken
+}
+
+fn main() {
+    let batches: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000);
+    let mem = HeapRegion::new(SIZE);
+    let mut h = Host::new_host(mem.region(), Config::new(SIZE), Some(1), Quiet).unwrap();
+    let mut r = Remote::new_remote(mem.region(), Config::new(SIZE), Some(2), Quiet).unwrap();
+    let sink = r.create_endpoint("rpmsg-sink", None, None).unwrap();
+    h.start().unwrap();
+    let mut ept = None;
+    for _ in 0..20 {
+        let _ = r.poll();
+        if let Ok(Some(Event::NameServiceCreate { name, addr })) = h.recv() {
+            ept = Some(h.bind(&name, addr).unwrap());
+            break;
+        }
+    }
+    let ept = ept.expect("link up");
+    // The sink binds to the host's endpoint with the first message.
+    h.try_send_parts(ept, &[b"x"]).unwrap();
+    if let Ok(Some(Event::Message(rx))) = r.recv() {
+        assert_eq!(rx.dst(), sink);
+        r.release_rx(rx).unwrap();
+    }
+    let max = h.max_payload();
+    let data = vec![0x5Au8; max];
+    let mut scratch = vec![0u8; max];
+    let (mut sent, mut taken) = (0, 0);
+    for _ in 0..batches {
+        sent += host_batch(&mut h, ept, &data);
+        taken += remote_batch(&mut r, &mut scratch);
+    }
+    let layout = *h.layout();
+    let slots = u64::from(layout.config().queue_size);
+    let start = layout.buffer_offset(2 * usize::from(layout.config().queue_size));
+    let bare = Bare {
+        region: mem.region(),
+        base: start.next_multiple_of(64),
+        slots,
+        slot: (max + 16).next_multiple_of(64),
+    };
+    let (mut head, mut tail, mut bare_sent, mut bare_taken) = (0, 0, 0, 0);
+    for _ in 0..batches {
+        bare_sent += bare_send_batch(&bare, &mut head, &data);
+        bare_taken += bare_recv_batch(&bare, &mut tail, &mut scratch);
+    }
+    println!("stream: {sent} sent, {taken} taken; bare ring: {bare_sent} sent, {bare_taken} taken");
+}
