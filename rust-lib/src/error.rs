@@ -7,57 +7,72 @@
 
 use core::fmt;
 
-/// Declares [`PeerFault`] once: each kind with its doc, in counting order, and its text.
-macro_rules! peer_faults {
-    ($($(#[doc = $doc:literal])* $kind:ident => $text:literal,)*) => {
-        /// Invalid data found in shared memory (written by the peer, or corrupted).
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum PeerFault {
+/// Declares a C-like enum once: its doc, each kind with its doc and its text, `ALL` in
+/// declaration order, `text()` and a `Display` that writes the text.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])* $vis:vis enum $name:ident {
+            $($(#[doc = $doc:literal])* $kind:ident => $text:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
             $($(#[doc = $doc])* $kind,)*
         }
 
-        impl PeerFault {
-            /// Every kind, in order.
-            pub const ALL: [PeerFault; [$(stringify!($kind)),*].len()] = [$(PeerFault::$kind),*];
+        impl $name {
+            /// Every kind, in declaration order.
+            pub const ALL: [$name; [$(stringify!($kind)),*].len()] = [$($name::$kind),*];
 
-            const fn text(self) -> &'static str {
+            /// The kind, as text.
+            pub const fn text(self) -> &'static str {
                 match self {
                     $(Self::$kind => $text,)*
                 }
             }
         }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.text())
+            }
+        }
     };
 }
 
-peer_faults! {
-    /// An available-ring index moved further than the queue size since we last looked.
-    AvailIndexOutOfRange => "available index moved by more than the queue size",
-    /// A used-ring index moved further than the number of buffers we handed out.
-    UsedIndexOutOfRange => "used index moved by more than the buffers in flight",
-    /// A descriptor index in a ring entry is not smaller than the queue size.
-    DescriptorIndexOutOfRange => "descriptor index out of range",
-    /// The driver offered a descriptor that the device already holds.
-    DuplicateDescriptor => "descriptor offered twice",
-    /// A descriptor has flags this engine does not support (`NEXT` or `INDIRECT`).
-    UnsupportedDescriptorFlags => "descriptor uses NEXT or INDIRECT",
-    /// A descriptor's address/length does not lie inside the buffer pool.
-    BufferOutOfBounds => "buffer outside the shared buffer pool",
-    /// A descriptor is shorter than an RPMsg header.
-    BufferTooShort => "buffer shorter than an RPMsg header",
-    /// The device returned a descriptor id the driver did not hand out.
-    UsedIdNotInFlight => "used element names a buffer not in flight",
-    /// The device reported more bytes written than the buffer holds.
-    UsedLengthTooLarge => "used length larger than the buffer",
-    /// An RPMsg header's payload length does not fit the buffer it arrived in.
-    BadMessageLength => "RPMsg payload length does not fit its buffer",
-    /// An RPMsg header names `RPMSG_ADDR_ANY` as source or destination.
-    BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
-    /// A name-service message is not 40 bytes, has an unknown flag or an invalid name.
-    BadNameService => "malformed name-service message",
-    /// The control area holds a value outside its valid range (peer id, layout field).
-    BadControlValue => "invalid value in the shared control area",
-    /// A message arrived for an endpoint address that does not exist here.
-    UnknownDestination => "message for an unknown endpoint",
+text_enum! {
+    /// Invalid data found in shared memory (written by the peer, or corrupted).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum PeerFault {
+        /// An available-ring index moved further than the queue size since we last looked.
+        AvailIndexOutOfRange => "available index moved by more than the queue size",
+        /// A used-ring index moved further than the number of buffers we handed out.
+        UsedIndexOutOfRange => "used index moved by more than the buffers in flight",
+        /// A descriptor index in a ring entry is not smaller than the queue size.
+        DescriptorIndexOutOfRange => "descriptor index out of range",
+        /// The driver offered a descriptor that the device already holds.
+        DuplicateDescriptor => "descriptor offered twice",
+        /// A descriptor has flags this engine does not support (`NEXT` or `INDIRECT`).
+        UnsupportedDescriptorFlags => "descriptor uses NEXT or INDIRECT",
+        /// A descriptor's address/length does not lie inside the buffer pool.
+        BufferOutOfBounds => "buffer outside the shared buffer pool",
+        /// A descriptor is shorter than an RPMsg header.
+        BufferTooShort => "buffer shorter than an RPMsg header",
+        /// The device returned a descriptor id the driver did not hand out.
+        UsedIdNotInFlight => "used element names a buffer not in flight",
+        /// The device reported more bytes written than the buffer holds.
+        UsedLengthTooLarge => "used length larger than the buffer",
+        /// An RPMsg header's payload length does not fit the buffer it arrived in.
+        BadMessageLength => "RPMsg payload length does not fit its buffer",
+        /// An RPMsg header names `RPMSG_ADDR_ANY` as source or destination.
+        BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
+        /// A name-service message is not 40 bytes, has an unknown flag or an invalid name.
+        BadNameService => "malformed name-service message",
+        /// The control area holds a value outside its valid range (peer id, layout field).
+        BadControlValue => "invalid value in the shared control area",
+        /// A message arrived for an endpoint address that does not exist here.
+        UnknownDestination => "message for an unknown endpoint",
+    }
 }
 
 impl PeerFault {
@@ -70,56 +85,30 @@ impl PeerFault {
     }
 }
 
-impl fmt::Display for PeerFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text())
-    }
-}
-
-/// The configuration rule an [`Error::InvalidConfig`] breaks.
-///
-/// A one-byte code rather than the text itself, so that [`Error`] stays two bytes and a
-/// `Result` of a small value is returned in registers on the per-message paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ConfigRule {
-    /// The queue size is not a power of two from 1 to 256.
-    QueueSize,
-    /// The vring alignment is not a power of two from 4 to 4096.
-    Align,
-    /// The buffer size is not a multiple of 8 from 32 to 65536.
-    BufSize,
-    /// The region size is not a multiple of 8 or larger than 1 GiB.
-    ShmSize,
-    /// The region size is not a multiple of the vring alignment.
-    ShmAlign,
-    /// The ring area's size overflows.
-    RingArea,
-    /// The layout's size overflows.
-    LayoutSize,
-    /// The configured region size differs from the region's length.
-    RegionLength,
-}
-
-impl ConfigRule {
-    /// The rule, as text.
-    pub const fn text(self) -> &'static str {
-        match self {
-            Self::QueueSize => "queue size must be a power of two from 1 to 256",
-            Self::Align => "vring align must be a power of two from 4 to 4096",
-            Self::BufSize => "buffer size must be a multiple of 8 from 32 to 65536",
-            Self::ShmSize => "region size must be a multiple of 8 and at most 1 GiB",
-            Self::ShmAlign => "region size must be a multiple of the vring align",
-            Self::RingArea => "ring area overflows",
-            Self::LayoutSize => "layout overflows",
-            Self::RegionLength => "config shm_size differs from the region's length",
-        }
-    }
-}
-
-impl fmt::Display for ConfigRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text())
+text_enum! {
+    /// The configuration rule an [`Error::InvalidConfig`] breaks.
+    ///
+    /// A one-byte code rather than the text itself, so that [`Error`] stays two bytes and a
+    /// `Result` of a small value is returned in registers on the per-message paths.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum ConfigRule {
+        /// The queue size is not a power of two from 1 to 256.
+        QueueSize => "queue size must be a power of two from 1 to 256",
+        /// The vring alignment is not a power of two from 4 to 4096.
+        Align => "vring align must be a power of two from 4 to 4096",
+        /// The buffer size is not a multiple of 8 from 32 to 65536.
+        BufSize => "buffer size must be a multiple of 8 from 32 to 65536",
+        /// The region size is not a multiple of 8 or larger than 1 GiB.
+        ShmSize => "region size must be a multiple of 8 and at most 1 GiB",
+        /// The region size is not a multiple of the vring alignment.
+        ShmAlign => "region size must be a multiple of the vring align",
+        /// The ring area's size overflows.
+        RingArea => "ring area overflows",
+        /// The layout's size overflows.
+        LayoutSize => "layout overflows",
+        /// The configured region size differs from the region's length.
+        RegionLength => "config shm_size differs from the region's length",
     }
 }
 
