@@ -36,8 +36,10 @@ impl Console for Out {
     fn end_error(&mut self) {
         self.errors.append(&mut self.block);
     }
-    fn diag(&mut self, args: std::fmt::Arguments<'_>) {
-        self.diags.push(args.to_string());
+    fn diag(&mut self, parts: &[rpmsg_app::Part<'_>]) {
+        let mut line = Vec::new();
+        rpmsg_app::put_parts(&mut line, parts);
+        self.diags.push(String::from_utf8(line).unwrap());
     }
 }
 

@@ -1,5 +1,6 @@
 //! The host's `rpmsg_ivshmem send`, `bench` and `status` shell commands (compiled with
-//! CONFIG_RPMSG_IVSHMEM_SHELL, as their registration in c/rpmsg_glue.c): `rpmsg-app`'s
+//! CONFIG_RPMSG_IVSHMEM_SHELL, `bench` with CONFIG_RPMSG_IVSHMEM_BENCH, as their
+//! registration in c/rpmsg_glue.c): `rpmsg-app`'s
 //! commands on the node the receive thread shares ([`STATE`]).
 
 use super::host::{App, STATE};
@@ -7,13 +8,17 @@ use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
 use crate::FixedBuf;
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_void};
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 use core::sync::atomic::{AtomicBool, Ordering};
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 use rpmsg_app::bench::{self, BenchOutcome};
 use rpmsg_app::host::{self as app, SendOptions, SendOutcome};
 use rpmsg_app::{command, status, text, Port};
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 /// Most round trips one `bench` measures (the samples live in a static array).
 pub const BENCH_MAX_COUNT: u64 = 2_000;
 
@@ -21,6 +26,7 @@ const EINVAL: c_int = -22;
 const EAGAIN: c_int = -11;
 const ETIMEDOUT: c_int = -116;
 const EIO: c_int = -5;
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 const EBUSY: c_int = -16;
 
 /// A command's view of the node: it receives in the shell thread, spinning first, then
@@ -137,14 +143,19 @@ extern "C" fn rpmsg_glue_shell_send(
     }
 }
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 /// The round-trip times of one `bench`, in cycles (no allocator: a static array).
 struct Samples(UnsafeCell<[u32; BENCH_MAX_COUNT as usize]>);
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 // SAFETY: only `bench` touches the array, and only while it holds BENCH_BUSY, so there is
 // never more than one reference to it.
 unsafe impl Sync for Samples {}
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 static SAMPLES: Samples = Samples(UnsafeCell::new([0; BENCH_MAX_COUNT as usize]));
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 static BENCH_BUSY: AtomicBool = AtomicBool::new(false);
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 /// `rpmsg_ivshmem bench [payload] [count]` (`rpmsg_app::bench`).
 #[no_mangle]
 extern "C" fn rpmsg_glue_shell_bench(
