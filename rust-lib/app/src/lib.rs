@@ -90,12 +90,11 @@ pub fn put_parts(out: &mut dyn Text, parts: &[Part<'_>]) {
         match *part {
             Part::Str(s) => out.put(s.as_bytes()),
             Part::Num(v) => out.put_u64(v),
-            Part::Signed(v) => {
-                if v < 0 {
-                    out.put(b"-");
-                }
+            Part::Signed(v) if v < 0 => {
+                out.put(b"-");
                 out.put_u64(v.unsigned_abs());
             }
+            Part::Signed(v) => out.put_u64(v.unsigned_abs()),
             Part::Error(e) => {
                 let (prefix, text) = e.texts();
                 out.put(prefix.as_bytes());
@@ -276,7 +275,9 @@ fn link_up(
     out.end();
 }
 
-/// `v` in decimal, written to the end of `buf`; returns the digits.
+/// `v` in decimal, written to the end of `buf`; returns the digits. (Not inlined: one
+/// copy in the firmware, not one per number printed.)
+#[inline(never)]
 pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {

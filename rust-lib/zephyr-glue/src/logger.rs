@@ -81,12 +81,6 @@ impl Arg for usize {
     }
 }
 
-impl Arg for char {
-    fn put(&self, line: &mut Line) {
-        line.push_bytes(self.encode_utf8(&mut [0; 4]).as_bytes());
-    }
-}
-
 /// As `Display`: `errno -22`.
 impl Arg for Errno {
     fn put(&self, line: &mut Line) {

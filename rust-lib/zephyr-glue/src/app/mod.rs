@@ -142,7 +142,7 @@ fn peer_rule(role: &str, side: Side, own_id: u16) -> (u16, Option<u16>) {
             ": a peer that publishes no ivshmem id is rung at ",
             peer,
             " (own id ",
-            if side == Side::Host { '+' } else { '-' },
+            if side == Side::Host { "+" } else { "-" },
             " 1, the OpenAMP sample's rule) and ",
             Signed(also.map_or(-1, i64::from)),
             " (the other neighbour): CONFIG_RPMSG_IVSHMEM_PEER_ID=-1, automatic"
