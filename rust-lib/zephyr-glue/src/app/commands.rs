@@ -4,10 +4,9 @@
 //! commands on the node the receive thread shares ([`STATE`]).
 
 use super::host::{App, STATE};
-use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
+use super::{ms_left, spin_cycles, Console, Line, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
-use crate::FixedBuf;
 #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_void};
@@ -107,7 +106,7 @@ unsafe fn two_args<'s>(
 }
 
 /// Prints a refused argument's error line; the command's result.
-fn refuse<const N: usize>(out: &mut Console<'_, N>, e: command::ArgError<'_>) -> c_int {
+fn refuse(out: &mut Console<'_>, e: command::ArgError<'_>) -> c_int {
     e.write_line(out);
     rpmsg_app::Console::end_error(out);
     EINVAL
@@ -122,7 +121,7 @@ extern "C" fn rpmsg_glue_shell_send(
     argv: *const *const c_char,
 ) -> c_int {
     let sh = Shell::from_raw(sh);
-    let mut line = FixedBuf::<640>::new();
+    let mut line = Line::new();
     let mut out = Console {
         line: &mut line,
         shell: Some(&sh),
@@ -164,7 +163,7 @@ extern "C" fn rpmsg_glue_shell_bench(
     argv: *const *const c_char,
 ) -> c_int {
     let sh = Shell::from_raw(sh);
-    let mut line = FixedBuf::<256>::new();
+    let mut line = Line::new();
     let mut out = Console {
         line: &mut line,
         shell: Some(&sh),
@@ -200,14 +199,21 @@ extern "C" fn rpmsg_glue_shell_status(
     _argv: *const *const c_char,
 ) -> c_int {
     let sh = Shell::from_raw(sh);
-    let mut text = FixedBuf::<640>::new();
+    let mut line = Line::new();
+    // The same console type as the other commands: rpmsg-app's code once in the image.
+    let mut out = Console {
+        line: &mut line,
+        shell: Some(&sh),
+    };
     // Copied inside the critical section, written to the shell outside it.
-    if STATE.with(|s| status::write(&mut text, s, &[])).is_none() {
-        text.push_bytes(text::NOT_READY.as_bytes());
-        text.push_bytes(b"\n");
-        sh.write_bytes(text.as_bytes());
-        return EIO;
+    let ready = STATE.with(|s| status::write(&mut out, s, &[])).is_some();
+    if !ready {
+        text::line(&mut out, text::NOT_READY);
     }
-    sh.write_bytes(text.as_bytes());
-    0
+    rpmsg_app::Console::end(&mut out);
+    if ready {
+        0
+    } else {
+        EIO
+    }
 }

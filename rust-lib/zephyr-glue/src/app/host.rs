@@ -14,10 +14,10 @@
 //!   CONFIG_RPMSG_IVSHMEM_SPIN_US (the remote does not ring meanwhile), then asks for
 //!   doorbells again and sleeps on [`event::wait`].
 
-use super::{Console, BOARD, MAX_PAYLOAD, RX_POLL_MS};
+use super::{Console, Line, BOARD, MAX_PAYLOAD, RX_POLL_MS};
 use crate::engine::IvshmemDoorbell;
 use crate::time::{self, cycles, event};
-use crate::{error, info, thread, FixedBuf};
+use crate::{error, info, thread};
 use rpmsg_app::host::{self as app, HostApp};
 use rpmsg_app::{ErrorOnce, Port};
 use rpmsg_engine::{Host, SharedNode, Side};
@@ -85,7 +85,7 @@ pub fn rx_main() {
     let Some((shm, also)) = setup() else {
         return;
     };
-    let mut line = FixedBuf::<128>::new();
+    let mut line = Line::new();
     let mut out = Console {
         line: &mut line,
         shell: None,

@@ -54,21 +54,25 @@ pub(crate) fn ms_left(deadline: u64) -> u32 {
     (us / 1000 + 1).min(u64::from(u32::MAX)) as u32
 }
 
-/// The console as `rpmsg-app` writes to it: blocks of up to `N` bytes (truncated beyond),
+/// A console block: one size for every console of both images, so that [`Console`] is
+/// one type and `rpmsg-app`'s generic code exists once in the image, not once per size.
+pub(crate) type Line = FixedBuf<640>;
+
+/// The console as `rpmsg-app` writes to it: blocks of up to 640 bytes (truncated beyond),
 /// each written in one piece; diagnostics go to the log.
-pub(crate) struct Console<'b, const N: usize> {
-    pub(crate) line: &'b mut FixedBuf<N>,
+pub(crate) struct Console<'b> {
+    pub(crate) line: &'b mut Line,
     /// The shell of the running command; `None`: the console (shell or printk).
     pub(crate) shell: Option<&'b crate::shell::Shell>,
 }
 
-impl<const N: usize> rpmsg_app::Text for Console<'_, N> {
+impl rpmsg_app::Text for Console<'_> {
     fn put(&mut self, bytes: &[u8]) {
         self.line.push_bytes(bytes);
     }
 }
 
-impl<const N: usize> rpmsg_app::Console for Console<'_, N> {
+impl rpmsg_app::Console for Console<'_> {
     fn end(&mut self) {
         match self.shell {
             Some(sh) => sh.write_bytes(self.line.as_bytes()),

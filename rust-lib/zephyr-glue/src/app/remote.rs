@@ -121,7 +121,7 @@ fn attached(port: &mut NodePort) {
 }
 
 /// Receives, echoes and greets, forever.
-fn serve(port: &mut NodePort, mut out: Console<'_, 640>) {
+fn serve(port: &mut NodePort, mut out: Console<'_>) {
     let spin = spin_cycles();
     let mut errors = ErrorOnce::new();
     let mut last_traffic: Option<u64> = None;
