@@ -11,8 +11,8 @@
 //!   commands are registered in C and handled in `app::host`).
 //! - [`thread`]: the receive thread (defined in C; its entry is the image crate's
 //!   `rpmsg_glue_rx_thread_main`).
-//! - [`logger`]: diagnostics into Zephyr logging without `core::fmt` ([`error!`],
-//!   [`warn!`], [`info!`]), compiled out above CONFIG_RPMSG_IVSHMEM_LOG_LEVEL.
+//! - `logger`: diagnostics into Zephyr logging without `core::fmt`, compiled out above
+//!   CONFIG_RPMSG_IVSHMEM_LOG_LEVEL.
 //! - `engine` (feature `engine`): `rpmsg-engine`'s `Doorbell` for Zephyr.
 //! - `app` (feature `engine`): the two images' adapters over `rpmsg-app` (the
 //!   application both platforms share); the image crates only call them.
@@ -37,7 +37,7 @@ pub mod console;
 #[cfg(feature = "engine")]
 pub mod engine;
 pub mod ivshmem;
-pub mod logger;
+pub(crate) mod logger;
 pub mod shell;
 pub mod thread;
 pub mod time;

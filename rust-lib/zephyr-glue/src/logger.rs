@@ -1,6 +1,6 @@
 //! Diagnostics into Zephyr logging (module `rpmsg`), without `core::fmt`.
 //!
-//! [`error!`](crate::error), [`warn!`](crate::warn) and [`info!`](crate::info) take the
+//! [`error!`], [`warning!`] and [`info!`] take the
 //! pieces of a line (strings, numbers, errors: anything [`Arg`]), concatenate them into a
 //! fixed 256-byte buffer on the caller's stack (no allocator, no formatting machinery)
 //! and hand it to LOG_ERR/WRN/INF in the C shim; Zephyr's deferred logging copies it.
@@ -11,17 +11,17 @@
 use crate::{ffi, Errno, FixedBuf};
 
 /// The buffer a line is built in.
-pub type Line = FixedBuf<256>;
+pub(crate) type Line = FixedBuf<256>;
 
 /// LOG_LEVEL_ERR.
-pub const ERROR: u32 = 1;
+pub(crate) const ERROR: u32 = 1;
 /// LOG_LEVEL_WRN.
-pub const WARN: u32 = 2;
+pub(crate) const WARN: u32 = 2;
 /// LOG_LEVEL_INF.
-pub const INFO: u32 = 3;
+pub(crate) const INFO: u32 = 3;
 
 /// The most detailed level compiled in: CONFIG_RPMSG_IVSHMEM_LOG_LEVEL (0 without logging).
-pub const MAX_LEVEL: u32 = if cfg!(CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_DBG) {
+pub(crate) const MAX_LEVEL: u32 = if cfg!(CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_DBG) {
     4
 } else if cfg!(CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_INF) {
     INFO
@@ -46,7 +46,7 @@ const fn default_level() -> u32 {
 }
 
 /// A piece of a log line.
-pub trait Arg {
+pub(crate) trait Arg {
     /// Appends this piece to `line`.
     fn put(&self, line: &mut Line);
 }
@@ -90,7 +90,7 @@ impl Arg for Errno {
 }
 
 /// A signed number (the peer id -1 for "none").
-pub struct Signed(pub i64);
+pub(crate) struct Signed(pub(crate) i64);
 
 impl Arg for Signed {
     fn put(&self, line: &mut Line) {
@@ -102,7 +102,7 @@ impl Arg for Signed {
 }
 
 /// An address as `{:p}` prints it (`0x` and lowercase hex digits).
-pub struct Ptr(pub *mut u8);
+pub(crate) struct Ptr(pub(crate) *mut u8);
 
 impl Arg for Ptr {
     fn put(&self, line: &mut Line) {
@@ -142,7 +142,7 @@ impl Arg for rpmsg_engine::Error {
 
 /// Logs the concatenation of `args` at `level` (compiled out above [`MAX_LEVEL`]).
 #[inline(always)]
-pub fn log(level: u32, args: &[&dyn Arg]) {
+pub(crate) fn log(level: u32, args: &[&dyn Arg]) {
     if level <= MAX_LEVEL {
         emit(level, args);
     }
@@ -158,37 +158,36 @@ fn emit(level: u32, args: &[&dyn Arg]) {
 }
 
 /// Logs the text in `line` at `level`.
-pub fn write(level: u32, line: &mut Line) {
+pub(crate) fn write(level: u32, line: &mut Line) {
     // SAFETY: as_c_str() returns a NUL-terminated buffer that lives across the call.
     unsafe { ffi::rpmsg_glue_log(level, line.as_c_str()) }
 }
 
 /// Waits until the lines logged so far are on the console (deferred logging).
-pub fn flush() {
+pub(crate) fn flush() {
     // SAFETY: no arguments; the shim only reads the log buffers' state and sleeps.
     unsafe { ffi::rpmsg_glue_log_flush() }
 }
 
 /// Logs an error line: `error!("host: engine: ", e)`.
-#[macro_export]
 macro_rules! error {
     ($($arg:expr),+ $(,)?) => {
         $crate::logger::log($crate::logger::ERROR, &[$(&$arg as &dyn $crate::logger::Arg),+])
     };
 }
 
-/// Logs a warning line (see [`error!`](crate::error)).
-#[macro_export]
-macro_rules! warn {
+/// Logs a warning line (see [`error!`]).
+macro_rules! warning {
     ($($arg:expr),+ $(,)?) => {
         $crate::logger::log($crate::logger::WARN, &[$(&$arg as &dyn $crate::logger::Arg),+])
     };
 }
 
-/// Logs an info line (see [`error!`](crate::error)).
-#[macro_export]
+/// Logs an info line (see [`error!`]).
 macro_rules! info {
     ($($arg:expr),+ $(,)?) => {
         $crate::logger::log($crate::logger::INFO, &[$(&$arg as &dyn $crate::logger::Arg),+])
     };
 }
+
+pub(crate) use {error, info, warning};

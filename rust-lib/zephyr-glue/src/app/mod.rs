@@ -15,8 +15,8 @@ pub mod remote;
 
 use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;
-use crate::logger::{self, Ptr, Signed};
-use crate::{error, info, FixedBuf};
+use crate::logger::{self, error, info, Ptr, Signed};
+use crate::FixedBuf;
 use rpmsg_engine::{Config, PeerIdRule, SharedRegion, Side};
 
 /// Payload bytes per message with the default 512-byte buffers (header: 16 bytes).

@@ -13,7 +13,8 @@ use super::{
 use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;
 use crate::time::{self, cycles};
-use crate::{error, info, thread, FixedBuf};
+use crate::logger::{error, info};
+use crate::{thread, FixedBuf};
 use core::cell::UnsafeCell;
 use rpmsg_app::remote::{self as app, Received, RemoteApp};
 use rpmsg_app::{ErrorOnce, Port};
