@@ -16,9 +16,9 @@
 
 use super::{Console, Line, BOARD, MAX_PAYLOAD, RX_POLL_MS};
 use crate::engine::IvshmemDoorbell;
-use crate::time::{self, cycles, event};
 use crate::logger::{error, info};
 use crate::thread;
+use crate::time::{self, cycles, event};
 use rpmsg_app::host::{self as app, HostApp};
 use rpmsg_app::{ErrorOnce, Port};
 use rpmsg_engine::{Host, SharedNode, Side};

@@ -162,9 +162,7 @@ pub(crate) fn open(role: &str, side: Side) -> Option<Opened> {
         Err(e) => {
             error!(
                 role,
-                ": ivshmem device not usable: ",
-                e,
-                " (is the ivshmem server running?)"
+                ": ivshmem device not usable: ", e, " (is the ivshmem server running?)"
             );
             return None;
         }

@@ -12,8 +12,8 @@ use super::{
 };
 use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;
-use crate::time::{self, cycles};
 use crate::logger::{error, info};
+use crate::time::{self, cycles};
 use crate::{thread, FixedBuf};
 use core::cell::UnsafeCell;
 use rpmsg_app::remote::{self as app, Received, RemoteApp};
