@@ -201,11 +201,13 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Error {
+    /// The text of the error in two pieces, a prefix (empty, or `"invalid configuration: "`)
+    /// and the rest: the `Display` text without `core::fmt` (small firmware diagnostics).
+    pub const fn texts(&self) -> (&'static str, &'static str) {
         let text = match self {
             Error::Peer(fault) => fault.text(),
-            Error::InvalidConfig(why) => return write!(f, "invalid configuration: {why}"),
+            Error::InvalidConfig(why) => return ("invalid configuration: ", why),
             Error::RegionTooSmall => "shared region too small for this configuration",
             Error::RegionMisaligned => "shared region pointer null or not 8-byte aligned",
             Error::OutOfBounds => "access outside the shared region",
@@ -221,6 +223,14 @@ impl fmt::Display for Error {
             Error::NameTooLong => "endpoint name longer than 31 bytes",
             Error::StaleBuffer => "buffer handle from another session",
         };
+        ("", text)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (prefix, text) = self.texts();
+        f.write_str(prefix)?;
         f.write_str(text)
     }
 }

@@ -4,5 +4,17 @@
 
 fn main() {
     zephyr_build::export_bool_kconfig();
-    println!("cargo::rustc-check-cfg=cfg(CONFIG_RPMSG_IVSHMEM_SHELL)");
+    for option in [
+        "CONFIG_RPMSG_IVSHMEM_SHELL",
+        "CONFIG_RPMSG_IVSHMEM_BENCH",
+        "CONFIG_LOG",
+        "CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_OFF",
+        "CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_ERR",
+        "CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_WRN",
+        "CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_INF",
+        "CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_DBG",
+        "CONFIG_RPMSG_IVSHMEM_LOG_LEVEL_DEFAULT",
+    ] {
+        println!("cargo::rustc-check-cfg=cfg({option})");
+    }
 }

@@ -5,7 +5,7 @@
 use rpmsg_engine::{Doorbell, Error, TxBuffer};
 
 use crate::host::{self, HostApp};
-use crate::{text, Console, ErrorOnce, Port, Sender};
+use crate::{text, Console, ErrorOnce, Part, Port, Sender};
 
 /// Messages in flight in the streaming phase (the rings hold 16 each way).
 pub const WINDOW: u32 = 8;
@@ -183,7 +183,7 @@ impl<'a, D: Doorbell + 'a, P: Port<HostApp<'a, D>>> Run<'_, 'a, D, P> {
         let (mut sent, mut received) = (0u64, 0u64);
         while received < n {
             if let Err(e) = self.fill(&mut sent, n) {
-                out.diag(format_args!("host: bench: send failed: {e}"));
+                out.diag(&[Part::Str("host: bench: send failed: "), Part::Error(e)]);
                 return Err(received);
             }
             let deadline = self.port.now().saturating_add(self.timeout);

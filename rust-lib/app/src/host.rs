@@ -9,7 +9,7 @@
 
 use rpmsg_engine::{Doorbell, Error, Event, Host, LinkState, RxBuffer};
 
-use crate::{text, Console, ErrorOnce, Port, Sender, BENCH_ENDPOINT, ECHO_ENDPOINT};
+use crate::{text, Console, ErrorOnce, Part, Port, Sender, BENCH_ENDPOINT, ECHO_ENDPOINT};
 
 /// `bench`'s count of the echoes of its silent endpoint.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -219,22 +219,36 @@ where
         }
         Step::Stray { src, dst, first } => {
             if first {
-                out.diag(format_args!(
-                    "host: message from address {src} to {dst} while no command waits: dropped"
-                ));
+                out.diag(&[
+                    Part::Str("host: message from address "),
+                    Part::Num(u64::from(src)),
+                    Part::Str(" to "),
+                    Part::Num(u64::from(dst)),
+                    Part::Str(" while no command waits: dropped"),
+                ]);
             }
         }
-        Step::Bound { name, addr, local } => out.diag(format_args!(
-            "host: endpoint \"{name}\" of the remote (address {addr}) bound to {local}"
-        )),
+        Step::Bound { name, addr, local } => out.diag(&[
+            Part::Str("host: endpoint \""),
+            Part::Str(&name),
+            Part::Str("\" of the remote (address "),
+            Part::Num(u64::from(addr)),
+            Part::Str(") bound to "),
+            Part::Num(u64::from(local)),
+        ]),
         Step::Ignored {
             name,
             addr,
             destroyed,
-        } => out.diag(format_args!(
-            "host: the remote {} endpoint \"{name}\" (address {addr}): not used",
-            if destroyed { "destroyed" } else { "announced" },
-        )),
+        } => out.diag(&[
+            Part::Str("host: the remote "),
+            Part::Str(if destroyed { "destroyed" } else { "announced" }),
+            Part::Str(" endpoint \""),
+            Part::Str(&name),
+            Part::Str("\" (address "),
+            Part::Num(u64::from(addr)),
+            Part::Str("): not used"),
+        ]),
         Step::Failed(e) => {
             errors.report(out, "host", "receive", e);
             return true;
@@ -284,9 +298,11 @@ where
             true
         }
         Some((None, Some(session), _)) => {
-            out.diag(format_args!(
-                "host: link down (session {session}), waiting for a remote"
-            ));
+            out.diag(&[
+                Part::Str("host: link down (session "),
+                Part::Num(u64::from(session)),
+                Part::Str("), waiting for a remote"),
+            ]);
             false
         }
         _ => false,
@@ -367,7 +383,7 @@ impl Sending<'_> {
                 }
                 Some(Err(e)) if crate::retryable(e) => break,
                 Some(Err(e)) => {
-                    out.diag(format_args!("host: send failed: {e}"));
+                    out.diag(&[Part::Str("host: send failed: "), Part::Error(e)]);
                     return false;
                 }
                 None => return false,
@@ -385,11 +401,13 @@ impl Sending<'_> {
         let seq = crate::decimal(self.received, &mut digits);
         let ok = crate::payload_equals(rx, &[seq, b":", self.text, b"\0"]);
         if !ok {
-            out.diag(format_args!(
-                "host: echo number {} is not message {}: lost, duplicated, reordered or \
-                 changed",
-                self.received, self.received
-            ));
+            out.diag(&[
+                Part::Str("host: echo number "),
+                Part::Num(self.received),
+                Part::Str(" is not message "),
+                Part::Num(self.received),
+                Part::Str(": lost, duplicated, reordered or changed"),
+            ]);
         }
         ok
     }
@@ -408,9 +426,9 @@ impl Sending<'_> {
     {
         if self.received == self.sent {
             // A late echo of an earlier, timed-out send: not ours (with `seq`: a failure).
-            out.diag(format_args!(
-                "host: an echo arrived that no message in flight explains"
-            ));
+            out.diag(&[Part::Str(
+                "host: an echo arrived that no message in flight explains",
+            )]);
             port.with(|a| {
                 a.stray += 1;
                 a.node.release_rx(rx)
@@ -544,7 +562,7 @@ where
     if outcome == SendOutcome::Done && options.seq {
         outcome = sending.linger(port, out);
         if outcome == SendOutcome::Failed {
-            out.diag(format_args!("host: an extra echo came after the last one"));
+            out.diag(&[Part::Str("host: an extra echo came after the last one")]);
         }
     }
     port.with(|a| {

@@ -65,8 +65,43 @@ pub trait Console: Text {
         self.end();
     }
 
-    /// A diagnostic line (not console text): the platform's log.
-    fn diag(&mut self, args: core::fmt::Arguments<'_>);
+    /// A diagnostic line (not console text), the concatenation of `parts`: the
+    /// platform's log.
+    fn diag(&mut self, parts: &[Part<'_>]);
+}
+
+/// One piece of a diagnostic line ([`Console::diag`]), written without `core::fmt` (no
+/// formatting machinery in the firmware).
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    /// Text.
+    Str(&'a str),
+    /// A whole number, in decimal.
+    Num(u64),
+    /// A signed whole number, in decimal.
+    Signed(i64),
+    /// An engine error: its `Display` text.
+    Error(Error),
+}
+
+/// Appends the concatenation of `parts` (a diagnostic line) to `out`.
+pub fn put_parts(out: &mut dyn Text, parts: &[Part<'_>]) {
+    for part in parts {
+        match *part {
+            Part::Str(s) => out.put(s.as_bytes()),
+            Part::Num(v) => out.put_u64(v),
+            Part::Signed(v) if v < 0 => {
+                out.put(b"-");
+                out.put_u64(v.unsigned_abs());
+            }
+            Part::Signed(v) => out.put_u64(v.unsigned_abs()),
+            Part::Error(e) => {
+                let (prefix, text) = e.texts();
+                out.put(prefix.as_bytes());
+                out.put(text.as_bytes());
+            }
+        }
+    }
 }
 
 /// What the application needs from the platform to drive a node `N` (the host's
@@ -201,9 +236,14 @@ impl ErrorOnce {
     pub fn report(&mut self, out: &mut impl Console, role: &str, what: &str, e: Error) {
         if self.0 != Some(e) {
             self.0 = Some(e);
-            out.diag(format_args!(
-                "{role}: {what}: {e} (repeats are only counted)"
-            ));
+            out.diag(&[
+                Part::Str(role),
+                Part::Str(": "),
+                Part::Str(what),
+                Part::Str(": "),
+                Part::Error(e),
+                Part::Str(" (repeats are only counted)"),
+            ]);
         }
     }
 
@@ -223,13 +263,21 @@ fn link_up(
     board: &str,
     side: &str,
 ) {
-    let peer = peer.map_or(-1, i32::from);
-    out.diag(format_args!("{who} (ivshmem id {peer}), session {session}"));
+    let peer = peer.map_or(-1, i64::from);
+    out.diag(&[
+        Part::Str(who),
+        Part::Str(" (ivshmem id "),
+        Part::Signed(peer),
+        Part::Str("), session "),
+        Part::Num(u64::from(session)),
+    ]);
     text::banner(out, board, side);
     out.end();
 }
 
-/// `v` in decimal, written to the end of `buf`; returns the digits.
+/// `v` in decimal, written to the end of `buf`; returns the digits. (Not inlined: one
+/// copy in the firmware, not one per number printed.)
+#[inline(never)]
 pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {

@@ -3,7 +3,7 @@
 
 use rpmsg_engine::{Doorbell, Error, Event, LinkState, Remote, RxBuffer};
 
-use crate::{text, Console, ErrorOnce, Port, Sender, BENCH_ENDPOINT, ECHO_ENDPOINT};
+use crate::{text, Console, ErrorOnce, Part, Port, Sender, BENCH_ENDPOINT, ECHO_ENDPOINT};
 
 /// The remote node and what the application keeps next to it.
 #[derive(Debug)]
@@ -111,9 +111,13 @@ where
         None | Some(Ok(None)) => Received::Idle,
         Some(Ok(Some(Event::Message(rx)))) => on_message(port, out, board, errors, rx),
         Some(Ok(Some(Event::NameServiceCreate { name, addr }))) => {
-            out.diag(format_args!(
-                "remote: the host announced endpoint \"{name}\" (address {addr}): not used"
-            ));
+            out.diag(&[
+                Part::Str("remote: the host announced endpoint \""),
+                Part::Str(&name),
+                Part::Str("\" (address "),
+                Part::Num(u64::from(addr)),
+                Part::Str("): not used"),
+            ]);
             Received::Handled
         }
         Some(Ok(Some(Event::NameServiceDestroy { .. }))) => Received::Handled,

@@ -36,8 +36,10 @@ impl Console for Out {
     fn end_error(&mut self) {
         self.errors.append(&mut self.block);
     }
-    fn diag(&mut self, args: std::fmt::Arguments<'_>) {
-        self.diags.push(args.to_string());
+    fn diag(&mut self, parts: &[rpmsg_app::Part<'_>]) {
+        let mut line = Vec::new();
+        rpmsg_app::put_parts(&mut line, parts);
+        self.diags.push(String::from_utf8(line).unwrap());
     }
 }
 
@@ -182,6 +184,33 @@ fn echo_block(s: &str, i: u64) -> String {
 
 fn received_block(s: &str) -> String {
     format!("Host side sent a string:\n[ {s} ]\nNow echoing it back!\n\n")
+}
+
+/// Diagnostic pieces: numbers in decimal (negative too), errors as their `Display` text.
+#[test]
+fn diagnostic_parts_match_the_formatted_text() {
+    use rpmsg_app::Part;
+    use rpmsg_engine::{Error, PeerFault};
+    for e in [
+        Error::InvalidConfig("queue size must be a power of two"),
+        Error::NotReady,
+        Error::Peer(PeerFault::BadNameService),
+    ] {
+        let mut line = Vec::new();
+        rpmsg_app::put_parts(&mut line, &[Part::Error(e)]);
+        assert_eq!(String::from_utf8(line).unwrap(), e.to_string());
+    }
+    let mut line = Vec::new();
+    let parts = [
+        Part::Str("id "),
+        Part::Signed(-1),
+        Part::Str(", "),
+        Part::Signed(7),
+        Part::Str(", "),
+        Part::Num(u64::MAX),
+    ];
+    rpmsg_app::put_parts(&mut line, &parts);
+    assert_eq!(line, b"id -1, 7, 18446744073709551615");
 }
 
 #[test]

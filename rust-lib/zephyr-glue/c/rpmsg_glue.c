@@ -48,7 +48,9 @@
 
 #define RPMSG_GLUE_VECTORS CONFIG_IVSHMEM_MSI_X_VECTORS
 
-LOG_MODULE_REGISTER(rpmsg, CONFIG_LOG_DEFAULT_LEVEL);
+/* CONFIG_RPMSG_IVSHMEM_LOG_LEVEL (Kconfig's logging template; default: the default
+ * level) also decides which lines the Rust side compiles in (src/logger.rs). */
+LOG_MODULE_REGISTER(rpmsg, CONFIG_RPMSG_IVSHMEM_LOG_LEVEL);
 
 static const struct device *const ivshmem_dev = DEVICE_DT_GET(IVSHMEM_NODE);
 
@@ -228,7 +230,7 @@ void rpmsg_glue_console_write(const char *buf, size_t len)
 	printk("%.*s", (int)len, buf);
 }
 
-/* ---- diagnostics through Zephyr logging (Rust `log` crate backend) ------------ */
+/* ---- diagnostics through Zephyr logging (Rust: src/logger.rs) ---------------- */
 
 /* level: 1 error, 2 warning, 3 info, 4 debug (Zephyr's LOG_LEVEL_* values).
  * `msg` is NUL-terminated; deferred logging copies it.
@@ -283,7 +285,9 @@ void rpmsg_glue_log_flush(void)
 /* Rust: zephyr_glue::app::host (the host application's command handlers). */
 extern int rpmsg_glue_shell_send(const struct shell *sh, size_t argc, char **argv);
 extern int rpmsg_glue_shell_status(const struct shell *sh, size_t argc, char **argv);
+#ifdef CONFIG_RPMSG_IVSHMEM_BENCH
 extern int rpmsg_glue_shell_bench(const struct shell *sh, size_t argc, char **argv);
+#endif
 
 /* mandatory = 3 ("send", <string>, <count>), optional = 0: on any other count
  * the shell prints "send: wrong parameter count" and then this help as
@@ -293,11 +297,13 @@ SHELL_STATIC_SUBCMD_SET_CREATE(rpmsg_ivshmem_cmds,
 	SHELL_CMD_ARG(send, NULL,
 		      "Usage: rpmsg_ivshmem send <string> <number of messages>",
 		      rpmsg_glue_shell_send, 3, 0),
+#ifdef CONFIG_RPMSG_IVSHMEM_BENCH
 	/* mandatory = 1 ("bench"), optional = 2 (payload, count). */
 	SHELL_CMD_ARG(bench, NULL,
 		      "Usage: rpmsg_ivshmem bench [payload bytes 0-496, default 496] "
 		      "[round trips 1-2000, default 1000]",
 		      rpmsg_glue_shell_bench, 1, 2),
+#endif
 	SHELL_CMD_ARG(status, NULL,
 		      "Usage: rpmsg_ivshmem status (peer ids, link, session, counters)",
 		      rpmsg_glue_shell_status, 1, 0),

@@ -34,7 +34,7 @@ impl IvshmemDoorbell {
 
     fn notify(&self, peer_id: u16) {
         if let Err(e) = self.shm.notify(u32::from(peer_id), 0) {
-            log::warn!("doorbell to peer {}: {}", peer_id, e);
+            crate::logger::warning!("doorbell to peer ", peer_id, ": ", e);
         }
     }
 }

@@ -6,12 +6,13 @@
 //! - [`ivshmem`]: the shared region, own id, vectors, doorbell (ring a peer,
 //!   wait for a ring).
 //! - [`time`]: uptime and sleep, for the engine's clock and timeouts.
-//! - [`console`]: text without log prefixes ([`console_print!`], [`console_println!`]).
+//! - [`console`]: text without log prefixes.
 //! - [`shell`]: the shell a command runs in, and its arguments (the `rpmsg_ivshmem`
 //!   commands are registered in C and handled in `app::host`).
 //! - [`thread`]: the receive thread (defined in C; its entry is the image crate's
 //!   `rpmsg_glue_rx_thread_main`).
-//! - [`logger`]: a `log` crate backend into Zephyr logging (no allocator needed).
+//! - `logger`: diagnostics into Zephyr logging without `core::fmt`, compiled out above
+//!   CONFIG_RPMSG_IVSHMEM_LOG_LEVEL.
 //! - `engine` (feature `engine`): `rpmsg-engine`'s `Doorbell` for Zephyr.
 //! - `app` (feature `engine`): the two images' adapters over `rpmsg-app` (the
 //!   application both platforms share); the image crates only call them.
@@ -36,7 +37,7 @@ pub mod console;
 #[cfg(feature = "engine")]
 pub mod engine;
 pub mod ivshmem;
-pub mod logger;
+pub(crate) mod logger;
 pub mod shell;
 pub mod thread;
 pub mod time;
@@ -44,12 +45,6 @@ pub mod time;
 /// A negative Zephyr errno value returned by a C call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub i32);
-
-impl core::fmt::Display for Errno {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "errno {}", self.0)
-    }
-}
 
 /// Turn a C return value (0 or negative errno) into a `Result`.
 fn check(ret: core::ffi::c_int) -> Result<(), Errno> {
@@ -91,6 +86,12 @@ impl<const N: usize> FixedBuf<N> {
         push_into(&mut self.buf, &mut self.len, bytes);
     }
 
+    /// Appends `v` in decimal.
+    pub(crate) fn push_u64(&mut self, v: u64) {
+        let mut digits = [0u8; 20];
+        self.push_bytes(rpmsg_app::decimal(v, &mut digits));
+    }
+
     /// NUL-terminate (truncating the last byte if full) and return a C string pointer.
     pub(crate) fn as_c_str(&mut self) -> *const core::ffi::c_char {
         let end = if self.len < N { self.len } else { N - 1 };
@@ -109,15 +110,6 @@ fn push_into(buf: &mut [u8], len: &mut usize, bytes: &[u8]) {
     *len += n;
 }
 
-impl<const N: usize> core::fmt::Write for FixedBuf<N> {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        // Keeps one byte for a terminating NUL.
-        self.push_bytes(s.as_bytes());
-        Ok(())
-    }
-}
-
-#[cfg(feature = "engine")]
 impl<const N: usize> rpmsg_app::Text for FixedBuf<N> {
     fn put(&mut self, bytes: &[u8]) {
         self.push_bytes(bytes);

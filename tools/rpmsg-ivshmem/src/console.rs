@@ -107,8 +107,10 @@ impl rpmsg_app::Console for Console {
         self.flush_to(Stream::Stderr);
     }
 
-    fn diag(&mut self, args: std::fmt::Arguments<'_>) {
-        diag(args);
+    fn diag(&mut self, parts: &[rpmsg_app::Part<'_>]) {
+        let mut line = Vec::new();
+        rpmsg_app::put_parts(&mut line, parts);
+        diag(format_args!("{}", String::from_utf8_lossy(&line)));
     }
 }
 

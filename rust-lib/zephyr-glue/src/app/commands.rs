@@ -1,19 +1,23 @@
 //! The host's `rpmsg_ivshmem send`, `bench` and `status` shell commands (compiled with
-//! CONFIG_RPMSG_IVSHMEM_SHELL, as their registration in c/rpmsg_glue.c): `rpmsg-app`'s
+//! CONFIG_RPMSG_IVSHMEM_SHELL, `bench` with CONFIG_RPMSG_IVSHMEM_BENCH, as their
+//! registration in c/rpmsg_glue.c): `rpmsg-app`'s
 //! commands on the node the receive thread shares ([`STATE`]).
 
 use super::host::{App, STATE};
-use super::{ms_left, spin_cycles, Console, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
+use super::{ms_left, spin_cycles, Console, Line, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
-use crate::FixedBuf;
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_void};
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 use core::sync::atomic::{AtomicBool, Ordering};
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 use rpmsg_app::bench::{self, BenchOutcome};
 use rpmsg_app::host::{self as app, SendOptions, SendOutcome};
 use rpmsg_app::{command, status, text, Port};
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 /// Most round trips one `bench` measures (the samples live in a static array).
 pub const BENCH_MAX_COUNT: u64 = 2_000;
 
@@ -21,6 +25,7 @@ const EINVAL: c_int = -22;
 const EAGAIN: c_int = -11;
 const ETIMEDOUT: c_int = -116;
 const EIO: c_int = -5;
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 const EBUSY: c_int = -16;
 
 /// A command's view of the node: it receives in the shell thread, spinning first, then
@@ -101,7 +106,7 @@ unsafe fn two_args<'s>(
 }
 
 /// Prints a refused argument's error line; the command's result.
-fn refuse<const N: usize>(out: &mut Console<'_, N>, e: command::ArgError<'_>) -> c_int {
+fn refuse(out: &mut Console<'_>, e: command::ArgError<'_>) -> c_int {
     e.write_line(out);
     rpmsg_app::Console::end_error(out);
     EINVAL
@@ -116,7 +121,7 @@ extern "C" fn rpmsg_glue_shell_send(
     argv: *const *const c_char,
 ) -> c_int {
     let sh = Shell::from_raw(sh);
-    let mut line = FixedBuf::<640>::new();
+    let mut line = Line::new();
     let mut out = Console {
         line: &mut line,
         shell: Some(&sh),
@@ -137,14 +142,19 @@ extern "C" fn rpmsg_glue_shell_send(
     }
 }
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 /// The round-trip times of one `bench`, in cycles (no allocator: a static array).
 struct Samples(UnsafeCell<[u32; BENCH_MAX_COUNT as usize]>);
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 // SAFETY: only `bench` touches the array, and only while it holds BENCH_BUSY, so there is
 // never more than one reference to it.
 unsafe impl Sync for Samples {}
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 static SAMPLES: Samples = Samples(UnsafeCell::new([0; BENCH_MAX_COUNT as usize]));
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 static BENCH_BUSY: AtomicBool = AtomicBool::new(false);
 
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 /// `rpmsg_ivshmem bench [payload] [count]` (`rpmsg_app::bench`).
 #[no_mangle]
 extern "C" fn rpmsg_glue_shell_bench(
@@ -153,7 +163,7 @@ extern "C" fn rpmsg_glue_shell_bench(
     argv: *const *const c_char,
 ) -> c_int {
     let sh = Shell::from_raw(sh);
-    let mut line = FixedBuf::<256>::new();
+    let mut line = Line::new();
     let mut out = Console {
         line: &mut line,
         shell: Some(&sh),
@@ -189,14 +199,21 @@ extern "C" fn rpmsg_glue_shell_status(
     _argv: *const *const c_char,
 ) -> c_int {
     let sh = Shell::from_raw(sh);
-    let mut text = FixedBuf::<640>::new();
+    let mut line = Line::new();
+    // The same console type as the other commands: rpmsg-app's code once in the image.
+    let mut out = Console {
+        line: &mut line,
+        shell: Some(&sh),
+    };
     // Copied inside the critical section, written to the shell outside it.
-    if STATE.with(|s| status::write(&mut text, s, &[])).is_none() {
-        text.push_bytes(text::NOT_READY.as_bytes());
-        text.push_bytes(b"\n");
-        sh.write_bytes(text.as_bytes());
-        return EIO;
+    let ready = STATE.with(|s| status::write(&mut out, s, &[])).is_some();
+    if !ready {
+        text::line(&mut out, text::NOT_READY);
     }
-    sh.write_bytes(text.as_bytes());
-    0
+    rpmsg_app::Console::end(&mut out);
+    if ready {
+        0
+    } else {
+        EIO
+    }
 }

@@ -14,10 +14,11 @@
 //!   CONFIG_RPMSG_IVSHMEM_SPIN_US (the remote does not ring meanwhile), then asks for
 //!   doorbells again and sleeps on [`event::wait`].
 
-use super::{Console, BOARD, MAX_PAYLOAD, RX_POLL_MS};
+use super::{Console, Line, BOARD, MAX_PAYLOAD, RX_POLL_MS};
 use crate::engine::IvshmemDoorbell;
+use crate::logger::{error, info};
+use crate::thread;
 use crate::time::{self, cycles, event};
-use crate::{logger, thread, FixedBuf};
 use rpmsg_app::host::{self as app, HostApp};
 use rpmsg_app::{ErrorOnce, Port};
 use rpmsg_engine::{Host, SharedNode, Side};
@@ -31,7 +32,6 @@ pub(super) static STATE: SharedNode<App> = SharedNode::new();
 /// Entry of the host image (`rust_main`): starts the receive thread and returns, so the
 /// shell runs at once.
 pub fn main() {
-    logger::init(log::LevelFilter::Info);
     thread::start_rx_thread();
 }
 
@@ -46,18 +46,18 @@ fn setup() -> Option<(crate::ivshmem::Ivshmem, Option<u16>)> {
     let mut node = match Host::new_host(opened.region, opened.config, Some(opened.id), doorbell) {
         Ok(n) => n,
         Err(e) => {
-            log::error!("host: engine: {}", e);
+            error!("host: engine: ", e);
             return None;
         }
     };
     debug_assert_eq!(node.max_payload(), MAX_PAYLOAD);
     if let Err(e) = node.start() {
-        log::error!("host: cannot initialise the shared region: {}", e);
+        error!("host: cannot initialise the shared region: ", e);
         return None;
     }
     let session = node.session();
     STATE.install(HostApp::new(node));
-    log::info!("host: session {}, waiting for a remote", session);
+    info!("host: session ", session, ", waiting for a remote");
     Some((shm, opened.also))
 }
 
@@ -86,7 +86,7 @@ pub fn rx_main() {
     let Some((shm, also)) = setup() else {
         return;
     };
-    let mut line = FixedBuf::<128>::new();
+    let mut line = Line::new();
     let mut out = Console {
         line: &mut line,
         shell: None,

@@ -15,6 +15,7 @@ pub mod remote;
 
 use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;
+use crate::logger::{self, error, info, Ptr, Signed};
 use crate::FixedBuf;
 use rpmsg_engine::{Config, PeerIdRule, SharedRegion, Side};
 
@@ -53,21 +54,25 @@ pub(crate) fn ms_left(deadline: u64) -> u32 {
     (us / 1000 + 1).min(u64::from(u32::MAX)) as u32
 }
 
-/// The console as `rpmsg-app` writes to it: blocks of up to `N` bytes (truncated beyond),
+/// A console block: one size for every console of both images, so that [`Console`] is
+/// one type and `rpmsg-app`'s generic code exists once in the image, not once per size.
+pub(crate) type Line = FixedBuf<640>;
+
+/// The console as `rpmsg-app` writes to it: blocks of up to 640 bytes (truncated beyond),
 /// each written in one piece; diagnostics go to the log.
-pub(crate) struct Console<'b, const N: usize> {
-    pub(crate) line: &'b mut FixedBuf<N>,
+pub(crate) struct Console<'b> {
+    pub(crate) line: &'b mut Line,
     /// The shell of the running command; `None`: the console (shell or printk).
     pub(crate) shell: Option<&'b crate::shell::Shell>,
 }
 
-impl<const N: usize> rpmsg_app::Text for Console<'_, N> {
+impl rpmsg_app::Text for Console<'_> {
     fn put(&mut self, bytes: &[u8]) {
         self.line.push_bytes(bytes);
     }
 }
 
-impl<const N: usize> rpmsg_app::Console for Console<'_, N> {
+impl rpmsg_app::Console for Console<'_> {
     fn end(&mut self) {
         match self.shell {
             Some(sh) => sh.write_bytes(self.line.as_bytes()),
@@ -78,9 +83,13 @@ impl<const N: usize> rpmsg_app::Console for Console<'_, N> {
 
     /// Logs, then waits until the line is out: the text printed next (the banner after a
     /// link change) comes after it. Only at link changes and errors, never per message.
-    fn diag(&mut self, args: core::fmt::Arguments<'_>) {
-        log::info!("{}", args);
-        log::logger().flush();
+    fn diag(&mut self, parts: &[rpmsg_app::Part<'_>]) {
+        if logger::INFO <= logger::MAX_LEVEL {
+            let mut line = logger::Line::new();
+            rpmsg_app::put_parts(&mut line, parts);
+            logger::write(logger::INFO, &mut line);
+            logger::flush();
+        }
     }
 }
 
@@ -126,17 +135,21 @@ fn peer_rule(role: &str, side: Side, own_id: u16) -> (u16, Option<u16>) {
     let peer = rule.peer_id(side, own_id);
     let also = rule.also(side, own_id);
     match rule {
-        PeerIdRule::Configured(id) => log::info!(
-            "{}: a peer that publishes no ivshmem id is rung at {} (CONFIG_RPMSG_IVSHMEM_PEER_ID)",
+        PeerIdRule::Configured(id) => info!(
             role,
-            id
+            ": a peer that publishes no ivshmem id is rung at ",
+            id,
+            " (CONFIG_RPMSG_IVSHMEM_PEER_ID)"
         ),
-        PeerIdRule::Adjacent => log::info!(
-            "{}: a peer that publishes no ivshmem id is rung at {} (own id {} 1, the OpenAMP sample's rule) and {} (the other neighbour): CONFIG_RPMSG_IVSHMEM_PEER_ID=-1, automatic",
+        PeerIdRule::Adjacent => info!(
             role,
+            ": a peer that publishes no ivshmem id is rung at ",
             peer,
-            if side == Side::Host { '+' } else { '-' },
-            also.map_or(-1, i32::from)
+            " (own id ",
+            if side == Side::Host { "+" } else { "-" },
+            " 1, the OpenAMP sample's rule) and ",
+            Signed(also.map_or(-1, i64::from)),
+            " (the other neighbour): CONFIG_RPMSG_IVSHMEM_PEER_ID=-1, automatic"
         ),
     }
     (peer, also)
@@ -147,20 +160,19 @@ pub(crate) fn open(role: &str, side: Side) -> Option<Opened> {
     let shm = match Ivshmem::open() {
         Ok(s) => s,
         Err(e) => {
-            log::error!(
-                "{}: ivshmem device not usable: {:?} (is the ivshmem server running?)",
+            error!(
                 role,
-                e
+                ": ivshmem device not usable: ", e, " (is the ivshmem server running?)"
             );
             return None;
         }
     };
     if let Err(e) = shm.enable_doorbell(0) {
-        log::error!("{}: cannot enable doorbell vector 0: {}", role, e);
+        error!(role, ": cannot enable doorbell vector 0: ", e);
         return None;
     }
     let Ok(id) = u16::try_from(shm.id()) else {
-        log::error!("{}: ivshmem id {} does not fit 16 bits", role, shm.id());
+        error!(role, ": ivshmem id ", shm.id(), " does not fit 16 bits");
         return None;
     };
     // SAFETY: the driver mapped the BAR for the lifetime of the image and never unmaps
@@ -169,17 +181,21 @@ pub(crate) fn open(role: &str, side: Side) -> Option<Opened> {
     let region = match unsafe { SharedRegion::new(shm.base(), shm.size()) } {
         Ok(r) => r,
         Err(e) => {
-            log::error!("{}: shared region at {:p}: {}", role, shm.base(), e);
+            error!(role, ": shared region at ", Ptr(shm.base()), ": ", e);
             return None;
         }
     };
-    log::info!(
-        "{}: ivshmem id {}, {} KiB shared memory at {:p}, {} vectors",
+    info!(
         role,
+        ": ivshmem id ",
         id,
+        ", ",
         shm.size() / 1024,
-        shm.base(),
-        shm.vectors()
+        " KiB shared memory at ",
+        Ptr(shm.base()),
+        ", ",
+        shm.vectors(),
+        " vectors"
     );
     let (fallback, also) = peer_rule(role, side, id);
     Some(Opened {

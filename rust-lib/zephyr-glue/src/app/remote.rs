@@ -12,8 +12,9 @@ use super::{
 };
 use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;
+use crate::logger::{error, info};
 use crate::time::{self, cycles};
-use crate::{logger, thread, FixedBuf};
+use crate::{thread, FixedBuf};
 use core::cell::UnsafeCell;
 use rpmsg_app::remote::{self as app, Received, RemoteApp};
 use rpmsg_app::{ErrorOnce, Port};
@@ -23,7 +24,6 @@ type App = RemoteApp<'static, IvshmemDoorbell>;
 
 /// Entry of the remote image (`rust_main`): starts the receive thread.
 pub fn main() {
-    logger::init(log::LevelFilter::Info);
     thread::start_rx_thread();
 }
 
@@ -81,7 +81,7 @@ pub fn rx_main() {
     let node = match Remote::new_remote(opened.region, opened.config, Some(opened.id), doorbell) {
         Ok(n) => n,
         Err(e) => {
-            log::error!("remote: engine: {}", e);
+            error!("remote: engine: ", e);
             return;
         }
     };
@@ -90,11 +90,11 @@ pub fn rx_main() {
     let app = match RemoteApp::new(node, false) {
         Ok(a) => a,
         Err(e) => {
-            log::error!("remote: cannot create the endpoints: {}", e);
+            error!("remote: cannot create the endpoints: ", e);
             return;
         }
     };
-    log::info!("remote: endpoint \"k\", waiting for the host");
+    info!("remote: endpoint \"k\", waiting for the host");
     // SAFETY: the only reference to LINE, taken once by the one receive thread.
     let line = unsafe { &mut *LINE.0.get() };
     let out = Console { line, shell: None };
@@ -102,25 +102,27 @@ pub fn rx_main() {
 }
 
 /// The remote attached to a new host session: rings the host as its id says, and offers
-/// the silent echo endpoint "bench" (for `rpmsg_ivshmem bench`) only to a host that
-/// publishes its id (ours). A C OpenAMP host sends to whichever endpoint was announced
-/// last before its `main` ran and never rebinds by name, so it must see "k" alone.
+/// the silent echo endpoint "bench" (for `rpmsg_ivshmem bench`, with
+/// CONFIG_RPMSG_IVSHMEM_BENCH) only to a host that publishes its id (ours). A C OpenAMP
+/// host sends to whichever endpoint was announced last before its `main` ran and never
+/// rebinds by name, so it must see "k" alone.
 #[inline(never)]
 fn attached(port: &mut NodePort) {
     let node = &mut port.app.node;
     super::ring_also_while_silent(node, port.also);
     // The engine rang the host as it attached, maybe before the second id was set.
     node.doorbell().ring_also();
-    if node.published_peer_id().is_some() && port.app.bench.is_none() {
+    let bench = cfg!(CONFIG_RPMSG_IVSHMEM_BENCH);
+    if bench && node.published_peer_id().is_some() && port.app.bench.is_none() {
         match node.create_endpoint(rpmsg_app::BENCH_ENDPOINT, None, None) {
             Ok(addr) => port.app.bench = Some(addr),
-            Err(e) => log::error!("remote: cannot create endpoint \"bench\": {}", e),
+            Err(e) => error!("remote: cannot create endpoint \"bench\": ", e),
         }
     }
 }
 
 /// Receives, echoes and greets, forever.
-fn serve(port: &mut NodePort, mut out: Console<'_, 640>) {
+fn serve(port: &mut NodePort, mut out: Console<'_>) {
     let spin = spin_cycles();
     let mut errors = ErrorOnce::new();
     let mut last_traffic: Option<u64> = None;
