@@ -207,7 +207,7 @@ impl Error {
     pub const fn texts(&self) -> (&'static str, &'static str) {
         let text = match self {
             Error::Peer(fault) => fault.text(),
-            Error::InvalidConfig(why) => return ("invalid configuration: ", why),
+            Error::InvalidConfig(why) => return ("invalid configuration: ", why.text()),
             Error::RegionTooSmall => "shared region too small for this configuration",
             Error::RegionMisaligned => "shared region pointer null or not 8-byte aligned",
             Error::OutOfBounds => "access outside the shared region",

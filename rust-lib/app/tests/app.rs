@@ -190,9 +190,9 @@ fn received_block(s: &str) -> String {
 #[test]
 fn diagnostic_parts_match_the_formatted_text() {
     use rpmsg_app::Part;
-    use rpmsg_engine::{Error, PeerFault};
+    use rpmsg_engine::{ConfigRule, Error, PeerFault};
     for e in [
-        Error::InvalidConfig("queue size must be a power of two"),
+        Error::InvalidConfig(ConfigRule::QueueSize),
         Error::NotReady,
         Error::Peer(PeerFault::BadNameService),
     ] {
