@@ -981,3 +981,71 @@ fn a_silent_remote_is_taken_as_gone_after_a_second_and_a_silent_host_likewise() 
     }
     panic!("remote never noticed the silent host");
 }
+
+/// A name-service record from endpoint 1024 to 53 (`destroy` or create) for `name` at `addr`.
+fn ns_record(name: &str, addr: u32, destroy: bool) -> Vec<u8> {
+    let mut m = vec![0u8; 40];
+    m[..name.len()].copy_from_slice(name.as_bytes());
+    m[32..36].copy_from_slice(&addr.to_le_bytes());
+    m[36..40].copy_from_slice(&u32::from(destroy).to_le_bytes());
+    m
+}
+
+/// Issue 12: a destroy of "k" (or "k" announced again elsewhere) written by a remote of
+/// ours left the host unbound until the remote restarted. The host takes it as a broken
+/// session: a fresh one, the remote attaches and announces again, "k" is bound again.
+#[test]
+fn a_forged_name_service_record_makes_the_host_rebind() {
+    for (case, record) in [
+        ("destroy", ns_record("k", 1024, true)),
+        ("moved", ns_record("k", 4000, false)),
+    ] {
+        let mem = HeapRegion::new(SIZE);
+        let mut h = host(&mem);
+        h.start().unwrap();
+        let mut r = remote(&mem);
+        let ept = bring_up(&mut h, &mut r);
+        r.try_send_to(1024, 53, &record).unwrap();
+        assert_eq!(
+            h.recv().map(|_| ()),
+            Err(Error::Peer(PeerFault::NameServiceConflict)),
+            "{case}"
+        );
+        assert_eq!(h.endpoint(ept).and_then(|e| e.dest()), Some(1024), "{case}");
+        assert_eq!(bring_up(&mut h, &mut r), ept, "{case}");
+        assert_eq!(h.stats().resets, 1, "{case}");
+        h.try_send(ept, b"again").unwrap();
+        assert_eq!(echo_one(&mut r).as_deref(), Some(&b"again"[..]), "{case}");
+        assert_eq!(
+            recv_payload(&mut h).as_deref(),
+            Some(&b"again"[..]),
+            "{case}"
+        );
+    }
+}
+
+/// A remote that publishes no id (a C OpenAMP node) may destroy its endpoints: taken as
+/// written, no new session.
+#[test]
+fn a_c_remote_may_destroy_its_endpoint() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    let mut r = remote(&mem);
+    let _ = r.poll();
+    erase_remote_ack(&mem);
+    let ept = match h.recv().unwrap() {
+        Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
+        other => panic!("expected the announcement, got {other:?}"),
+    };
+    assert_eq!(h.published_peer_id(), None, "a C remote publishes no id");
+    r.try_send_to(1024, 53, &ns_record("k", 1024, true))
+        .unwrap();
+    assert!(matches!(
+        h.recv(),
+        Ok(Some(Event::NameServiceDestroy { .. }))
+    ));
+    assert_eq!(h.endpoint(ept).and_then(|e| e.dest()), None);
+    assert_eq!(h.link_state(), LinkState::Up);
+    assert_eq!(h.stats().resets, 0);
+}
