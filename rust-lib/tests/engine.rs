@@ -6,6 +6,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use rpmsg_engine::layout::QueueId;
 use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
 use rpmsg_engine::wire::CONTROL_BLOCK_OFFSET;
+use rpmsg_engine::rpmsg::{BEAT_PERIOD_US, SILENCE_US};
 use rpmsg_engine::{Config, Error, Event, Host, LinkState, PeerFault, Remote};
 
 const SIZE: usize = 64 * 1024;
@@ -1048,4 +1049,32 @@ fn a_c_remote_may_destroy_its_endpoint() {
     assert_eq!(h.endpoint(ept).and_then(|e| e.dest()), None);
     assert_eq!(h.link_state(), LinkState::Up);
     assert_eq!(h.stats().resets, 0);
+}
+
+/// What a firmware node sleeps on: the next heartbeat while linked, nothing due before;
+/// the peer's heartbeat counts once it moved.
+#[test]
+fn keep_alive_says_when_it_is_due_and_whether_the_peer_beats() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = host(&mem);
+    h.start().unwrap();
+    assert_eq!(h.next_keep_alive_us(), None, "not linked");
+    let mut r = remote(&mem);
+    bring_up(&mut h, &mut r);
+    assert_eq!(h.keep_alive(1_000), Ok(true));
+    assert_eq!(h.next_keep_alive_us(), Some(1_000 + BEAT_PERIOD_US));
+    assert!(!h.peer_heartbeat());
+    assert_eq!(r.keep_alive(5_000), Ok(true));
+    assert_eq!(h.keep_alive(100_000), Ok(true));
+    assert!(h.peer_heartbeat());
+    // The remote stops: after SILENCE_US the host starts a new session.
+    let mut t = 100_000;
+    while h.keep_alive(t) == Ok(true) {
+        t += BEAT_PERIOD_US;
+        assert!(t < 100_000 + SILENCE_US + 2 * BEAT_PERIOD_US, "not noticed");
+    }
+    assert_eq!(h.link_state(), LinkState::Waiting);
+    assert_eq!(h.next_keep_alive_us(), None);
+    assert!(!h.peer_heartbeat());
+    assert_eq!(h.stats().silent_peers, 1);
 }

@@ -82,6 +82,26 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         R::peer_gone(self)?;
         Ok(false)
     }
+
+    /// When [`Rpmsg::keep_alive`] wants to be called next (in its `now_us` time base): the
+    /// next heartbeat of ours while the link is up, `None` otherwise (then nothing is due).
+    /// A node that sleeps until then loses nothing: the peer's silence is judged only
+    /// over [`SILENCE_US`], four periods.
+    pub fn next_keep_alive_us(&self) -> Option<u64> {
+        let current = self.link == LinkState::Up
+            && self.session_current()
+            && self.liveness.session == self.session;
+        current.then_some(self.liveness.next_beat_us)
+    }
+
+    /// Whether the peer's heartbeat moved in this session: then a peer that stops is
+    /// noticed within [`SILENCE_US`]. False for a peer that never beats (a C OpenAMP node),
+    /// and for ours until its first beat.
+    pub fn peer_heartbeat(&self) -> bool {
+        self.link == LinkState::Up
+            && self.liveness.session == self.session
+            && self.liveness.peer_beats
+    }
 }
 
 #[cfg(test)]
