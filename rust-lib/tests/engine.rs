@@ -4,9 +4,9 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use rpmsg_engine::layout::QueueId;
+use rpmsg_engine::rpmsg::{BEAT_PERIOD_US, SILENCE_US};
 use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
 use rpmsg_engine::wire::CONTROL_BLOCK_OFFSET;
-use rpmsg_engine::rpmsg::{BEAT_PERIOD_US, SILENCE_US};
 use rpmsg_engine::{Config, Error, Event, Host, LinkState, PeerFault, Remote};
 
 const SIZE: usize = 64 * 1024;
@@ -24,6 +24,12 @@ fn host(mem: &HeapRegion) -> H<'_> {
         BellDoorbell::new(Bell::new()),
     )
     .unwrap()
+}
+
+fn started_host(mem: &HeapRegion) -> H<'_> {
+    let mut h = host(mem);
+    h.start().unwrap();
+    h
 }
 
 fn remote_with(mem: &HeapRegion, id: u16) -> R<'_> {
@@ -772,6 +778,17 @@ fn sessions_start_at_one_without_a_control_block() {
 
 /// Erases the remote's acknowledgement (id, session) from the control area: a C OpenAMP
 /// remote never writes one.
+/// Brings the link up with `r` acting as a C remote (it announces "k" but its
+/// acknowledgement, with its id, is erased); returns the host's endpoint.
+fn bring_up_as_c_remote(mem: &HeapRegion, h: &mut H<'_>, r: &mut R<'_>) -> u32 {
+    let _ = r.poll();
+    erase_remote_ack(mem);
+    match h.recv().unwrap() {
+        Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
+        other => panic!("expected the announcement, got {other:?}"),
+    }
+}
+
 fn erase_remote_ack(mem: &HeapRegion) {
     let region = mem.region();
     region
@@ -792,12 +809,7 @@ fn a_c_remote_that_joins_after_the_host_is_rung_once_its_id_is_known() {
     let mut h = host(&mem);
     h.start().unwrap();
     let mut r = remote(&mem);
-    let _ = r.poll();
-    erase_remote_ack(&mem);
-    let ept = match h.recv().unwrap() {
-        Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
-        other => panic!("expected the announcement, got {other:?}"),
-    };
+    let ept = bring_up_as_c_remote(&mem, &mut h, &mut r);
     assert_eq!(h.link_state(), LinkState::Up);
     assert_eq!(h.peer_id(), None);
     h.set_fallback_peer_id(Some(REMOTE_ID));
@@ -1030,15 +1042,9 @@ fn a_forged_name_service_record_makes_the_host_rebind() {
 #[test]
 fn a_c_remote_may_destroy_its_endpoint() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     let mut r = remote(&mem);
-    let _ = r.poll();
-    erase_remote_ack(&mem);
-    let ept = match h.recv().unwrap() {
-        Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
-        other => panic!("expected the announcement, got {other:?}"),
-    };
+    let ept = bring_up_as_c_remote(&mem, &mut h, &mut r);
     assert_eq!(h.published_peer_id(), None, "a C remote publishes no id");
     r.try_send_to(1024, 53, &ns_record("k", 1024, true))
         .unwrap();
@@ -1056,8 +1062,7 @@ fn a_c_remote_may_destroy_its_endpoint() {
 #[test]
 fn keep_alive_says_when_it_is_due_and_whether_the_peer_beats() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = host(&mem);
-    h.start().unwrap();
+    let mut h = started_host(&mem);
     assert_eq!(h.next_keep_alive_us(), None, "not linked");
     let mut r = remote(&mem);
     bring_up(&mut h, &mut r);
