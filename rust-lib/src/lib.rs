@@ -63,7 +63,7 @@
 //! | `0x064` | 4 | host session number (+1 at every host (re)initialisation; never repeats) | host |
 //! | `0x068` | 4 | remote ivshmem id (`0xFFFFFFFF` = none) | remote |
 //! | `0x06C` | 4 | session the remote attached to; 0 with an id = "give me a fresh session" | remote |
-//! | `0x070` | 4 | host heartbeat: bumped every 250 ms while linked (0 = none; see [`Rpmsg::keep_alive`]) | host |
+//! | `0x070` | 4 | host heartbeat: bumped every 400 ms while linked (0 = none; see [`Rpmsg::keep_alive`]) | host |
 //! | `0x074` | 4 | remote heartbeat, likewise | remote |
 //! | `0x078` | 0x388 | unused, zero | — |
 //! | `0x400` | 16 × 512 | host receive buffers (posted on vring 0) | remote writes messages |
@@ -109,7 +109,7 @@
 //!   them for the whole of a host's `start()` could still write one entry at an old
 //!   position; a host that has not bound the destination yet drops it.)
 //! * **Liveness** ([`Rpmsg::keep_alive`], called whenever a node waits): while linked,
-//!   each of our nodes bumps its heartbeat word every 250 ms (a store, no doorbell). A peer
+//!   each of our nodes bumps its heartbeat word every 400 ms (a store, no doorbell). A peer
 //!   whose word moved in this session and then stands still for 1 s, with no message from
 //!   it meanwhile, is gone: the host
 //!   starts a fresh session (its `status` says it waits for a remote, `send` answers not

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::platform::Doorbell;
 
 /// How often a linked node bumps its heartbeat, in microseconds.
-pub const BEAT_PERIOD_US: u64 = 250_000;
+pub const BEAT_PERIOD_US: u64 = 400_000;
 /// How long a peer's heartbeat may stand still before the peer is taken as gone, in
 /// microseconds.
 pub const SILENCE_US: u64 = 1_000_000;
