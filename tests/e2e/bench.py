@@ -391,6 +391,7 @@ def main():
             spin_rig.server_bin = rig.server_bin
             dirs = [os.path.join(spin_rig.build_root, app) for app in ("host", "remote")]
             if not a.no_build:
+                os.makedirs(spin_rig.build_root, exist_ok=True)
                 dirs = [spin_rig.build(app) for app in ("host", "remote")]
             pairs.append(Pair("rust-spin0", *[os.path.join(d, "zephyr", "zephyr.elf") for d in dirs],
                               icount, rig))
