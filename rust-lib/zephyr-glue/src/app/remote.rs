@@ -142,6 +142,21 @@ fn keep_alive(port: &mut NodePort, out: &mut Console<'_, 640>) -> u32 {
     live.sleep_ms
 }
 
+/// Looks at the rings until `until` (cycles), the host told not to ring meanwhile; true
+/// if something came.
+fn more_within(port: &mut NodePort, until: u64) -> bool {
+    if cycles() >= until {
+        return false;
+    }
+    let _ = port.app.node.busy_poll();
+    while cycles() < until {
+        if port.app.node.has_pending() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Receives, echoes and greets, forever.
 fn serve(port: &mut NodePort, mut out: Console<'_, 640>) {
     let spin = spin_cycles();
@@ -178,17 +193,8 @@ fn serve(port: &mut NodePort, mut out: Console<'_, 640>) {
         }
         // After traffic, look at the rings for a while: the host need not ring us.
         if let Some(t) = last_traffic.take() {
-            let until = t.saturating_add(spin);
-            if cycles() < until {
-                let _ = port.app.node.busy_poll();
-                while cycles() < until {
-                    if port.app.node.has_pending() {
-                        last_traffic = Some(t);
-                        break;
-                    }
-                }
-            }
-            if last_traffic.is_some() {
+            if more_within(port, t.saturating_add(spin)) {
+                last_traffic = Some(t);
                 continue;
             }
         }
