@@ -132,6 +132,15 @@ impl EndpointTable {
         true
     }
 
+    /// Whether a name-service record would undo a binding: a destroy of an address one of
+    /// our endpoints is bound to, or an announcement of a bound name at another address.
+    pub fn undone_by(&self, name: &str, addr: u32, destroy: bool) -> bool {
+        self.endpoints.iter().any(|e| match destroy {
+            true => e.dest == addr,
+            false => e.name == name && e.dest != RPMSG_ADDR_ANY && e.dest != addr,
+        })
+    }
+
     /// Unbinds every endpoint bound to `remote` (the peer destroyed it).
     pub fn unbind(&mut self, remote: u32) {
         for e in self.endpoints.iter_mut().filter(|e| e.dest == remote) {

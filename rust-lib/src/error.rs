@@ -72,6 +72,9 @@ text_enum! {
         BadControlValue => "invalid value in the shared control area",
         /// A message arrived for an endpoint address that does not exist here.
         UnknownDestination => "message for an unknown endpoint",
+        /// A remote of ours destroyed an endpoint we are bound to, or announced a bound name at
+        /// another address: it never does either within a session.
+        NameServiceConflict => "name-service message undoes a binding of this session",
     }
 }
 
@@ -79,9 +82,13 @@ impl PeerFault {
     /// Number of kinds.
     pub const KINDS: usize = PeerFault::ALL.len();
 
-    /// A ring index moved impossibly far: the link is broken until a new session.
+    /// A ring index moved impossibly far, or the bindings of the session are no longer
+    /// the remote's: the link is broken until a new session.
     pub const fn breaks_link(self) -> bool {
-        matches!(self, Self::AvailIndexOutOfRange | Self::UsedIndexOutOfRange)
+        matches!(
+            self,
+            Self::AvailIndexOutOfRange | Self::UsedIndexOutOfRange | Self::NameServiceConflict
+        )
     }
 }
 

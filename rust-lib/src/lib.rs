@@ -63,7 +63,7 @@
 //! | `0x064` | 4 | host session number (+1 at every host (re)initialisation; never repeats) | host |
 //! | `0x068` | 4 | remote ivshmem id (`0xFFFFFFFF` = none) | remote |
 //! | `0x06C` | 4 | session the remote attached to; 0 with an id = "give me a fresh session" | remote |
-//! | `0x070` | 4 | host heartbeat: bumped every 250 ms while linked (0 = none; see [`Rpmsg::keep_alive`]) | host |
+//! | `0x070` | 4 | host heartbeat: bumped every 400 ms while linked (0 = none; see [`Rpmsg::keep_alive`]) | host |
 //! | `0x074` | 4 | remote heartbeat, likewise | remote |
 //! | `0x078` | 0x388 | unused, zero | — |
 //! | `0x400` | 16 × 512 | host receive buffers (posted on vring 0) | remote writes messages |
@@ -109,10 +109,17 @@
 //!   them for the whole of a host's `start()` could still write one entry at an old
 //!   position; a host that has not bound the destination yet drops it.)
 //! * **Liveness** ([`Rpmsg::keep_alive`], called whenever a node waits): while linked,
-//!   each of our nodes bumps its heartbeat word every 250 ms (a store, no doorbell). A peer
-//!   whose word moved in this session and then stands still for 1 s is gone: the host
+//!   each of our nodes bumps its heartbeat word every 400 ms (a store, no doorbell). A peer
+//!   whose word moved in this session and then stands still for 1 s, with no message from
+//!   it meanwhile, is gone: the host
 //!   starts a fresh session (its `status` says it waits for a remote, `send` answers not
 //!   ready, the next remote attaches), a remote writes `(own id, 0)` and waits for a host.
+//!   [`Rpmsg::next_keep_alive_us`] says when the next call is due, so a node can sleep on
+//!   its doorbell until then instead of polling.
+//! * **Name service**: a remote of ours announces each endpoint once per session and never
+//!   destroys one; a record from it that undoes a binding of the session (a destroy, or a
+//!   bound name at another address) is counted as a peer fault and the host starts a fresh
+//!   session, in which the remote announces again. A C remote's records are taken as written.
 //! * **Corruption**: the host re-reads its own status byte and session number at every
 //!   look; another value there, an impossible remote word, a ring index out of range or a
 //!   ring entry it had to reject (a buffer lost to the session) make it start a fresh

@@ -4,6 +4,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use rpmsg_engine::layout::QueueId;
+use rpmsg_engine::rpmsg::{BEAT_PERIOD_US, SILENCE_US};
 use rpmsg_engine::testing::{Bell, BellDoorbell, HeapRegion};
 use rpmsg_engine::wire::CONTROL_BLOCK_OFFSET;
 
@@ -619,6 +620,17 @@ fn sessions_start_at_one_without_a_control_block() {
 
 /// Erases the remote's acknowledgement (id, session) from the control area: a C OpenAMP
 /// remote never writes one.
+/// Brings the link up with `r` acting as a C remote (it announces "k" but its
+/// acknowledgement, with its id, is erased); returns the host's endpoint.
+fn bring_up_as_c_remote(mem: &HeapRegion, h: &mut H<'_>, r: &mut R<'_>) -> u32 {
+    let _ = r.poll();
+    erase_remote_ack(mem);
+    match h.recv().unwrap() {
+        Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
+        other => panic!("expected the announcement, got {other:?}"),
+    }
+}
+
 fn erase_remote_ack(mem: &HeapRegion) {
     let region = mem.region();
     region
@@ -638,12 +650,7 @@ fn a_c_remote_that_joins_after_the_host_is_rung_once_its_id_is_known() {
     let mem = HeapRegion::new(SIZE);
     let mut h = started_host(&mem);
     let mut r = remote(&mem);
-    let _ = r.poll();
-    erase_remote_ack(&mem);
-    let ept = match h.recv().unwrap() {
-        Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
-        other => panic!("expected the announcement, got {other:?}"),
-    };
+    let ept = bring_up_as_c_remote(&mem, &mut h, &mut r);
     assert_eq!(h.link_state(), LinkState::Up);
     assert_eq!(h.peer_id(), None);
     h.set_fallback_peer_id(Some(REMOTE_ID));
@@ -796,4 +803,93 @@ fn a_silent_remote_is_taken_as_gone_after_a_second_and_a_silent_host_likewise() 
         }
     }
     panic!("remote never noticed the silent host");
+}
+
+/// A name-service record from endpoint 1024 to 53 (`destroy` or create) for `name` at `addr`.
+fn ns_record(name: &str, addr: u32, destroy: bool) -> Vec<u8> {
+    let mut m = vec![0u8; 40];
+    m[..name.len()].copy_from_slice(name.as_bytes());
+    m[32..36].copy_from_slice(&addr.to_le_bytes());
+    m[36..40].copy_from_slice(&u32::from(destroy).to_le_bytes());
+    m
+}
+
+/// Issue 12: a destroy of "k" (or "k" announced again elsewhere) written by a remote of
+/// ours left the host unbound until the remote restarted. The host takes it as a broken
+/// session: a fresh one, the remote attaches and announces again, "k" is bound again.
+#[test]
+fn a_forged_name_service_record_makes_the_host_rebind() {
+    for (case, record) in [
+        ("destroy", ns_record("k", 1024, true)),
+        ("moved", ns_record("k", 4000, false)),
+    ] {
+        let mem = HeapRegion::new(SIZE);
+        let mut h = host(&mem);
+        h.start().unwrap();
+        let mut r = remote(&mem);
+        let ept = bring_up(&mut h, &mut r);
+        r.try_send_to(1024, 53, &record).unwrap();
+        assert_eq!(
+            h.recv().map(|_| ()),
+            Err(Error::Peer(PeerFault::NameServiceConflict)),
+            "{case}"
+        );
+        assert_eq!(h.endpoint(ept).and_then(|e| e.dest()), Some(1024), "{case}");
+        assert_eq!(bring_up(&mut h, &mut r), ept, "{case}");
+        assert_eq!(h.stats().resets, 1, "{case}");
+        h.try_send(ept, b"again").unwrap();
+        assert_eq!(echo_one(&mut r).as_deref(), Some(&b"again"[..]), "{case}");
+        assert_eq!(
+            recv_payload(&mut h).as_deref(),
+            Some(&b"again"[..]),
+            "{case}"
+        );
+    }
+}
+
+/// A remote that publishes no id (a C OpenAMP node) may destroy its endpoints: taken as
+/// written, no new session.
+#[test]
+fn a_c_remote_may_destroy_its_endpoint() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = started_host(&mem);
+    let mut r = remote(&mem);
+    let ept = bring_up_as_c_remote(&mem, &mut h, &mut r);
+    assert_eq!(h.published_peer_id(), None, "a C remote publishes no id");
+    r.try_send_to(1024, 53, &ns_record("k", 1024, true))
+        .unwrap();
+    assert!(matches!(
+        h.recv(),
+        Ok(Some(Event::NameServiceDestroy { .. }))
+    ));
+    assert_eq!(h.endpoint(ept).and_then(|e| e.dest()), None);
+    assert_eq!(h.link_state(), LinkState::Up);
+    assert_eq!(h.stats().resets, 0);
+}
+
+/// What a firmware node sleeps on: the next heartbeat while linked, nothing due before;
+/// the peer's heartbeat counts once it moved.
+#[test]
+fn keep_alive_says_when_it_is_due_and_whether_the_peer_beats() {
+    let mem = HeapRegion::new(SIZE);
+    let mut h = started_host(&mem);
+    assert_eq!(h.next_keep_alive_us(), None, "not linked");
+    let mut r = remote(&mem);
+    bring_up(&mut h, &mut r);
+    assert_eq!(h.keep_alive(1_000), Ok(true));
+    assert_eq!(h.next_keep_alive_us(), Some(1_000 + BEAT_PERIOD_US));
+    assert!(!h.peer_heartbeat());
+    assert_eq!(r.keep_alive(5_000), Ok(true));
+    assert_eq!(h.keep_alive(100_000), Ok(true));
+    assert!(h.peer_heartbeat());
+    // The remote stops: after SILENCE_US the host starts a new session.
+    let mut t = 100_000;
+    while h.keep_alive(t) == Ok(true) {
+        t += BEAT_PERIOD_US;
+        assert!(t < 100_000 + SILENCE_US + 2 * BEAT_PERIOD_US, "not noticed");
+    }
+    assert_eq!(h.link_state(), LinkState::Waiting);
+    assert_eq!(h.next_keep_alive_us(), None);
+    assert!(!h.peer_heartbeat());
+    assert_eq!(h.stats().silent_peers, 1);
 }

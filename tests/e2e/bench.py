@@ -32,6 +32,13 @@ is a doorbell, the C sample's waiting strategy) and measures that pair in the sa
 The table gives median, min and max per figure and pair. Ratios between pairs come only
 from samples of the same run (pairs take turns within a run); with no other pair measured,
 no ratio is printed.
+
+Idle cost (`--idle SECONDS`, default 10; 0: not measured): once every pair is linked and
+before any traffic, and again after the runs, all pairs sit idle for that long side by
+side, and the CPU time each QEMU process used meanwhile (all its threads' run time from
+/proc/<pid>/task/*/schedstat, else utime + stime from /proc/<pid>/stat) is printed as a
+share of one host CPU, per pair and side. `--runs 0`
+measures the idle cost alone.
 """
 
 import argparse
@@ -246,6 +253,46 @@ def run_bench(host, payload, count):
     }
 
 
+def cpu_seconds(pid):
+    """CPU time of process `pid` so far, in seconds: the run time of all its threads from
+    /proc/<pid>/task/*/schedstat (nanoseconds), else utime + stime from /proc/<pid>/stat
+    (clock ticks: 10 ms, i.e. 0.1 % of a CPU over 10 s, too coarse for an idle guest)."""
+    try:
+        total = 0
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime and stime are fields 14 and 15 of stat: 12 and 13 after the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(pairs, seconds):
+    """Every pair idle for `seconds`, side by side: {pair: (host share, remote share)} of
+    one host CPU used by each QEMU process meanwhile."""
+    pids = {p.name: (p.host.qemu_pid, p.remote.proc.pid) for p in pairs}
+    before = {n: [cpu_seconds(pid) for pid in ps] for n, ps in pids.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    after = {n: [cpu_seconds(pid) for pid in ps] for n, ps in pids.items()}
+    wall = time.monotonic() - t0
+    return {n: tuple((a - b) / wall for a, b in zip(after[n], before[n])) for n in pids}
+
+
+def idle_rows(pairs, when, shares):
+    """The idle table's rows for one measurement (`when`), in percent of one CPU."""
+    lines = []
+    for p in pairs:
+        h, r = shares[p.name]
+        lines.append("%-46s %10.3f %10.3f  %% of one CPU" % ("%s: idle %s, host / remote" % (p.name, when),
+                                                            h * 100, r * 100))
+    return lines
+
+
 def machine():
     cpu = "?"
     try:
@@ -313,6 +360,8 @@ def main():
     p.add_argument("--spin-off", action="store_true",
                    help="also measure our images built with CONFIG_RPMSG_IVSHMEM_SPIN_US=0")
     p.add_argument("--keep", action="store_true", help="keep the consoles")
+    p.add_argument("--idle", type=float, default=10.0, metavar="SECONDS",
+                   help="idle CPU measured over this long, after link-up and after the runs (0: not)")
     a = p.parse_args()
     if not a.build_root:
         p.error("--build-root (or RPMSG_E2E_BUILD) is required")
@@ -323,6 +372,7 @@ def main():
     pairs = []
     results = {}
     loads = []
+    idle = []
     ok = False
     try:
         if a.no_build:
@@ -341,6 +391,7 @@ def main():
             spin_rig.server_bin = rig.server_bin
             dirs = [os.path.join(spin_rig.build_root, app) for app in ("host", "remote")]
             if not a.no_build:
+                os.makedirs(spin_rig.build_root, exist_ok=True)
                 dirs = [spin_rig.build(app) for app in ("host", "remote")]
             pairs.append(Pair("rust-spin0", *[os.path.join(d, "zephyr", "zephyr.elf") for d in dirs],
                               icount, rig))
@@ -349,7 +400,13 @@ def main():
             pairs.append(Pair(name, os.path.expanduser(h), os.path.expanduser(r), icount, rig))
         for pair in pairs:
             pair.start()
+        if a.idle > 0:
+            log("all pairs idle for %.0f s after link-up" % a.idle)
+            idle.append(("after link-up", idle_cpu(pairs, a.idle)))
+        for pair in pairs:
             results[pair.name] = {"send": [], "bench": {n: [] for n in payloads}}
+            if a.runs == 0:
+                continue
             # Warm-up.
             if not a.no_send:
                 run_send(pair.host, 10, pair.quiet)
@@ -373,6 +430,11 @@ def main():
                             n, b["wall_ms_per_rt"], b["wall_stream_msgs_s"], b["guest_rt_s"],
                             b["guest_p50_us"], b["guest_stream_msgs_s"])
                 log(line)
+        if a.idle > 0 and a.runs > 0:
+            # The consoles' last lines and deferred logs come out first.
+            time.sleep(1.0)
+            log("all pairs idle for %.0f s after the runs" % a.idle)
+            idle.append(("after traffic", idle_cpu(pairs, a.idle)))
         ok = True
     except Failure as e:
         log("FAILED: %s" % e)
@@ -393,8 +455,9 @@ def main():
 
     print()
     print("machine: %s" % machine())
-    print("load average (1 min) at the runs: median %.2f (%.2f-%.2f)" % (
-        statistics.median(loads), min(loads), max(loads)))
+    if loads:
+        print("load average (1 min) at the runs: median %.2f (%.2f-%.2f)" % (
+            statistics.median(loads), min(loads), max(loads)))
     print("%d runs; send: %d messages; bench: %d round trips, then %d streamed, 8 in flight" % (
         a.runs, a.send_count, a.count, a.count))
     print("wall: real time seen by this script; guest: the host image's own clock (icount)")
@@ -424,10 +487,18 @@ def main():
                 print(row("%s: bench %d B %s, guest" % (pair.name, n, label), [b[key] for b in rs], unit))
     for line in same_run_ratios(pairs, results):
         print(line)
+    if idle:
+        print()
+        print("idle CPU per QEMU process over %.0f s, every pair idle at the same time:" % a.idle)
+        print("%-46s %10s %10s" % ("", "host", "remote"))
+        for when, shares in idle:
+            for line in idle_rows(pairs, when, shares):
+                print(line)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"machine": machine(), "runs": a.runs, "count": a.count, "loads": loads,
-                       "send_count": a.send_count, "results": results}, f, indent=1)
+                       "send_count": a.send_count, "results": results,
+                       "idle_seconds": a.idle, "idle_cpu_share": dict(idle)}, f, indent=1)
     return 0
 
 

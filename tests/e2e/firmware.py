@@ -708,6 +708,46 @@ def scenario_remote_restart(rig, host, remote_dir):
     return remote
 
 
+def host_link(host):
+    """`rpmsg_ivshmem status`: the values of its `link` and `liveness` lines, as soon as
+    its last line is out (no pause after it: a caller polls with it)."""
+    m = host.mark_prompt()
+    host.type("rpmsg_ivshmem status")
+    host.expect(r"stray messages: \d+\r*\n", 10, "status")
+    sl = host.lines(m)
+    return status_value(sl, "link"), status_value(sl, "liveness")
+
+
+def scenario_killed_remote_noticed(rig, host, remote, remote_dir):
+    """Liveness (issue 12): the remote's QEMU is killed while the link is idle; within 2 s
+    the host's status no longer says `up` (the remote's heartbeat stopped), `send` answers
+    "not ready" at once, and a rebooted remote is linked with and echoes."""
+    log("--- the remote is killed: the host notices, a rebooted remote relinks")
+    link, liveness = host_link(host)
+    check(link == "up" and (liveness or "").startswith("heartbeat"),
+          "status before: link %r, liveness %r" % (link, liveness))
+    rig.stop(remote)
+    killed = time.time()
+    while link == "up" and time.time() - killed < 4:
+        time.sleep(0.1)
+        link, _ = host_link(host)
+    noticed = time.time() - killed
+    check(link != "up" and noticed <= 2.0,
+          "remote killed: status says %r after %.1f s (at most 2 s)" % (link, noticed))
+    t = time.time()
+    m = run_command(host, 'rpmsg_ivshmem send "late" 1', re.escape(NOT_READY), 5, "not-ready text")
+    answered = time.time() - t - 0.5  # run_command waits 0.5 s for the rest of the output
+    check(NOT_READY in host.lines(m) and answered < 1.0,
+          "send after the remote was noticed gone: not ready at once (%.1f s)" % answered)
+    remote = rig.boot("remote-killed-then-rebooted", remote_dir)
+    remote.expect(re.escape(BANNER % (BOARD, "Remote")), LINK_TIMEOUT, "remote banner")
+    host.expect(re.escape(BANNER % (BOARD, "Host")), LINK_TIMEOUT, "host banner again")
+    exchange_ok(host, remote, "after the remote was killed", 1, "rebooted remote")
+    console_clean(remote, "Remote", remote_text_ok)
+    console_clean(host, "Host")
+    return remote
+
+
 def scenario_host_first(rig, host_dir, remote_dir, old):
     """Host first (the shell works before the link is up), then the remote; then the
     host restarts under the running remote."""
@@ -819,6 +859,8 @@ def scenario_c_remote(rig, host_dir, c_remote_elf, consoles):
     sl = host.lines(m)
     check(status_value(sl, "link") == "up" and status_value(sl, "errors") == "0",
           "status: link up, no errors")
+    check((status_value(sl, "liveness") or "").startswith("not watched"),
+          "status: liveness %r (a C remote has no heartbeat)" % status_value(sl, "liveness"))
     timeout_after_kill(rig, host, remote, "the C remote image")
     if consoles:
         print_console("our host", host)
@@ -929,7 +971,8 @@ def cmd_test(args):
                 print_console("remote (killed at the end)", remote)
             if not args.quick:
                 remote2 = scenario_remote_restart(rig, host, remote_dir)
-                scenario_host_first(rig, host_dir, remote_dir, [host, remote2])
+                remote3 = scenario_killed_remote_noticed(rig, host, remote2, remote_dir)
+                scenario_host_first(rig, host_dir, remote_dir, [host, remote3])
         if c_host or c_remote:
             rig.build_native()
             if c_host:

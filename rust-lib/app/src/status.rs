@@ -23,6 +23,8 @@ pub fn write<D: Doorbell>(out: &mut impl Text, app: &HostApp<'_, D>, extra: &[(&
     optional(out, node.peer_id().map(u64::from));
     out.put(b"\nlink: ");
     out.put(link.as_bytes());
+    out.put(b"\nliveness: ");
+    out.put(liveness(app).as_bytes());
     out.put(b"\nsession: ");
     out.put_u64(u64::from(node.session()));
     out.put(b"\nendpoint: ");
@@ -46,11 +48,27 @@ pub fn write<D: Doorbell>(out: &mut impl Text, app: &HostApp<'_, D>, extra: &[(&
         ("resets", s.resets),
         ("errors", u64::from(counters.total())),
         ("peer faults", u64::from(counters.peer_faults())),
+        ("silent peers", s.silent_peers),
         ("stray messages", app.stray),
     ] {
         counter(out, key, value);
     }
     out.put(b"\n");
+}
+
+/// What the host can know of whether its remote still runs: only a remote that beats
+/// its heartbeat is watched (a C OpenAMP remote does not: `up` may then outlive it).
+fn liveness<D: Doorbell>(app: &HostApp<'_, D>) -> &'static str {
+    let node = &app.node;
+    if node.link_state() != LinkState::Up {
+        "no remote"
+    } else if node.peer_heartbeat() {
+        "heartbeat (a stopped remote is noticed within 1 s)"
+    } else if node.published_peer_id().is_some() {
+        "heartbeat not seen yet"
+    } else {
+        "not watched (the remote has no heartbeat, e.g. a C OpenAMP node: a stopped remote is not noticed)"
+    }
 }
 
 fn counter(out: &mut impl Text, key: &str, value: u64) {

@@ -9,6 +9,12 @@ use crate::Text;
 pub const NOT_READY: &str = "RPMsg over IVSHMEM backend is not ready yet!";
 /// No echo within the reply timeout.
 pub const TIMED_OUT: &str = "Remote side response timed out!";
+/// The host's log line when the remote's heartbeat stopped (`Rpmsg::keep_alive`).
+pub const REMOTE_SILENT: &str =
+    "host: the remote's heartbeat stopped; new session, waiting for a remote";
+/// The remote's log line when the host's heartbeat stopped.
+pub const HOST_SILENT: &str =
+    "remote: the host's heartbeat stopped; asked for a new session, waiting for a host";
 /// Zephyr's shell's answer to `rpmsg_ivshmem send` with the wrong number of arguments
 /// (first line; the usage follows).
 pub const SEND_WRONG_COUNT: &str = "send: wrong parameter count";

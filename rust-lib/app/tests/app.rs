@@ -389,10 +389,10 @@ fn status_text() {
     status::write(&mut text, &p.app, &[]);
     assert_eq!(
         String::from_utf8(text).unwrap(),
-        "role: host\nown id: 0\npeer id: none\nlink: waiting for a remote\nsession: 1\n\
+        "role: host\nown id: 0\npeer id: none\nlink: waiting for a remote\nliveness: no remote\nsession: 1\n\
          endpoint: none\nbench endpoint: none\ntx messages: 0\nrx messages: 0\n\
          notifications: 0\ndropped: 0\nresets: 0\nerrors: 0\npeer faults: 0\n\
-         stray messages: 0\n"
+         silent peers: 0\nstray messages: 0\n"
     );
     link_up(&mut p, &mut out);
     send(&mut p, &mut out, b"x", 2);
@@ -400,10 +400,10 @@ fn status_text() {
     status::write(&mut text, &p.app, &[("doorbells rung", 3)]);
     assert_eq!(
         String::from_utf8(text).unwrap(),
-        "role: host\nown id: 0\npeer id: 1\nlink: up\nsession: 1\n\
+        "role: host\nown id: 0\npeer id: 1\nlink: up\nliveness: heartbeat not seen yet\nsession: 1\n\
          endpoint: k 1024 -> 1024\nbench endpoint: bench 1025 -> 1025\ntx messages: 2\n\
          rx messages: 4\nnotifications: 2\ndoorbells rung: 3\ndropped: 0\nresets: 0\n\
-         errors: 0\npeer faults: 0\nstray messages: 0\n"
+         errors: 0\npeer faults: 0\nsilent peers: 0\nstray messages: 0\n"
     );
 }
 

@@ -289,6 +289,9 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                 let release = self.role.release_rx(id, buf);
                 self.after_release(release)?;
                 match record {
+                    Ok(r) if self.forged_name_service(&r.name, r.addr, r.destroy) => {
+                        return Err(self.fail(Error::Peer(PeerFault::NameServiceConflict)));
+                    }
                     Ok(r) if r.destroy => {
                         self.endpoints.unbind(r.addr);
                         return Ok(Some(Event::NameServiceDestroy {
@@ -322,6 +325,15 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
             })));
         }
         Ok(None)
+    }
+
+    /// A host's view of a name-service record that undoes a binding of this session: a
+    /// remote of ours (it publishes its id) announces each endpoint once per session and
+    /// never destroys one, so the record is forged or the remote is corrupted, and only a
+    /// fresh session (the remote announces again) brings the real bindings back. From a C
+    /// OpenAMP remote it is taken as written.
+    fn forged_name_service(&self, name: &str, addr: u32, destroy: bool) -> bool {
+        R::HOST && self.published_peer.is_some() && self.endpoints.undone_by(name, addr, destroy)
     }
 
     fn after_release(&mut self, notify: Result<bool>) -> Result<()> {

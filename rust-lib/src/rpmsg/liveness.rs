@@ -1,6 +1,8 @@
 //! Liveness: while linked, each of our nodes bumps its heartbeat word in the control area
 //! (no doorbell); a peer whose word moved at least once in this session and then stays
-//! still for [`SILENCE_US`] is taken as gone. A peer that never bumps it (a C OpenAMP
+//! still for [`SILENCE_US`], with no message from it meanwhile, is taken as gone. (A
+//! message proves life too: under QEMU's icount a guest that busy-polls sees its clock run
+//! ahead of its peer's, and a long exchange must not look like silence.) A peer that never bumps it (a C OpenAMP
 //! node, or one of ours from before heartbeats) is never judged by it.
 
 use super::{LinkState, Role, Rpmsg};
@@ -8,7 +10,7 @@ use crate::error::Result;
 use crate::platform::Doorbell;
 
 /// How often a linked node bumps its heartbeat, in microseconds.
-pub const BEAT_PERIOD_US: u64 = 250_000;
+pub const BEAT_PERIOD_US: u64 = 400_000;
 /// How long a peer's heartbeat may stand still before the peer is taken as gone, in
 /// microseconds.
 pub const SILENCE_US: u64 = 1_000_000;
@@ -23,6 +25,8 @@ pub(super) struct Liveness {
     peer_last: u32,
     peer_seen_us: u64,
     peer_beats: bool,
+    /// [`super::Stats::rx_messages`] at the last call.
+    rx_seen: u64,
 }
 
 impl Liveness {
@@ -36,12 +40,13 @@ impl Liveness {
         }
     }
 
-    /// Notes the peer's word; true if it has stood still for too long.
-    fn peer_silent(&mut self, peer: u32, now_us: u64) -> bool {
+    /// Notes the peer's word and whether a message came from it (`heard`) since the last
+    /// call; true if the word has stood still for too long with nothing heard.
+    fn peer_silent(&mut self, peer: u32, heard: bool, now_us: u64) -> bool {
         // After a long gap between our own calls we cannot tell whether the peer stopped.
         let gap = now_us.saturating_sub(self.last_call_us);
         self.last_call_us = now_us;
-        if peer != self.peer_last || gap >= SILENCE_US / 2 {
+        if peer != self.peer_last || heard || gap >= SILENCE_US / 2 {
             self.peer_beats |= peer != self.peer_last && peer != 0;
             self.peer_last = peer;
             self.peer_seen_us = now_us;
@@ -65,6 +70,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
         if self.liveness.session != self.session {
             self.liveness = Liveness::new(self.session, now_us);
+            self.liveness.rx_seen = self.stats.rx_messages;
         }
         let host = R::HOST;
         if now_us >= self.liveness.next_beat_us {
@@ -74,13 +80,35 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
             self.control.set_heartbeat(host, own)?;
         }
         let peer = self.control.heartbeat(!host)?;
-        if !self.liveness.peer_silent(peer, now_us) {
+        let rx = self.stats.rx_messages;
+        let heard = core::mem::replace(&mut self.liveness.rx_seen, rx) != rx;
+        if !self.liveness.peer_silent(peer, heard, now_us) {
             return Ok(true);
         }
         self.stats.silent_peers += 1;
         self.liveness = Liveness::default();
         R::peer_gone(self)?;
         Ok(false)
+    }
+
+    /// When [`Rpmsg::keep_alive`] wants to be called next (in its `now_us` time base): the
+    /// next heartbeat of ours while the link is up, `None` otherwise (then nothing is due).
+    /// A node that sleeps until then loses nothing: the peer's silence is judged only
+    /// over [`SILENCE_US`], four periods.
+    pub fn next_keep_alive_us(&self) -> Option<u64> {
+        let current = self.link == LinkState::Up
+            && self.session_current()
+            && self.liveness.session == self.session;
+        current.then_some(self.liveness.next_beat_us)
+    }
+
+    /// Whether the peer's heartbeat moved in this session: then a peer that stops is
+    /// noticed within [`SILENCE_US`]. False for a peer that never beats (a C OpenAMP node),
+    /// and for ours until its first beat.
+    pub fn peer_heartbeat(&self) -> bool {
+        self.link == LinkState::Up
+            && self.liveness.session == self.session
+            && self.liveness.peer_beats
     }
 }
 
@@ -92,28 +120,40 @@ mod tests {
     fn a_peer_without_heartbeat_is_never_silent() {
         let mut l = Liveness::new(1, 0);
         for t in 1..100 {
-            assert!(!l.peer_silent(0, t * 100_000));
+            assert!(!l.peer_silent(0, false, t * 100_000));
         }
     }
 
     #[test]
     fn a_heartbeat_that_stops_is_silent_after_a_second() {
         let mut l = Liveness::new(1, 0);
-        assert!(!l.peer_silent(1, 100_000));
+        assert!(!l.peer_silent(1, false, 100_000));
         for t in [300_000, 500_000, 700_000, 900_000, 1_000_000] {
-            assert!(!l.peer_silent(1, t), "{t}");
+            assert!(!l.peer_silent(1, false, t), "{t}");
         }
-        assert!(l.peer_silent(1, 1_100_000));
+        assert!(l.peer_silent(1, false, 1_100_000));
+    }
+
+    #[test]
+    fn messages_from_a_peer_whose_heartbeat_stands_still_keep_it_alive() {
+        let mut l = Liveness::new(1, 0);
+        assert!(!l.peer_silent(1, false, 100_000));
+        for t in (3..=30).map(|i| i * 100_000) {
+            assert!(!l.peer_silent(1, true, t), "{t}");
+        }
+        assert!(!l.peer_silent(1, false, 3_400_000));
+        assert!(!l.peer_silent(1, false, 3_800_000));
+        assert!(l.peer_silent(1, false, 4_100_000));
     }
 
     #[test]
     fn our_own_long_pause_is_not_taken_for_the_peers() {
         let mut l = Liveness::new(1, 0);
-        assert!(!l.peer_silent(1, 100_000));
+        assert!(!l.peer_silent(1, false, 100_000));
         // We did not look for 5 s: start counting again.
-        assert!(!l.peer_silent(1, 5_000_000));
-        assert!(!l.peer_silent(1, 5_400_000));
-        assert!(!l.peer_silent(1, 5_800_000));
-        assert!(l.peer_silent(1, 6_000_000));
+        assert!(!l.peer_silent(1, false, 5_000_000));
+        assert!(!l.peer_silent(1, false, 5_400_000));
+        assert!(!l.peer_silent(1, false, 5_800_000));
+        assert!(l.peer_silent(1, false, 6_000_000));
     }
 }

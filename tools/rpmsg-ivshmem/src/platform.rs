@@ -62,14 +62,11 @@ where
 {
     // Liveness first (our heartbeat, the peer's); no wait is longer than a heartbeat.
     if engine.keep_alive(uptime_us()) == Ok(false) {
-        match T::HOST {
-            true => crate::diag!(
-                "host: the remote's heartbeat stopped; new session, waiting for a remote"
-            ),
-            false => crate::diag!(
-                "remote: the host's heartbeat stopped; asked for a new session, waiting for a host"
-            ),
-        }
+        let text = match T::HOST {
+            true => rpmsg_app::text::REMOTE_SILENT,
+            false => rpmsg_app::text::HOST_SILENT,
+        };
+        crate::diag!("{text}");
     }
     let timeout = timeout.min(Duration::from_micros(rpmsg_engine::rpmsg::BEAT_PERIOD_US));
     let _ = engine.flush_doorbell();

@@ -396,6 +396,49 @@ fn a_silent_host_is_noticed_by_the_remote() {
     pair.check("silent host replaced");
 }
 
+/// Writes a message from the remote's endpoint 1024 to the name service (53) into the next
+/// receive buffer the host offers on vring 0, as the remote would send it (the real remote
+/// does not know: its next send takes the same buffer, which the host's new session makes
+/// moot). No doorbell: the host finds it at its next look.
+fn forge_name_service(pair: &Pair, name: &str, addr: u32, destroy: bool) {
+    let used = pair.read_u16(VRING0 + USED + 2);
+    let slot = u64::from(used) % QUEUE;
+    let id = u64::from(pair.read_u16(VRING0 + AVAIL + 4 + 2 * slot));
+    let desc = pair.read(VRING0 + 16 * id, 8);
+    let buf = u64::from_le_bytes(desc.try_into().unwrap()) - 0xafa0_0000;
+    assert!(buf < SIZE, "descriptor {id} at {buf:#x}");
+    let mut msg = Vec::new();
+    for word in [1024u32, 53, 0] {
+        msg.extend_from_slice(&word.to_le_bytes());
+    }
+    msg.extend_from_slice(&40u16.to_le_bytes());
+    msg.extend_from_slice(&[0, 0]);
+    let mut record = [0u8; 32];
+    record[..name.len()].copy_from_slice(name.as_bytes());
+    msg.extend_from_slice(&record);
+    msg.extend_from_slice(&addr.to_le_bytes());
+    msg.extend_from_slice(&u32::from(destroy).to_le_bytes());
+    pair.write(buf, &msg);
+    pair.write(VRING0 + USED + 4 + 8 * slot, &(id as u32).to_le_bytes());
+    pair.write(
+        VRING0 + USED + 8 + 8 * slot,
+        &(msg.len() as u32).to_le_bytes(),
+    );
+    pair.write(VRING0 + USED + 2, &used.wrapping_add(1).to_le_bytes());
+}
+
+/// Row 7: a name-service destroy of "k" written as if by the remote (or "k" announced
+/// again at another address). Before: the host stayed unbound ("not ready") until the
+/// remote restarted; now it starts a fresh session and the remote announces "k" again.
+#[test]
+fn a_name_service_destroy_or_move_of_k_is_healed() {
+    let mut pair = Pair::start();
+    forge_name_service(&pair, "k", 1024, true);
+    pair.check("name-service destroy of k");
+    forge_name_service(&pair, "k", 4000, false);
+    pair.check("k announced at another address");
+}
+
 fn host_session(host: &mut Proc) -> String {
     host_status_field(host, "session")
 }

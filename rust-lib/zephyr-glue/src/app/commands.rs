@@ -92,17 +92,30 @@ fn command_port() -> CommandPort {
 }
 
 /// Arguments 1 and 2 of a shell command (`None` where not given).
+type Args<'s> = (Option<&'s [u8]>, Option<&'s [u8]>);
+
+/// Runs a command: `f` gets the shell's console and arguments 1 and 2; its result is
+/// the command's.
 ///
 /// # Safety
 ///
-/// `argv` must hold `argc` valid NUL-terminated strings that live for `'s`, as Zephyr's
-/// shell passes them to a handler for the duration of the call.
-unsafe fn two_args<'s>(
+/// `argv` must hold `argc` valid NUL-terminated strings that live during the call, as
+/// Zephyr's shell passes them to a handler.
+unsafe fn run_command(
+    sh: *const c_void,
     argc: usize,
     argv: *const *const c_char,
-) -> (Option<&'s [u8]>, Option<&'s [u8]>) {
+    f: impl FnOnce(&mut Console<'_>, Args<'_>) -> c_int,
+) -> c_int {
+    let sh = Shell::from_raw(sh);
+    let mut line = Line::new();
+    let mut out = Console {
+        line: &mut line,
+        shell: Some(&sh),
+    };
     // SAFETY: forwarded from the caller.
-    unsafe { (shell::arg(argc, argv, 1), shell::arg(argc, argv, 2)) }
+    let args = unsafe { (shell::arg(argc, argv, 1), shell::arg(argc, argv, 2)) };
+    f(&mut out, args)
 }
 
 /// Prints a refused argument's error line; the command's result.
@@ -120,21 +133,19 @@ extern "C" fn rpmsg_glue_shell_send(
     argc: usize,
     argv: *const *const c_char,
 ) -> c_int {
-    let sh = Shell::from_raw(sh);
-    let mut line = Line::new();
-    let mut out = Console {
-        line: &mut line,
-        shell: Some(&sh),
-    };
     // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
-    let (text, count) = unsafe { two_args(argc, argv) };
+    unsafe { run_command(sh, argc, argv, send_command) }
+}
+
+/// `send` proper, on the shell's console.
+fn send_command(out: &mut Console<'_>, (text, count): Args<'_>) -> c_int {
     let args = command::send_args(text.unwrap_or(b""), count.unwrap_or(b""), MAX_PAYLOAD);
     let (text, count) = match args {
         Ok(args) => args,
-        Err(e) => return refuse(&mut out, e),
+        Err(e) => return refuse(out, e),
     };
     let port = &mut command_port();
-    match app::send(port, &mut out, text, count, SendOptions::default()) {
+    match app::send(port, out, text, count, SendOptions::default()) {
         SendOutcome::Done => 0,
         SendOutcome::NotReady => EAGAIN,
         SendOutcome::TimedOut => ETIMEDOUT,
@@ -162,26 +173,24 @@ extern "C" fn rpmsg_glue_shell_bench(
     argc: usize,
     argv: *const *const c_char,
 ) -> c_int {
-    let sh = Shell::from_raw(sh);
-    let mut line = Line::new();
-    let mut out = Console {
-        line: &mut line,
-        shell: Some(&sh),
-    };
     // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
-    let (payload, count) = unsafe { two_args(argc, argv) };
+    unsafe { run_command(sh, argc, argv, bench_command) }
+}
+
+/// `bench` proper, on the shell's console.
+fn bench_command(out: &mut Console<'_>, (payload, count): Args<'_>) -> c_int {
     let (size, n) = match command::bench_args(payload, count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
         Ok(args) => args,
-        Err(e) => return refuse(&mut out, e),
+        Err(e) => return refuse(out, e),
     };
     if BENCH_BUSY.swap(true, Ordering::Acquire) {
-        text::line(&mut out, text::BENCH_BUSY);
-        rpmsg_app::Console::end(&mut out);
+        text::line(out, text::BENCH_BUSY);
+        rpmsg_app::Console::end(out);
         return EBUSY;
     }
     // SAFETY: BENCH_BUSY is ours until the store below; nobody else touches SAMPLES.
     let samples = unsafe { &mut (&mut *SAMPLES.0.get())[..n as usize] };
-    let outcome = bench::run(&mut command_port(), &mut out, size, samples);
+    let outcome = bench::run(&mut command_port(), out, size, samples);
     BENCH_BUSY.store(false, Ordering::Release);
     match outcome {
         BenchOutcome::Done => 0,

@@ -5,10 +5,12 @@
 //! each short step; nobody waits inside it):
 //!
 //! * the receive thread (started at boot, so the shell is usable at once) initialises the
-//!   shared region, waits for doorbells with a [`RX_POLL_MS`] timeout, receives what no
-//!   command waits for (the remote's announcements, strays) and prints the banner each
-//!   time the link comes up. While a command runs it receives nothing and only wakes the
-//!   command ([`event::raise`]) on each doorbell;
+//!   shared region, keeps the link alive (heartbeats, `super::keep_alive`), receives what
+//!   no command waits for (the remote's announcements, strays) and prints the banner each
+//!   time the link comes up. Linked with a remote of ours it sleeps on the doorbell until
+//!   its next heartbeat; otherwise, and while a command runs, it looks every
+//!   [`RX_POLL_MS`]. While a command runs it receives nothing and only wakes the command
+//!   ([`event::raise`]) on each doorbell;
 //! * the shell thread runs the commands (`super::commands`, with
 //!   CONFIG_RPMSG_IVSHMEM_SHELL): it receives itself, busy-polls the rings for up to
 //!   CONFIG_RPMSG_IVSHMEM_SPIN_US (the remote does not ring meanwhile), then asks for
@@ -93,7 +95,8 @@ pub fn rx_main() {
     };
     let mut errors = ErrorOnce::new();
     loop {
-        if STATE.with(|s| s.busy).unwrap_or(false) {
+        let busy = STATE.with(|s| s.busy).unwrap_or(false);
+        if busy {
             // A command receives: tell it something may have come.
             event::raise();
         } else {
@@ -104,6 +107,21 @@ pub fn rx_main() {
                 errors.clear();
             }
         }
-        let _ = shm.wait_doorbell(Some(RX_POLL_MS));
+        let live = STATE.with(|s| super::keep_alive(&mut s.node));
+        let sleep_ms = match live {
+            Some(l) if l.gone => {
+                super::log_silent_peer(&mut out, true);
+                continue;
+            }
+            Some(l) if !busy => l.sleep_ms,
+            _ => RX_POLL_MS,
+        };
+        // Doorbells again (a command may have told the remote not to ring); sleep
+        // unless something came meanwhile. A doorbell after this stays pending in the
+        // driver's signal, so the wait below returns at once for it.
+        if !busy && STATE.with(|s| s.node.prepare_to_wait().unwrap_or(false)) == Some(true) {
+            continue;
+        }
+        let _ = shm.wait_doorbell(Some(sleep_ms));
     }
 }

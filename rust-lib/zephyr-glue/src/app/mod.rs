@@ -22,8 +22,10 @@ use rpmsg_engine::{Config, PeerIdRule, SharedRegion, Side};
 /// Payload bytes per message with the default 512-byte buffers (header: 16 bytes).
 pub const MAX_PAYLOAD: usize = 496;
 
-/// How long the receive thread sleeps on the doorbell before it looks at the link
-/// anyway (a peer that restarted may not ring).
+/// How long a receive thread sleeps on the doorbell before it looks at the link anyway
+/// while it is not linked with a peer of ours (a host that initialised the region rings
+/// nobody; a C OpenAMP peer may ring nobody) or a command runs. Linked with a peer of
+/// ours it sleeps until its next heartbeat instead ([`keep_alive`]).
 pub const RX_POLL_MS: u32 = 20;
 
 /// How often a thread that expects a message from a peer that publishes no id (a C
@@ -46,6 +48,44 @@ pub(crate) const BOARD: &str = zephyr::kconfig::CONFIG_BOARD;
 pub(crate) fn spin_cycles() -> u64 {
     // SAFETY: plain call into the C shim.
     crate::time::us_to_cycles(u64::from(unsafe { crate::ffi::rpmsg_glue_spin_us() }))
+}
+
+/// What [`keep_alive`] found.
+pub(crate) struct Liveness {
+    /// The peer's heartbeat stopped: the link went down (log it, outside any critical
+    /// section).
+    pub gone: bool,
+    /// How long the receive thread may sleep on its doorbell, in milliseconds.
+    pub sleep_ms: u32,
+}
+
+/// Keeps the link alive (our heartbeat, the peer's: `Rpmsg::keep_alive`), and says how
+/// long the receive thread may sleep on its doorbell after it asked for doorbells
+/// (`prepare_to_wait`) and found nothing: linked with a peer of ours, until our next
+/// heartbeat — such a peer rings for everything we wait for, and a host that restarts
+/// is seen at the next heartbeat — else [`RX_POLL_MS`].
+pub(crate) fn keep_alive<'a, R: rpmsg_engine::rpmsg::Role<'a>>(
+    node: &mut rpmsg_engine::Rpmsg<'a, R, IvshmemDoorbell>,
+) -> Liveness {
+    let now = crate::time::cycles_to_us(crate::time::cycles());
+    let gone = node.keep_alive(now) == Ok(false);
+    let sleep_ms = match node.next_keep_alive_us() {
+        Some(at) if node.published_peer_id().is_some() => {
+            (at.saturating_sub(now) / 1000 + 1).min(u64::from(u32::MAX)) as u32
+        }
+        _ => RX_POLL_MS,
+    };
+    Liveness { gone, sleep_ms }
+}
+
+/// Logs that the peer's heartbeat stopped (the node started or asked for a new session).
+pub(crate) fn log_silent_peer(out: &mut Console<'_>, host: bool) {
+    let text = if host {
+        rpmsg_app::text::REMOTE_SILENT
+    } else {
+        rpmsg_app::text::HOST_SILENT
+    };
+    rpmsg_app::Console::diag(out, &[rpmsg_app::Part::Str(text)]);
 }
 
 /// Milliseconds from now until `deadline` (cycles), at least 1.

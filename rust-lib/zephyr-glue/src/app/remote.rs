@@ -1,10 +1,13 @@
 //! The remote image: `rpmsg-app`'s remote (endpoints `"k"` and `"bench"`, echo, banner)
 //! over the IVSHMEM device.
 //!
-//! One thread owns the node: it waits for doorbells with a [`RX_POLL_MS`] timeout (so a
-//! host that (re)initialised the region is noticed even without a doorbell). After
-//! traffic it keeps looking at the rings for up to [`spin_cycles`] before it blocks, and
-//! the host does not ring it meanwhile.
+//! One thread owns the node and keeps the link alive (heartbeats, `super::keep_alive`).
+//! Linked with a host of ours it sleeps on the doorbell until its next heartbeat (the host
+//! rings for every message, and a host that restarted is seen at the next heartbeat);
+//! otherwise it looks every [`RX_POLL_MS`] (a host that initialises the region rings
+//! nobody) — or every [`SILENT_PEER_POLL_MS`] while messages come from a host that
+//! publishes no id. After traffic it keeps looking at the rings for up to
+//! [`spin_cycles`] before it blocks, and the host does not ring it meanwhile.
 
 use super::{
     ms_left, spin_cycles, Console, BOARD, MAX_PAYLOAD, RX_POLL_MS, SILENT_PEER_POLL_MS,
@@ -33,6 +36,8 @@ struct NodePort {
     shm: Ivshmem,
     /// The second id to ring while the host publishes none ([`super::Opened::also`]).
     also: Option<u16>,
+    /// The host's heartbeat stopped while [`Port::wait`] waited (logged by `serve`).
+    host_gone: bool,
 }
 
 impl Port<App> for NodePort {
@@ -50,6 +55,8 @@ impl Port<App> for NodePort {
 
     /// Waits for a doorbell (a transmit buffer coming back, with doorbells asked for).
     fn wait(&mut self, deadline: u64) {
+        // Our heartbeat goes on while we wait for the host (up to the reply timeout).
+        self.host_gone |= super::keep_alive(&mut self.app.node).gone;
         let _ = self.app.node.flush_doorbell();
         if self.app.node.prepare_to_wait().unwrap_or(true) {
             return;
@@ -98,7 +105,13 @@ pub fn rx_main() {
     // SAFETY: the only reference to LINE, taken once by the one receive thread.
     let line = unsafe { &mut *LINE.0.get() };
     let out = Console { line, shell: None };
-    serve(&mut NodePort { app, shm, also }, out);
+    let port = &mut NodePort {
+        app,
+        shm,
+        also,
+        host_gone: false,
+    };
+    serve(port, out);
 }
 
 /// The remote attached to a new host session: rings the host as its id says, and offers
@@ -121,6 +134,31 @@ fn attached(port: &mut NodePort) {
     }
 }
 
+/// `super::keep_alive`, logging a host whose heartbeat stopped; how long the thread may
+/// sleep.
+fn keep_alive(port: &mut NodePort, out: &mut Console<'_>) -> u32 {
+    let live = super::keep_alive(&mut port.app.node);
+    if core::mem::take(&mut port.host_gone) | live.gone {
+        super::log_silent_peer(out, false);
+    }
+    live.sleep_ms
+}
+
+/// Looks at the rings until `until` (cycles), the host told not to ring meanwhile; true
+/// if something came.
+fn more_within(port: &mut NodePort, until: u64) -> bool {
+    if cycles() >= until {
+        return false;
+    }
+    let _ = port.app.node.busy_poll();
+    while cycles() < until {
+        if port.app.node.has_pending() {
+            return true;
+        }
+    }
+    false
+}
+
 /// Receives, echoes and greets, forever.
 fn serve(port: &mut NodePort, mut out: Console<'_>) {
     let spin = spin_cycles();
@@ -130,6 +168,8 @@ fn serve(port: &mut NodePort, mut out: Console<'_>) {
     let mut seen_session: Option<u32> = None;
     let silent_window = time::us_to_cycles(SILENT_PEER_WINDOW_US);
     loop {
+        // Liveness, also between the batches of a long exchange (one load, mostly).
+        keep_alive(port, &mut out);
         // Everything pending; doorbells to the host are checked once at the end.
         port.app.node.defer_doorbells();
         loop {
@@ -155,17 +195,8 @@ fn serve(port: &mut NodePort, mut out: Console<'_>) {
         }
         // After traffic, look at the rings for a while: the host need not ring us.
         if let Some(t) = last_traffic.take() {
-            let until = t.saturating_add(spin);
-            if cycles() < until {
-                let _ = port.app.node.busy_poll();
-                while cycles() < until {
-                    if port.app.node.has_pending() {
-                        last_traffic = Some(t);
-                        break;
-                    }
-                }
-            }
-            if last_traffic.is_some() {
+            if more_within(port, t.saturating_add(spin)) {
+                last_traffic = Some(t);
                 continue;
             }
         }
@@ -176,7 +207,11 @@ fn serve(port: &mut NodePort, mut out: Console<'_>) {
         // A host that publishes no id may ring nobody: while its messages come, look often.
         let silent = port.app.node.published_peer_id().is_none()
             && cycles().saturating_sub(last_message) < silent_window;
-        let ms = if silent { SILENT_PEER_POLL_MS } else { RX_POLL_MS };
+        let ms = if silent {
+            SILENT_PEER_POLL_MS
+        } else {
+            keep_alive(port, &mut out)
+        };
         let _ = port.shm.wait_doorbell(Some(ms));
     }
 }
