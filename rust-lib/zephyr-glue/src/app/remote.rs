@@ -151,6 +151,7 @@ fn serve(port: &mut NodePort, mut out: Console<'_, 640>) {
             seen_session = port.app.greeted;
             attached(port);
         }
+        super::remote_status::publish(&port.app);
         // After traffic, look at the rings for a while: the host need not ring us.
         if let Some(t) = last_traffic.take() {
             let until = t.saturating_add(spin);
