@@ -516,10 +516,45 @@ def screen_lines(raw):
     return normalize(bytes(out))
 
 
+# The keys of the remote's `rpmsg_ivshmem status` answer, in order.
+REMOTE_STATUS_KEYS = ("role", "own id", "peer id", "link", "session", "endpoint",
+                      "bench endpoint", "tx messages", "rx messages", "notifications",
+                      "dropped", "resets", "errors", "peer faults", "echoed messages")
+
+
 def remote_text_ok(line):
-    """The remote's own console text: the banner and the echo blocks."""
+    """The remote's own console text: the banner, the echo blocks, and a typed
+    `rpmsg_ivshmem status` with its answer."""
     return (line in REMOTE_TEXT or line == BANNER % (BOARD, "Remote")
-            or (line.startswith("[ ") and line.endswith(" ]")))
+            or (line.startswith("[ ") and line.endswith(" ]"))
+            or line == PROMPT + "rpmsg_ivshmem status"
+            or line.split(": ", 1)[0] in REMOTE_STATUS_KEYS)
+
+
+# First line of an echo block -> its other lines: no prompt may come inside a block.
+BLOCK_STARTS = {"Host side sent a string:": 3, "Remote side echoed the string back:": 3}
+
+
+def prompt_problems(raw):
+    """Where the shell's prompt `uart:~$ ` is not allowed in console bytes `raw`: inside
+    a line, or inside an echo block. Allowed: at the start of a line outside blocks (a
+    redraw after text from another thread, which the shell erases before the next text:
+    the sample README's `uart:~$ Host side sent a string:`, or a typed command). Checked
+    on the bytes as sent, without applying the shell's erasing."""
+    text = ANSI.sub(b"", raw).replace(b"\r", b"").decode("utf-8", "replace")
+    problems = []
+    block_left = 0
+    for i, line in enumerate(text.split("\n")):
+        rest = line
+        while rest.startswith(PROMPT):
+            rest = rest[len(PROMPT):]
+        where = "raw line %d %r" % (i + 1, line[:100])
+        if PROMPT.strip() in rest:
+            problems.append("%s: a prompt inside a line" % where)
+        if block_left > 0 and rest != line:
+            problems.append("%s: a prompt inside an echo block" % where)
+        block_left = BLOCK_STARTS.get(rest, max(block_left - 1, 0))
+    return problems
 
 
 def console_problems(lines, side, text_ok=None):
@@ -555,10 +590,12 @@ def console_problems(lines, side, text_ok=None):
 
 
 def console_clean(g, side, text_ok=None):
-    """Every line of our image's console `g` passes `console_problems`."""
+    """Every line of our image's console `g` passes `console_problems`, and its prompts
+    `prompt_problems`."""
     with g.cond:
-        lines = screen_lines(bytes(g.raw[g.start:]))
-    problems = console_problems(lines, side, text_ok)
+        raw = bytes(g.raw[g.start:])
+    lines = screen_lines(raw)
+    problems = console_problems(lines, side, text_ok) + prompt_problems(raw)
     check(not problems, "%s console: every line whole and in order (%d lines)%s"
           % (g.name, len(lines), "".join("\n  " + p for p in problems[:10])))
 
@@ -594,7 +631,8 @@ def scenario_main(rig, host_dir, remote_dir):
     check("Host side sent a string:" not in remote.lines(before),
           "nothing was sent for the refused commands")
 
-    # The issue's exchange: 10 messages.
+    # The issue's exchange: 10 messages; the remote's status before and after.
+    before = remote_status(remote)
     text = "RPMsg over IVSHMEM"
     hm, rm = host.mark(), remote.mark()
     t = time.time()
@@ -612,6 +650,19 @@ def scenario_main(rig, host_dir, remote_dir):
     rl = remote.lines(rm)
     check(count_block(rl, remote_block(text)) == 10, "remote printed 10 exact blocks")
     check(find_block(rl, remote_block(text) * 10) >= 0, "remote blocks are contiguous")
+    after = remote_status(remote)
+    check([k for k, _ in after] == list(REMOTE_STATUS_KEYS),
+          "remote status: the fields %s" % ", ".join(REMOTE_STATUS_KEYS))
+    a, b = dict(after), dict(before)
+    check(a["role"] == "remote" and a["link"] == "up" and a["session"] == "1",
+          "remote status: role remote, link up, session 1")
+    check(a["own id"].isdigit() and a["peer id"].isdigit(),
+          "remote status: own id %s, peer id %s" % (a["own id"], a["peer id"]))
+    check(a["endpoint"] == "k 1024 -> 1024", "remote status: endpoint k bound to the host's 1024")
+    moved = {k: int(a[k]) - int(b[k]) for k in ("rx messages", "tx messages", "echoed messages")}
+    check(moved == {"rx messages": 10, "tx messages": 10, "echoed messages": 10},
+          "remote status: counters moved by the 10 messages %s" % moved)
+    check(a["errors"] == "0" and a["peer faults"] == "0", "remote status: no errors")
 
     # A string with spaces at the maximum length goes through.
     max_text = ("y" * 494) + "z"
@@ -625,6 +676,8 @@ def scenario_main(rig, host_dir, remote_dir):
     # status
     m = run_command(host, "rpmsg_ivshmem status", r"stray messages: \d+", 10, "status")
     sl = host.lines(m)
+    check((status_value(sl, "own id"), status_value(sl, "peer id")) == (a["peer id"], a["own id"]),
+          "status: the host's ids are the remote's, swapped")
     check(status_value(sl, "link") == "up", "status: link up")
     check(status_value(sl, "peer id") not in (None, "none"), "status: peer id %s" % status_value(sl, "peer id"))
     check(status_value(sl, "endpoint") == "k 1024 -> 1024", "status: endpoint k bound")
@@ -674,6 +727,17 @@ def scenario_main(rig, host_dir, remote_dir):
     host.pump(0.5)
     console_clean(host, "Host")
     return host, remote
+
+
+def remote_status(remote):
+    """Types `rpmsg_ivshmem status` on our remote; returns its answer as (key, value)
+    pairs, in order."""
+    m = run_command(remote, "rpmsg_ivshmem status", r"echoed messages: \d+", 10, "remote status")
+    lines = remote.lines(m)
+    i = find_block(lines, [PROMPT + "rpmsg_ivshmem status"])
+    check(i >= 0, "the remote answers rpmsg_ivshmem status")
+    pairs = [tuple(l.split(": ", 1)) for l in lines[i + 1:] if ": " in l]
+    return [p for p in pairs if p[0] in REMOTE_STATUS_KEYS]
 
 
 def exchange_ok(host, remote, text, count, what):
@@ -833,6 +897,9 @@ def scenario_c_host(rig, c_host_elf, remote_dir, consoles):
     m = run_command(host, "rpmsg_ivshmem send", re.escape("send - Usage:"), 10, "usage text")
     check(c_usage_ok(host.lines(m)), "C host: wrong parameter count prints the usage")
     exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "C host + our remote")
+    st = dict(remote_status(remote))
+    check((st.get("link"), st.get("echoed messages"), st.get("errors")) == ("up", "10", "0"),
+          "our remote's status with the C host: link up, 10 echoed, no errors")
     timeout_after_kill(rig, host, remote, "our remote image")
     if consoles:
         print_console("C host", host)
@@ -1038,6 +1105,8 @@ def cmd_demo(args):
         remote.pump(0.5)
         host.echo = None
         print()
+        # The remote's shell: what it says about the link and its counters.
+        run_command(remote, "rpmsg_ivshmem status", r"echoed messages: \d+", 10, "remote status")
         print_console("remote", remote)
         hl = host.lines(m)
         status = 0 if count > 0 and ("at message number %d" % count) in hl else 1

@@ -407,6 +407,36 @@ fn status_text() {
     );
 }
 
+#[test]
+fn remote_status_text() {
+    let mem = HeapRegion::new(64 * 1024);
+    let mut p = pair(&mem);
+    let mut out = Out::default();
+    let remote_text = |p: &Pair<'_>| {
+        let mut text = Vec::new();
+        status::write_remote(&mut text, &status::RemoteSnapshot::of(&p.peer.port.app));
+        String::from_utf8(text).unwrap()
+    };
+    assert_eq!(
+        remote_text(&p),
+        "role: remote\nown id: 1\npeer id: none\nlink: down (waiting for a host)\n\
+         session: 0\nendpoint: k 1024 (unbound)\nbench endpoint: bench 1025 (unbound)\n\
+         tx messages: 0\nrx messages: 0\nnotifications: 0\ndropped: 0\nresets: 0\n\
+         errors: 0\npeer faults: 0\nechoed messages: 0\n"
+    );
+    // "k" is bound by the first message; "bench" only by bench traffic. Sent: the two
+    // announcements and the two echoes.
+    link_up(&mut p, &mut out);
+    host::send(&mut p, &mut out, b"x", 2, SendOptions::default());
+    assert_eq!(
+        remote_text(&p),
+        "role: remote\nown id: 1\npeer id: 0\nlink: up\nsession: 1\n\
+         endpoint: k 1024 -> 1024\nbench endpoint: bench 1025 (unbound)\ntx messages: 4\n\
+         rx messages: 2\nnotifications: 3\ndropped: 0\nresets: 0\nerrors: 0\n\
+         peer faults: 0\nechoed messages: 2\n"
+    );
+}
+
 fn error_line(e: ArgError<'_>) -> String {
     let mut v = Vec::new();
     e.write_line(&mut v);

@@ -8,10 +8,11 @@
  * - The doorbell: one k_poll signal per MSI-X vector, registered with
  *   ivshmem_register_handler(), and a wait function over all of them.
  * - Console text without log prefixes (shell when active, printk otherwise).
- * - The `rpmsg_ivshmem send <string> <number of messages>` shell command, with
- *   mandatory arguments so Zephyr's shell itself prints the usage on a wrong
- *   count, `rpmsg_ivshmem bench [payload] [count]` and `rpmsg_ivshmem status`.
- *   Their handlers are Rust (rpmsg_glue_shell_send / _bench / _status in the
+ * - The host's `rpmsg_ivshmem send <string> <number of messages>` shell command,
+ *   with mandatory arguments so Zephyr's shell itself prints the usage on a wrong
+ *   count, `rpmsg_ivshmem bench [payload] [count]` and `rpmsg_ivshmem status`; the
+ *   remote's `rpmsg_ivshmem status` (CONFIG_RPMSG_IVSHMEM_REMOTE). Their handlers
+ *   are Rust (rpmsg_glue_shell_send / _bench / _status / _remote_status in the
  *   glue crate).
  * - A receive thread defined here (K_THREAD_DEFINE, not started) whose entry is
  *   Rust; Rust starts it with rpmsg_glue_rx_thread_start().
@@ -281,8 +282,21 @@ void rpmsg_glue_log_flush(void)
 
 /* ---- shell command -------------------------------------------------------------- */
 
-#ifdef CONFIG_RPMSG_IVSHMEM_SHELL
-/* Rust: zephyr_glue::app::host (the host application's command handlers). */
+#define RPMSG_GLUE_STATUS_HELP "Usage: rpmsg_ivshmem status (peer ids, link, session, counters)"
+
+#if defined(CONFIG_RPMSG_IVSHMEM_SHELL) && defined(CONFIG_RPMSG_IVSHMEM_REMOTE)
+/* Rust: zephyr_glue::app::remote_status. The remote has no send or bench: those are
+ * the host's commands.
+ */
+extern int rpmsg_glue_shell_remote_status(const struct shell *sh, size_t argc, char **argv);
+
+SHELL_STATIC_SUBCMD_SET_CREATE(rpmsg_ivshmem_cmds,
+	SHELL_CMD_ARG(status, NULL, RPMSG_GLUE_STATUS_HELP, rpmsg_glue_shell_remote_status, 1, 0),
+	SHELL_SUBCMD_SET_END);
+
+SHELL_CMD_REGISTER(rpmsg_ivshmem, &rpmsg_ivshmem_cmds, "RPMsg over IVSHMEM", NULL);
+#elif defined(CONFIG_RPMSG_IVSHMEM_SHELL)
+/* Rust: zephyr_glue::app::commands (the host application's command handlers). */
 extern int rpmsg_glue_shell_send(const struct shell *sh, size_t argc, char **argv);
 extern int rpmsg_glue_shell_status(const struct shell *sh, size_t argc, char **argv);
 #ifdef CONFIG_RPMSG_IVSHMEM_BENCH
@@ -304,9 +318,7 @@ SHELL_STATIC_SUBCMD_SET_CREATE(rpmsg_ivshmem_cmds,
 		      "[round trips 1-2000, default 1000]",
 		      rpmsg_glue_shell_bench, 1, 2),
 #endif
-	SHELL_CMD_ARG(status, NULL,
-		      "Usage: rpmsg_ivshmem status (peer ids, link, session, counters)",
-		      rpmsg_glue_shell_status, 1, 0),
+	SHELL_CMD_ARG(status, NULL, RPMSG_GLUE_STATUS_HELP, rpmsg_glue_shell_status, 1, 0),
 	SHELL_SUBCMD_SET_END);
 
 SHELL_CMD_REGISTER(rpmsg_ivshmem, &rpmsg_ivshmem_cmds, "RPMsg over IVSHMEM", NULL);

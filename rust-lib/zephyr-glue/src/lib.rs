@@ -8,7 +8,7 @@
 //! - [`time`]: uptime and sleep, for the engine's clock and timeouts.
 //! - [`console`]: text without log prefixes.
 //! - [`shell`]: the shell a command runs in, and its arguments (the `rpmsg_ivshmem`
-//!   commands are registered in C and handled in `app::host`).
+//!   commands are registered in C and handled in `app`).
 //! - [`thread`]: the receive thread (defined in C; its entry is the image crate's
 //!   `rpmsg_glue_rx_thread_main`).
 //! - `logger`: diagnostics into Zephyr logging without `core::fmt`, compiled out above

@@ -9,8 +9,9 @@
 //! send - Usage: rpmsg_ivshmem send <string> <number of messages>
 //! ```
 //!
-//! With the right count it calls the handlers, `rpmsg_glue_shell_send`, `_bench` and
-//! `_status`, defined in `app::host`.
+//! With the right count it calls the handlers: the host's `rpmsg_glue_shell_send`,
+//! `_bench` and `_status` (`app::commands`), the remote's `_remote_status`
+//! (`app::remote_status`; the remote registers only `status`).
 
 use crate::ffi;
 use core::ffi::{c_char, c_void, CStr};

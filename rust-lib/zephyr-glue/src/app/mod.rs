@@ -8,10 +8,11 @@
 //! counter), the shell and the console. Nothing on the per-message path allocates:
 //! console lines live in fixed buffers.
 
-#[cfg(CONFIG_RPMSG_IVSHMEM_SHELL)]
+#[cfg(all(CONFIG_RPMSG_IVSHMEM_SHELL, not(CONFIG_RPMSG_IVSHMEM_REMOTE)))]
 mod commands;
 pub mod host;
 pub mod remote;
+mod remote_status;
 
 use crate::engine::IvshmemDoorbell;
 use crate::ivshmem::Ivshmem;

@@ -193,6 +193,7 @@ fn serve(port: &mut NodePort, mut out: Console<'_>) {
             seen_session = port.app.greeted;
             attached(port);
         }
+        super::remote_status::publish(&port.app);
         // After traffic, look at the rings for a while: the host need not ring us.
         if let Some(t) = last_traffic.take() {
             if more_within(port, t.saturating_add(spin)) {
