@@ -622,13 +622,18 @@ fn sessions_start_at_one_without_a_control_block() {
 /// remote never writes one.
 /// Brings the link up with `r` acting as a C remote (it announces "k" but its
 /// acknowledgement, with its id, is erased); returns the host's endpoint.
-fn bring_up_as_c_remote(mem: &HeapRegion, h: &mut H<'_>, r: &mut R<'_>) -> u32 {
+/// A started host and a remote on `mem`, linked with the remote posing as a C node (its
+/// id erased from the control area); the host's endpoint bound to "k".
+fn c_remote_pair(mem: &HeapRegion) -> (H<'_>, R<'_>, u32) {
+    let mut h = started_host(mem);
+    let mut r = remote(mem);
     let _ = r.poll();
     erase_remote_ack(mem);
-    match h.recv().unwrap() {
+    let ept = match h.recv().unwrap() {
         Some(Event::NameServiceCreate { name, addr }) => h.bind(&name, addr).unwrap(),
         other => panic!("expected the announcement, got {other:?}"),
-    }
+    };
+    (h, r, ept)
 }
 
 fn erase_remote_ack(mem: &HeapRegion) {
@@ -648,9 +653,7 @@ fn a_c_remote_that_joins_after_the_host_is_rung_once_its_id_is_known() {
     // The C remote then announces "k" without publishing an id; the native host learns
     // the id from the server's peer list only now and must ring it from then on.
     let mem = HeapRegion::new(SIZE);
-    let mut h = started_host(&mem);
-    let mut r = remote(&mem);
-    let ept = bring_up_as_c_remote(&mem, &mut h, &mut r);
+    let (mut h, mut r, ept) = c_remote_pair(&mem);
     assert_eq!(h.link_state(), LinkState::Up);
     assert_eq!(h.peer_id(), None);
     h.set_fallback_peer_id(Some(REMOTE_ID));
@@ -852,9 +855,7 @@ fn a_forged_name_service_record_makes_the_host_rebind() {
 #[test]
 fn a_c_remote_may_destroy_its_endpoint() {
     let mem = HeapRegion::new(SIZE);
-    let mut h = started_host(&mem);
-    let mut r = remote(&mem);
-    let ept = bring_up_as_c_remote(&mem, &mut h, &mut r);
+    let (mut h, mut r, ept) = c_remote_pair(&mem);
     assert_eq!(h.published_peer_id(), None, "a C remote publishes no id");
     r.try_send_to(1024, 53, &ns_record("k", 1024, true))
         .unwrap();

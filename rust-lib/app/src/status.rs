@@ -159,7 +159,7 @@ fn liveness<D: Doorbell>(app: &HostApp<'_, D>) -> &'static str {
     if node.link_state() != LinkState::Up {
         "no remote"
     } else if node.peer_heartbeat() {
-        "heartbeat (a stopped remote is noticed within 1 s)"
+        "heartbeat (a stopped remote is noticed within 2 s)"
     } else if node.published_peer_id().is_some() {
         "heartbeat not seen yet"
     } else {

@@ -103,7 +103,9 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
     }
 
     /// Whether the peer's heartbeat moved in this session: then a peer that stops is
-    /// noticed within [`SILENCE_US`]. False for a peer that never beats (a C OpenAMP node),
+    /// noticed [`SILENCE_US`] after we last saw its word move, at our next call (calls
+    /// every [`BEAT_PERIOD_US`]: at most `SILENCE_US + 2 * BEAT_PERIOD_US` after it stopped,
+    /// 1.8 s). False for a peer that never beats (a C OpenAMP node),
     /// and for ours until its first beat.
     pub fn peer_heartbeat(&self) -> bool {
         self.link == LinkState::Up

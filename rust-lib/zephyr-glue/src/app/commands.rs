@@ -125,16 +125,23 @@ fn refuse(out: &mut Console<'_>, e: command::ArgError<'_>) -> c_int {
     EINVAL
 }
 
-/// `rpmsg_ivshmem send <string> <number of messages>` (registered in c/rpmsg_glue.c;
-/// Zephyr's shell checks that there are two arguments).
-#[no_mangle]
-extern "C" fn rpmsg_glue_shell_send(
-    sh: *const c_void,
-    argc: usize,
-    argv: *const *const c_char,
-) -> c_int {
-    // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
-    unsafe { run_command(sh, argc, argv, send_command) }
+/// Defines the C entry point of a shell command (registered in c/rpmsg_glue.c) that runs
+/// `$command` through [`run_command`].
+macro_rules! shell_entry {
+    ($(#[$attr:meta])* $entry:ident => $command:ident) => {
+        $(#[$attr])*
+        #[no_mangle]
+        extern "C" fn $entry(sh: *const c_void, argc: usize, argv: *const *const c_char) -> c_int {
+            // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
+            unsafe { run_command(sh, argc, argv, $command) }
+        }
+    };
+}
+
+shell_entry! {
+    /// `rpmsg_ivshmem send <string> <number of messages>` (Zephyr's shell checks that
+    /// there are two arguments).
+    rpmsg_glue_shell_send => send_command
 }
 
 /// `send` proper, on the shell's console.
@@ -165,19 +172,14 @@ static SAMPLES: Samples = Samples(UnsafeCell::new([0; BENCH_MAX_COUNT as usize])
 #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 static BENCH_BUSY: AtomicBool = AtomicBool::new(false);
 
-#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
-/// `rpmsg_ivshmem bench [payload] [count]` (`rpmsg_app::bench`).
-#[no_mangle]
-extern "C" fn rpmsg_glue_shell_bench(
-    sh: *const c_void,
-    argc: usize,
-    argv: *const *const c_char,
-) -> c_int {
-    // SAFETY: Zephyr's shell passes `argc` valid strings that live during the call.
-    unsafe { run_command(sh, argc, argv, bench_command) }
+shell_entry! {
+    /// `rpmsg_ivshmem bench [payload] [count]` (`rpmsg_app::bench`).
+    #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+    rpmsg_glue_shell_bench => bench_command
 }
 
 /// `bench` proper, on the shell's console.
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 fn bench_command(out: &mut Console<'_>, (payload, count): Args<'_>) -> c_int {
     let (size, n) = match command::bench_args(payload, count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
         Ok(args) => args,
@@ -200,26 +202,18 @@ fn bench_command(out: &mut Console<'_>, (payload, count): Args<'_>) -> c_int {
     }
 }
 
-/// `rpmsg_ivshmem status`: ids, link, session and counters, one `key: value` a line.
-#[no_mangle]
-extern "C" fn rpmsg_glue_shell_status(
-    sh: *const c_void,
-    _argc: usize,
-    _argv: *const *const c_char,
-) -> c_int {
-    let sh = Shell::from_raw(sh);
-    let mut line = Line::new();
-    // The same console type as the other commands: rpmsg-app's code once in the image.
-    let mut out = Console {
-        line: &mut line,
-        shell: Some(&sh),
-    };
-    // Copied inside the critical section, written to the shell outside it.
-    let ready = STATE.with(|s| status::write(&mut out, s, &[])).is_some();
+shell_entry! {
+    /// `rpmsg_ivshmem status`: ids, link, session and counters, one `key: value` a line.
+    rpmsg_glue_shell_status => status_command
+}
+
+/// `status` proper, on the shell's console.
+fn status_command(out: &mut Console<'_>, _: Args<'_>) -> c_int {
+    let ready = STATE.with(|s| status::write(out, s, &[])).is_some();
     if !ready {
-        text::line(&mut out, text::NOT_READY);
+        text::line(out, text::NOT_READY);
     }
-    rpmsg_app::Console::end(&mut out);
+    rpmsg_app::Console::end(out);
     if ready {
         0
     } else {
