@@ -1,16 +1,7 @@
 //! RPMsg over IVSHMEM, remote side (Zephyr). Thin: the application is rust-lib/app
 //! (`rpmsg-app`, shared with the native peer), its Zephyr adapter rust-lib/zephyr-glue
-//! (`app::remote`).
+//! (`app::remote`): the remote starts its receive thread, which attaches, announces "k" (and
+//! "bench") and echoes.
 #![no_std]
 
-#[no_mangle]
-extern "C" fn rust_main() {
-    // Starts the receive thread, which attaches, announces "k" and "bench", and echoes.
-    zephyr_glue::app::remote::main();
-}
-
-/// Entry of the receive thread (defined in the glue's C shim, started by `main`).
-#[no_mangle]
-extern "C" fn rpmsg_glue_rx_thread_main() {
-    zephyr_glue::app::remote::rx_main();
-}
+zephyr_glue::image_entry_points!(remote);

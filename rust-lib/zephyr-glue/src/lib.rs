@@ -42,6 +42,26 @@ pub mod shell;
 pub mod thread;
 pub mod time;
 
+/// Defines an image's two C entry points for the application `$role` (`host` or
+/// `remote`, a module of [`app`]): `rust_main`, which zephyr-lang-rust calls from Zephyr's
+/// main thread, and `rpmsg_glue_rx_thread_main`, the entry of the receive thread that the
+/// C shim defines.
+#[cfg(feature = "engine")]
+#[macro_export]
+macro_rules! image_entry_points {
+    ($role:ident) => {
+        #[no_mangle]
+        extern "C" fn rust_main() {
+            $crate::app::$role::main();
+        }
+
+        #[no_mangle]
+        extern "C" fn rpmsg_glue_rx_thread_main() {
+            $crate::app::$role::rx_main();
+        }
+    };
+}
+
 /// A negative Zephyr errno value returned by a C call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub i32);
