@@ -304,6 +304,22 @@ fn a_silent_remote_times_out_after_five_seconds() {
     assert_eq!(out.take(), echo_block("again", 1));
 }
 
+/// `send "hi" 1` while the peer does what the test set up: it must time out at once
+/// (well before its 5 s), with a diagnostic containing `why`.
+fn send_answers_at_once(p: &mut Pair<'_>, out: &mut Out, why: &str) {
+    p.peer.runs = false;
+    let start = p.now;
+    assert_eq!(send(p, out, b"hi", 1), SendOutcome::TimedOut);
+    assert_eq!(out.take(), "Remote side response timed out!\n");
+    assert!(
+        p.now - start < HZ / 10,
+        "answered after {} ticks",
+        p.now - start
+    );
+    assert!(out.diags.iter().any(|d| d.contains(why)), "{:?}", out.diags);
+    p.peer.runs = true;
+}
+
 /// A fresh session while a message waits for its echo: the echo cannot come any more
 /// (the session's buffers are gone), so `send` answers at once instead of waiting out
 /// its 5 s, and the next `send` works once the remote is back.
@@ -312,24 +328,9 @@ fn a_session_reset_during_send_answers_at_once() {
     let mem = HeapRegion::new(64 * 1024);
     let (mut p, mut out) = linked(&mem);
     p.peer.clear_status = Some(mem.region());
-    p.peer.runs = false;
     let session = p.app.node.session();
-    let start = p.now;
-    let outcome = send(&mut p, &mut out, b"hi", 1);
-    assert_eq!(outcome, SendOutcome::TimedOut);
-    assert_eq!(out.take(), "Remote side response timed out!\n");
-    assert!(
-        p.now - start < HZ / 10,
-        "answered after {} ticks",
-        p.now - start
-    );
+    send_answers_at_once(&mut p, &mut out, "link was reset");
     assert_ne!(p.app.node.session(), session);
-    assert!(
-        out.diags.iter().any(|d| d.contains("link was reset")),
-        "{:?}",
-        out.diags
-    );
-    p.peer.runs = true;
     link_up(&mut p, &mut out);
     out.take();
     assert_eq!(send(&mut p, &mut out, b"again", 1), SendOutcome::Done);
@@ -344,23 +345,8 @@ fn an_echo_dropped_as_invalid_ends_send_at_once() {
     let mem = HeapRegion::new(64 * 1024);
     let (mut p, mut out) = linked(&mem);
     p.peer.garble_echo = Some((mem.region(), Config::new(mem.region().len())));
-    p.peer.runs = false;
-    let start = p.now;
-    let outcome = send(&mut p, &mut out, b"hi", 1);
-    assert_eq!(outcome, SendOutcome::TimedOut);
-    assert_eq!(out.take(), "Remote side response timed out!\n");
-    assert!(
-        p.now - start < HZ / 10,
-        "answered after {} ticks",
-        p.now - start
-    );
+    send_answers_at_once(&mut p, &mut out, "dropped as invalid");
     assert_eq!(p.app.node.stats().dropped, 1);
-    assert!(
-        out.diags.iter().any(|d| d.contains("dropped as invalid")),
-        "{:?}",
-        out.diags
-    );
-    p.peer.runs = true;
     assert_eq!(send(&mut p, &mut out, b"again", 1), SendOutcome::Done);
     assert_eq!(out.take(), echo_block("again", 1));
 }

@@ -28,6 +28,15 @@ const HEAL: Duration = Duration::from_secs(8);
 /// Most CPU either process may use, as a share of one CPU, over a second after healing.
 const MAX_CPU: f64 = 0.25;
 
+/// The server's shared memory, as an intruder opens it.
+fn open_shm(server: &TestServer) -> File {
+    File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{}", server.shm_name))
+        .expect("open the server's shared memory")
+}
+
 /// A linked pair and a handle on their shared memory.
 struct Pair {
     server: TestServer,
@@ -38,22 +47,23 @@ struct Pair {
 }
 
 impl Pair {
-    fn start() -> Pair {
-        let server = TestServer::with_size(SIZE);
-        let remote = start_remote(&server, &[]);
-        let host = Proc::spawn(&["host", "-S", server.sock()]);
-        let shm = File::options()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/shm/{}", server.shm_name))
-            .expect("open the server's shared memory");
-        let mut pair = Pair {
+    /// The pair of `host` and `remote` on `server`, as they are.
+    fn over(server: TestServer, host: Proc, remote: Proc) -> Pair {
+        let shm = open_shm(&server);
+        Pair {
             server,
             host,
             remote,
             shm,
             probes: 0,
-        };
+        }
+    }
+
+    fn start() -> Pair {
+        let server = TestServer::with_size(SIZE);
+        let remote = start_remote(&server, &[]);
+        let host = Proc::spawn(&["host", "-S", server.sock()]);
+        let mut pair = Pair::over(server, host, remote);
         let healed = pair.heal_time();
         assert!(healed.is_some(), "no link at start\n{}", pair.describe());
         pair
@@ -544,11 +554,7 @@ fn a_passing_layout_version_mismatch_does_not_stop_the_remote() {
         "{}",
         host.describe()
     );
-    let shm = File::options()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/{}", server.shm_name))
-        .expect("open the server's shared memory");
+    let shm = open_shm(&server);
     let mut version = [0u8; 2];
     shm.read_exact_at(&mut version, 0x44).expect("read shm");
     shm.write_all_at(&[9, 9], 0x44).expect("write shm");
@@ -556,12 +562,5 @@ fn a_passing_layout_version_mismatch_does_not_stop_the_remote() {
     std::thread::sleep(Duration::from_millis(400));
     assert!(remote.is_running(), "remote exited\n{}", remote.describe());
     shm.write_all_at(&version, 0x44).expect("write shm");
-    let mut pair = Pair {
-        server,
-        host,
-        remote,
-        shm,
-        probes: 0,
-    };
-    pair.check("layout version restored");
+    Pair::over(server, host, remote).check("layout version restored");
 }
