@@ -194,6 +194,12 @@ impl<'a> RemoteNode<'a> {
                     continue;
                 }
                 Received::Idle | Received::Failed(_) => {
+                    if self.port.app.node.link_state() == LinkState::Up {
+                        // Two remotes that attached to the same session at once both
+                        // think they are linked: the one whose id the control area no
+                        // longer holds leaves (looked at when idle only).
+                        node::check_no_other_remote(self.region, self.port.app.node.doorbell())?;
+                    }
                     self.on_peer_events();
                     self.update_greeting();
                     self.wait(IDLE_POLL);
