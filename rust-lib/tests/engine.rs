@@ -209,12 +209,41 @@ fn hostile_host_descriptors_are_skipped() {
     // That buffer is lost to the session: the remote asks for a fresh one, and the link
     // comes back with every buffer.
     let _ = r.poll();
+    relinks_in_a_fresh_session(&mut h, &mut r);
+}
+
+/// The remote asked for a fresh session: the host starts it, the link comes back with
+/// every buffer and carries a message.
+fn relinks_in_a_fresh_session(h: &mut H<'_>, r: &mut R<'_>) {
     assert_eq!(r.link_state(), LinkState::Waiting);
     let old = h.session();
-    let ept = bring_up(&mut h, &mut r);
+    let ept = bring_up(h, r);
     assert_eq!(h.session(), old + 1);
     h.try_send(ept, b"two").unwrap();
-    assert_eq!(echo_one(&mut r).as_deref(), Some(&b"two"[..]));
+    assert_eq!(echo_one(r).as_deref(), Some(&b"two"[..]));
+}
+
+/// Every receive buffer the host offers on vring 0 points outside the region: the
+/// remote's send finds no usable buffer. It asks for a fresh session at once and says
+/// "not ready" (before: "no buffer" at every try, so a waiting send gave up only after
+/// its timeout, and the link stayed lost as long), and the link comes back.
+#[test]
+fn a_remote_whose_transmit_buffers_are_all_rejected_asks_for_a_session_at_once() {
+    let mem = HeapRegion::new(SIZE);
+    let (mut h, mut r, ept) = linked(&mem);
+    // The remote's "k" learns the host's address from a first message.
+    round_trip(&mut h, &mut r, ept, b"one");
+    let remote_ept = 1024;
+    let ring = h.layout().ring(QueueId::RemoteToHost);
+    let region = mem.region();
+    for d in 0..16 {
+        region
+            .store_u64(ring.desc + 16 * d, 0xdead_0000_0000, Relaxed)
+            .unwrap();
+    }
+    assert_eq!(r.try_send(remote_ept, b"echo"), Err(Error::NotReady));
+    assert!(r.counters().get(Error::Peer(PeerFault::BufferOutOfBounds)) > 0);
+    relinks_in_a_fresh_session(&mut h, &mut r);
 }
 
 #[test]

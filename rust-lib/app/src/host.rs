@@ -356,6 +356,10 @@ struct Sending<'t> {
     sent: u64,
     received: u64,
     deadline: u64,
+    /// The session the messages went out in: a fresh one loses whatever was in flight.
+    session: u32,
+    /// The node's count of dropped messages at the last look.
+    dropped: u64,
     errors: ErrorOnce,
 }
 
@@ -483,14 +487,42 @@ impl Sending<'_> {
                     settle(port, other, out, &mut self.errors);
                 }
             }
-            if port.now() >= self.deadline {
-                text::line(out, text::TIMED_OUT);
-                out.end();
-                return SendOutcome::TimedOut;
+            if let Some(why) = self.lost(port) {
+                // The echoes of what is in flight cannot come (a fresh session: the old
+                // one's buffers are gone), or one was dropped as invalid: nothing to wait
+                // for. (A late echo after all is a stray, counted.)
+                out.diag(&[
+                    Part::Str(why),
+                    Part::Num(self.sent - self.received),
+                    Part::Str(" message(s) in flight lost"),
+                ]);
+            } else if port.now() < self.deadline {
+                if port.with(|a| a.node.has_pending()) != Some(true) {
+                    port.wait(self.deadline);
+                }
+                continue;
             }
-            if port.with(|a| a.node.has_pending()) != Some(true) {
-                port.wait(self.deadline);
-            }
+            text::line(out, text::TIMED_OUT);
+            out.end();
+            return SendOutcome::TimedOut;
+        }
+    }
+
+    /// Why the echoes in flight will not come, if something said so since the last look:
+    /// a fresh session, or a message from the remote dropped as invalid.
+    fn lost<'a, D, P>(&mut self, port: &mut P) -> Option<&'static str>
+    where
+        D: Doorbell + 'a,
+        P: Port<HostApp<'a, D>>,
+    {
+        let (session, dropped) = port.with(|a| (a.node.session(), a.node.stats().dropped))?;
+        let before = core::mem::replace(&mut self.dropped, dropped);
+        if session != self.session {
+            Some("host: the link was reset during send: ")
+        } else if dropped != before && self.sent > self.received {
+            Some("host: a message from the remote was dropped as invalid during send: ")
+        } else {
+            None
         }
     }
 
@@ -520,8 +552,9 @@ impl Sending<'_> {
 
 /// The sample's `send`: sends `text` (plus its NUL) `count` times and prints each echo
 /// block, with up to `options.window` messages in flight; prints [`text::TIMED_OUT`] and
-/// gives up when no echo came within [`crate::REPLY_TIMEOUT_MS`] of the last progress.
-/// `text` must have passed [`crate::command::check_text`].
+/// gives up when no echo came within [`crate::REPLY_TIMEOUT_MS`] of the last progress, or
+/// at once (with a diagnostic) when the link is reset or a message from the remote is
+/// dropped as invalid meanwhile. `text` must have passed [`crate::command::check_text`].
 pub fn send<'a, D, P>(
     port: &mut P,
     out: &mut impl Console,
@@ -541,9 +574,9 @@ where
         a.busy = true;
         // The remote need not ring while we receive in this thread.
         let _ = a.node.busy_poll();
-        Some(ept)
+        Some((ept, a.node.session(), a.node.stats().dropped))
     });
-    let Some(ept) = ready.flatten() else {
+    let Some((ept, session, dropped)) = ready.flatten() else {
         text::line(out, text::NOT_READY);
         out.end();
         return SendOutcome::NotReady;
@@ -556,6 +589,8 @@ where
         sent: 0,
         received: 0,
         deadline: port.now().saturating_add(port.ms(crate::REPLY_TIMEOUT_MS)),
+        session,
+        dropped,
         errors,
     };
     let mut outcome = sending.run(port, out);

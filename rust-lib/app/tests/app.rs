@@ -98,6 +98,12 @@ struct RemoteSide<'a> {
     errors: ErrorOnce,
     /// The remote answers (false: it hangs).
     runs: bool,
+    /// At its next run, instead of answering, the remote clears the host's status byte
+    /// (as an intruder would): the host then starts a fresh session.
+    clear_status: Option<rpmsg_engine::SharedRegion<'a>>,
+    /// At its next run, the remote answers and then an intruder overwrites the addresses
+    /// in the headers of the host's receive buffers: the host drops the echo as invalid.
+    garble_echo: Option<(rpmsg_engine::SharedRegion<'a>, Config)>,
 }
 
 impl RemoteSide<'_> {
@@ -122,6 +128,20 @@ impl RemoteSide<'_> {
 impl Peer for RemoteSide<'_> {
     fn run(&mut self, now: u64) -> bool {
         self.port.now = now;
+        if let Some(region) = self.clear_status.take() {
+            region.zero(0, 1).unwrap();
+            return true;
+        }
+        if let Some((region, cfg)) = self.garble_echo.take() {
+            self.step();
+            let layout = rpmsg_engine::Layout::new(&cfg).unwrap();
+            for i in 0..usize::from(cfg.queue_size) {
+                region
+                    .write_bytes(layout.buffer_offset(i), &[0xff; 8])
+                    .unwrap();
+            }
+            return true;
+        }
         self.runs && self.step()
     }
 }
@@ -146,6 +166,8 @@ fn pair(mem: &HeapRegion) -> Pair<'_> {
             out: Out::default(),
             errors: ErrorOnce::new(),
             runs: true,
+            clear_status: None,
+            garble_echo: None,
         },
         now: 0,
         waits: 0,
@@ -278,6 +300,53 @@ fn a_silent_remote_times_out_after_five_seconds() {
     host::drain(&mut p, &mut out, &mut ErrorOnce::new());
     assert_eq!(p.app.stray, 1);
     assert!(out.take().is_empty());
+    assert_eq!(send(&mut p, &mut out, b"again", 1), SendOutcome::Done);
+    assert_eq!(out.take(), echo_block("again", 1));
+}
+
+/// `send "hi" 1` while the peer does what the test set up: it must time out at once
+/// (well before its 5 s), with a diagnostic containing `why`.
+fn send_answers_at_once(p: &mut Pair<'_>, out: &mut Out, why: &str) {
+    p.peer.runs = false;
+    let start = p.now;
+    assert_eq!(send(p, out, b"hi", 1), SendOutcome::TimedOut);
+    assert_eq!(out.take(), "Remote side response timed out!\n");
+    assert!(
+        p.now - start < HZ / 10,
+        "answered after {} ticks",
+        p.now - start
+    );
+    assert!(out.diags.iter().any(|d| d.contains(why)), "{:?}", out.diags);
+    p.peer.runs = true;
+}
+
+/// A fresh session while a message waits for its echo: the echo cannot come any more
+/// (the session's buffers are gone), so `send` answers at once instead of waiting out
+/// its 5 s, and the next `send` works once the remote is back.
+#[test]
+fn a_session_reset_during_send_answers_at_once() {
+    let mem = HeapRegion::new(64 * 1024);
+    let (mut p, mut out) = linked(&mem);
+    p.peer.clear_status = Some(mem.region());
+    let session = p.app.node.session();
+    send_answers_at_once(&mut p, &mut out, "link was reset");
+    assert_ne!(p.app.node.session(), session);
+    link_up(&mut p, &mut out);
+    out.take();
+    assert_eq!(send(&mut p, &mut out, b"again", 1), SendOutcome::Done);
+    assert_eq!(out.take(), echo_block("again", 1));
+}
+
+/// An echo the host has to drop as invalid (an intruder wrote into its buffer) is the
+/// message `send` waits for: it answers at once instead of waiting out its 5 s, and the
+/// link works on.
+#[test]
+fn an_echo_dropped_as_invalid_ends_send_at_once() {
+    let mem = HeapRegion::new(64 * 1024);
+    let (mut p, mut out) = linked(&mem);
+    p.peer.garble_echo = Some((mem.region(), Config::new(mem.region().len())));
+    send_answers_at_once(&mut p, &mut out, "dropped as invalid");
+    assert_eq!(p.app.node.stats().dropped, 1);
     assert_eq!(send(&mut p, &mut out, b"again", 1), SendOutcome::Done);
     assert_eq!(out.take(), echo_block("again", 1));
 }

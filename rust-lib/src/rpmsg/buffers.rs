@@ -119,6 +119,17 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                 buf,
                 epoch: self.epoch,
             }),
+            Ok(None) if self.role.lost() => {
+                // A buffer the peer offered was rejected (counted): only a fresh session
+                // gets it back. Start it (host) or ask for it (remote) now, not when a
+                // send waiting for a buffer gives up.
+                R::refresh(self)?;
+                Err(if self.link == LinkState::Up {
+                    Error::NoTxBuffer
+                } else {
+                    Error::NotReady
+                })
+            }
             Ok(None) => Err(Error::NoTxBuffer),
             Err(e) => Err(self.fail(e)),
         }

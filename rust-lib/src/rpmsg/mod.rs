@@ -116,6 +116,10 @@ pub trait Role<'a>: sealed::Sealed + Sized {
         let (rx_queue, tx_queue, _) = self.queues();
         Ok((tx && tx_queue.should_notify()?) || (rx && rx_queue.should_notify()?))
     }
+    /// Whether a buffer the peer offered or returned was rejected since the link was last
+    /// refreshed: it is lost to this session.
+    #[doc(hidden)]
+    fn lost(&self) -> bool;
     /// Whether this is the host's role (which heartbeat word is ours).
     #[doc(hidden)]
     const HOST: bool;

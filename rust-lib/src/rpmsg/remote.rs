@@ -102,6 +102,10 @@ impl<'a> Role<'a> for RemoteRole<'a> {
         check_or_hold(self, false, self.rx.size())
     }
 
+    fn lost(&self) -> bool {
+        self.lost
+    }
+
     fn deferral(&mut self) -> &mut Deferral {
         &mut self.deferral
     }

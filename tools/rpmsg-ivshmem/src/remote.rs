@@ -2,7 +2,7 @@
 //! "bench", echo, banner) over an ivshmem connection, plus the bench tool's sink. Survives host restarts: a new host session
 //! is attached to as soon as it is published.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ivshmem::PeerEvent;
 use rpmsg_app::remote::{self as app, Received, RemoteApp};
@@ -21,6 +21,12 @@ use crate::SINK_ENDPOINT;
 /// Longest sleep between two looks at the link when nothing rings (the host's start is
 /// normally announced by a doorbell; this bounds the wait when it is not, e.g. a C host).
 pub const IDLE_POLL: Duration = Duration::from_millis(20);
+
+/// How long the host's published layout may stay different from ours before the remote
+/// gives up: a host restarting its session, or one that restores a block an intruder
+/// wrote into, shows a foreign layout only for a moment; a host of another layout, for
+/// good.
+pub const LAYOUT_GRACE: Duration = Duration::from_secs(1);
 
 /// Options of the remote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,6 +144,8 @@ impl<'a> RemoteNode<'a> {
     /// Runs until the message limit (if any) is reached, or a fatal error.
     pub fn run(&mut self) -> Result<()> {
         let mut scratch = vec![0u8; self.port.app.node.max_payload()];
+        // Since when the host's layout differs from ours (see [`LAYOUT_GRACE`]).
+        let mut mismatch_since: Option<Instant> = None;
         loop {
             if self.options.count.is_some_and(|n| self.echoed() >= n) {
                 if self.options.quiet {
@@ -159,7 +167,11 @@ impl<'a> RemoteNode<'a> {
             }
             self.learn_unpublished_peer();
             let errors = &mut self.errors;
-            match app::receive(&mut self.port, &mut self.console, &self.board, errors) {
+            let received = app::receive(&mut self.port, &mut self.console, &self.board, errors);
+            if !matches!(received, Received::Failed(EngineError::LayoutMismatch)) {
+                mismatch_since = None;
+            }
+            match received {
                 Received::Handled => {}
                 Received::Other(rx) => {
                     let n = rx.read(0, &mut scratch).unwrap_or(0);
@@ -170,10 +182,24 @@ impl<'a> RemoteNode<'a> {
                         self.consume(&scratch[..n]);
                     }
                 }
-                Received::Failed(EngineError::LayoutMismatch) => {
+                Received::Failed(EngineError::LayoutMismatch)
+                    if mismatch_since.get_or_insert_with(Instant::now).elapsed()
+                        >= LAYOUT_GRACE =>
+                {
                     return Err(node::layout_mismatch(self.region, &self.config))
                 }
+                Received::Failed(EngineError::LayoutMismatch) => {
+                    // Look again shortly: the host may be restoring its block.
+                    self.wait(IDLE_POLL);
+                    continue;
+                }
                 Received::Idle | Received::Failed(_) => {
+                    if self.port.app.node.link_state() == LinkState::Up {
+                        // Two remotes that attached to the same session at once both
+                        // think they are linked: the one whose id the control area no
+                        // longer holds leaves (looked at when idle only).
+                        node::check_no_other_remote(self.region, self.port.app.node.doorbell())?;
+                    }
                     self.on_peer_events();
                     self.update_greeting();
                     self.wait(IDLE_POLL);

@@ -161,8 +161,11 @@ fn remote_killed_mid_run_makes_the_host_time_out() {
     let killed = Instant::now();
     host.expect_out(0, TIMED_OUT, Duration::from_secs(10));
     let elapsed = killed.elapsed();
+    // The server reports the remote gone, the host starts a fresh session, and `send`
+    // knows at once that the echoes in flight cannot come (it waited the full 5 s
+    // reply timeout before).
     assert!(
-        elapsed >= Duration::from_millis(4500) && elapsed <= Duration::from_secs(6),
+        elapsed <= Duration::from_secs(1),
         "timeout line after {elapsed:?}"
     );
     let status = host.expect_exit(Duration::from_secs(3));

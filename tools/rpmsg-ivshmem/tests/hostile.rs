@@ -28,6 +28,15 @@ const HEAL: Duration = Duration::from_secs(8);
 /// Most CPU either process may use, as a share of one CPU, over a second after healing.
 const MAX_CPU: f64 = 0.25;
 
+/// The server's shared memory, as an intruder opens it.
+fn open_shm(server: &TestServer) -> File {
+    File::options()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{}", server.shm_name))
+        .expect("open the server's shared memory")
+}
+
 /// A linked pair and a handle on their shared memory.
 struct Pair {
     server: TestServer,
@@ -38,22 +47,23 @@ struct Pair {
 }
 
 impl Pair {
-    fn start() -> Pair {
-        let server = TestServer::with_size(SIZE);
-        let remote = start_remote(&server, &[]);
-        let host = Proc::spawn(&["host", "-S", server.sock()]);
-        let shm = File::options()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/shm/{}", server.shm_name))
-            .expect("open the server's shared memory");
-        let mut pair = Pair {
+    /// The pair of `host` and `remote` on `server`, as they are.
+    fn over(server: TestServer, host: Proc, remote: Proc) -> Pair {
+        let shm = open_shm(&server);
+        Pair {
             server,
             host,
             remote,
             shm,
             probes: 0,
-        };
+        }
+    }
+
+    fn start() -> Pair {
+        let server = TestServer::with_size(SIZE);
+        let remote = start_remote(&server, &[]);
+        let host = Proc::spawn(&["host", "-S", server.sock()]);
+        let mut pair = Pair::over(server, host, remote);
         let healed = pair.heal_time();
         assert!(healed.is_some(), "no link at start\n{}", pair.describe());
         pair
@@ -269,7 +279,13 @@ fn targeted_corruptions() {
 #[test]
 fn random_corruptions() {
     let mut pair = Pair::start();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    // A fixed seed (so CI replays the same writes); HOSTILE_SEED=<n> replays another.
+    let seed: u64 = std::env::var("HOSTILE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15);
+    eprintln!("random_corruptions: HOSTILE_SEED={seed}");
+    let mut x = seed.max(1);
     let mut next = move || {
         x ^= x << 13;
         x ^= x >> 7;
@@ -277,6 +293,7 @@ fn random_corruptions() {
         x
     };
     for round in 0..6 {
+        let mut writes = Vec::new();
         for _ in 0..8 {
             let r = next();
             let at = match r % 3 {
@@ -285,8 +302,12 @@ fn random_corruptions() {
                 _ => VRING1 + (r >> 8 & 0x1ff),
             };
             pair.write(at, &[(r >> 32) as u8]);
+            writes.push(format!("{at:#x}={:#04x}", (r >> 32) as u8));
         }
-        pair.check(&format!("random round {round}"));
+        pair.check(&format!(
+            "random round {round} (HOSTILE_SEED={seed}: {})",
+            writes.join(" ")
+        ));
     }
 }
 
@@ -516,4 +537,30 @@ fn server_going_away_stops_both_peers() {
         "server gone: both peers stopped within {:?}",
         gone.elapsed()
     );
+}
+
+/// A foreign layout version in the host's block for a moment (an intruder's write the
+/// host restores with its next session, or a session being rewritten): the remote waits
+/// for it to go instead of exiting, and links once it is gone. Before: the remote exited
+/// at its first look ("another layout version"), which failed `targeted_corruptions`
+/// under load.
+#[test]
+fn a_passing_layout_version_mismatch_does_not_stop_the_remote() {
+    let server = TestServer::with_size(SIZE);
+    let host = Proc::spawn(&["host", "-S", server.sock()]);
+    assert!(
+        host.err
+            .wait_for("waiting for a remote", Duration::from_secs(5)),
+        "{}",
+        host.describe()
+    );
+    let shm = open_shm(&server);
+    let mut version = [0u8; 2];
+    shm.read_exact_at(&mut version, 0x44).expect("read shm");
+    shm.write_all_at(&[9, 9], 0x44).expect("write shm");
+    let mut remote = start_remote(&server, &[]);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(remote.is_running(), "remote exited\n{}", remote.describe());
+    shm.write_all_at(&version, 0x44).expect("write shm");
+    Pair::over(server, host, remote).check("layout version restored");
 }

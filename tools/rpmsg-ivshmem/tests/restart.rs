@@ -479,7 +479,7 @@ fn both_killed_and_restarted_in_reverse_order() {
 }
 
 /// A `send` running while the remote is SIGKILLed and replaced prints the timeout line and
-/// returns; the next `send` works with the new remote. A message the host queued for a
+/// returns at once; the next `send` works with the new remote. A message the host queued for a
 /// remote that never took it (stopped, then killed) is never delivered to its successor
 /// (open-amp #44), nor is anything the old remote had in flight.
 #[test]
@@ -498,8 +498,10 @@ fn a_send_running_during_a_remote_restart_times_out_and_nothing_stale_follows() 
     remote = start_remote(&server, &[]);
     host.expect_out(at, TIMED_OUT, Duration::from_secs(15));
     let elapsed = killed.elapsed();
+    // The host starts a fresh session when the server reports the remote gone, and the
+    // send knows at once that its echoes cannot come (before: after its 5 s).
     assert!(
-        elapsed >= Duration::from_millis(4500),
+        elapsed <= Duration::from_secs(1),
         "timeout line after {elapsed:?}"
     );
     // The echo blocks, then the timeout line (the new link's banner may come between).
