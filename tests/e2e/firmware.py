@@ -723,7 +723,9 @@ def scenario_main(rig, host_dir, remote_dir):
     hl = host.lines(m)
     check(TIMED_OUT in hl and "Remote side echoed the string back:" not in hl,
           "remote gone: '%s' after %.1f s" % (TIMED_OUT, elapsed))
-    check(4.5 <= elapsed <= 9, "the timeout took about 5 s")
+    # A remote of ours beats: once its heartbeat stopped (at most 2 s) the host starts a
+    # fresh session, and the running send, whose echoes cannot come, answers at once.
+    check(elapsed <= 3, "the send ended when the host noticed the silent remote (<= 3 s)")
     host.pump(0.5)
     console_clean(host, "Host")
     return host, remote
