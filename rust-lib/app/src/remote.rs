@@ -40,20 +40,34 @@ impl<'a, D: Doorbell> RemoteApp<'a, D> {
     /// first, so a host binds it first, to address 1024). Without "bench" the remote
     /// announces only what the OpenAMP sample's does (its C host binds every announcement
     /// to the same endpoint).
-    pub fn new(mut node: Remote<'a, D>, bench: bool) -> Result<Self, Error> {
-        let echo = node.create_endpoint(ECHO_ENDPOINT, None, None)?;
-        let bench = match bench {
-            true => Some(node.create_endpoint(BENCH_ENDPOINT, None, None)?),
-            false => None,
-        };
-        Ok(Self {
+    pub fn new(node: Remote<'a, D>, bench: bool) -> Result<Self, Error> {
+        let mut app = Self::unstarted(node);
+        app.create_endpoints(bench)?;
+        Ok(app)
+    }
+
+    /// The application over `node` with no endpoint yet: for a platform that builds it in
+    /// place (e.g. in a static) and then calls [`Self::create_endpoints`], so that the
+    /// node, a few KiB, is not moved again.
+    #[inline]
+    pub fn unstarted(node: Remote<'a, D>) -> Self {
+        Self {
             node,
-            echo,
-            bench,
+            echo: 0,
+            bench: None,
             quiet: false,
             echoed: 0,
             greeted: None,
-        })
+        }
+    }
+
+    /// Creates endpoint "k" and, with `bench`, "bench".
+    pub fn create_endpoints(&mut self, bench: bool) -> Result<(), Error> {
+        self.echo = self.node.create_endpoint(ECHO_ENDPOINT, None, None)?;
+        if bench {
+            self.bench = Some(self.node.create_endpoint(BENCH_ENDPOINT, None, None)?);
+        }
+        Ok(())
     }
 
     /// The session to greet, if the link is up in one not greeted yet (a host restart is a

@@ -70,7 +70,7 @@ impl Port<App> for NodePort {
 /// What the receive thread keeps in a static, not on its stack: the console line and the
 /// node with its port (the node is 4 KiB, the transport's table of spare buffers; built
 /// in `rx_main`'s frame it stayed there, with its moves into `RemoteApp` and the port:
-/// 14.6 KB of stack, now 2.5 KB; see docs/firmware.md).
+/// 14.6 KB of stack, now 2.8 KB; see docs/firmware.md).
 struct RxState {
     line: FixedBuf<640>,
     port: Option<NodePort>,
@@ -108,33 +108,19 @@ fn setup(slot: &mut Option<NodePort>) -> Option<&mut NodePort> {
             return None;
         }
     };
-    // Built in `slot` field by field, not with `RemoteApp::new` (what it does for
-    // `bench: false`): each move of the node by value was a 4 KiB copy on this frame.
+    // Built in `slot`, endpoints made in place: the node is not moved through this frame
+    // again (`RemoteApp::new` returns it by value).
     let port = slot.insert(NodePort {
-        app: RemoteApp {
-            node,
-            echo: 0,
-            bench: None,
-            quiet: false,
-            echoed: 0,
-            greeted: None,
-        },
+        app: RemoteApp::unstarted(node),
         shm: opened.shm,
         also: opened.also,
         host_gone: false,
     });
     debug_assert_eq!(port.app.node.max_payload(), MAX_PAYLOAD);
     // "k" alone; "bench" comes when a host of ours attaches (see `attached`).
-    match port
-        .app
-        .node
-        .create_endpoint(rpmsg_app::ECHO_ENDPOINT, None, None)
-    {
-        Ok(addr) => port.app.echo = addr,
-        Err(e) => {
-            error!("remote: cannot create the endpoints: ", e);
-            return None;
-        }
+    if let Err(e) = port.app.create_endpoints(false) {
+        error!("remote: cannot create the endpoints: ", e);
+        return None;
     }
     Some(port)
 }
