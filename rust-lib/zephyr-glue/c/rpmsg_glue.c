@@ -150,6 +150,19 @@ int rpmsg_glue_doorbell_wait(int32_t timeout_ms)
 	return mask != 0 ? mask : -EAGAIN;
 }
 
+/* Raise again the doorbells of `mask` (vectors, as rpmsg_glue_doorbell_wait returned
+ * them): a waiter that took doorbells meant for another thread hands them on. The
+ * signals stay raised until the next rpmsg_glue_doorbell_wait takes them.
+ */
+void rpmsg_glue_doorbell_raise(uint32_t mask)
+{
+	for (int v = 0; v < RPMSG_GLUE_VECTORS; v++) {
+		if ((mask & (1U << v)) != 0 && doorbell_registered[v]) {
+			k_poll_signal_raise(&doorbell_signal[v], v);
+		}
+	}
+}
+
 /* ---- time --------------------------------------------------------------------- */
 
 /* The hardware cycle counter (the ARM generic timer: 62.5 MHz on QEMU virt), for
@@ -182,8 +195,8 @@ int32_t rpmsg_glue_peer_id_config(void)
 
 /* ---- event: "something changed", from one thread to a waiting one -------------- */
 
-/* E.g. the receive thread (the only doorbell waiter) tells a shell command that
- * is waiting for a reply that it processed incoming messages. Binary: several
+/* E.g. a shell command that ended tells the host's receive thread, which sleeps
+ * on this instead of the doorbell while the command receives. Binary: several
  * raises before one wait give one wake-up.
  */
 static K_SEM_DEFINE(rpmsg_glue_event_sem, 0, 1);

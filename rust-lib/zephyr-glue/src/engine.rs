@@ -25,6 +25,11 @@ impl IvshmemDoorbell {
         self.also = also;
     }
 
+    /// The device it rings through (also the one whose doorbells this image waits on).
+    pub fn device(&self) -> Ivshmem {
+        self.shm
+    }
+
     /// Rings the second id alone, if one is set.
     pub fn ring_also(&self) {
         if let Some(also) = self.also {

@@ -10,6 +10,7 @@ extern "C" {
     pub fn rpmsg_glue_ivshmem_int_peer(peer_id: u32, vector: u16) -> c_int;
     pub fn rpmsg_glue_ivshmem_register_handler(vector: u16) -> c_int;
     pub fn rpmsg_glue_doorbell_wait(timeout_ms: i32) -> c_int;
+    pub fn rpmsg_glue_doorbell_raise(mask: u32);
 
     pub fn rpmsg_glue_cycles() -> u64;
     pub fn rpmsg_glue_cycles_per_sec() -> u32;

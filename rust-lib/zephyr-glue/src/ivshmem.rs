@@ -89,6 +89,14 @@ impl Ivshmem {
         check(unsafe { ffi::rpmsg_glue_ivshmem_register_handler(vector) })
     }
 
+    /// Raises again the doorbells of `mask` (as [`Ivshmem::wait_doorbell`] returned it), so
+    /// that the next wait returns at once: a thread that took doorbells meant for another
+    /// waiter hands them on.
+    pub fn raise_again(&self, mask: u32) {
+        // SAFETY: plain call into the C shim.
+        unsafe { ffi::rpmsg_glue_doorbell_raise(mask) }
+    }
+
     /// Wait for a doorbell on any enabled vector. `timeout_ms`: `None` waits
     /// forever, `Some(0)` only checks. Returns the bit mask of the vectors that
     /// rang, or `None` on timeout. Several rings before one wait give one wake-up.

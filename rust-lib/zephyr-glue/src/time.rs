@@ -35,8 +35,9 @@ pub fn cycles_to_us(cycles: u64) -> u64 {
 }
 
 /// A binary "something changed" event from one thread to another (a k_sem with
-/// limit 1 in the C shim): e.g. the receive thread, the only doorbell waiter,
-/// wakes a shell command waiting for a reply. One event per image.
+/// limit 1 in the C shim): e.g. a shell command that ended wakes the host's receive
+/// thread, which sleeps on it instead of the doorbell while the command receives. One
+/// event per image.
 pub mod event {
     use crate::ffi;
 

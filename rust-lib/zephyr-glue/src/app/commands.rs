@@ -5,6 +5,7 @@
 
 use super::host::{App, STATE};
 use super::{ms_left, spin_cycles, Console, Line, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
+use crate::ivshmem::Ivshmem;
 use crate::shell::{self, Shell};
 use crate::time::{self, cycles, event};
 #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
@@ -29,8 +30,9 @@ const EIO: c_int = -5;
 const EBUSY: c_int = -16;
 
 /// A command's view of the node: it receives in the shell thread, spinning first, then
-/// sleeping until the receive thread wakes it.
+/// sleeping on the doorbell (the receive thread leaves it to the command meanwhile).
 struct CommandPort {
+    shm: Option<Ivshmem>,
     spin: u64,
     /// Whether to spin before the next sleep: not after a sleep nothing ended early (a
     /// peer that publishes no id is then looked at every SILENT_PEER_POLL_MS, and
@@ -74,9 +76,10 @@ impl Port<App> for CommandPort {
             (arrived, s.node.published_peer_id().is_none())
         });
         self.look = true;
-        if let Some((false, silent)) = state {
+        if let (Some((false, silent)), Some(shm)) = (state, self.shm) {
             let ms = ms_left(deadline);
-            self.look = event::wait(Some(if silent { ms.min(SILENT_PEER_POLL_MS) } else { ms }));
+            let ms = if silent { ms.min(SILENT_PEER_POLL_MS) } else { ms };
+            self.look = matches!(shm.wait_doorbell(Some(ms)), Ok(Some(_)));
         }
         STATE.with(|s| s.node.busy_poll().ok());
         self.rx_seen = rx;
@@ -85,9 +88,21 @@ impl Port<App> for CommandPort {
 
 fn command_port() -> CommandPort {
     CommandPort {
+        shm: STATE.with(|s| s.node.doorbell().device()),
         spin: spin_cycles(),
         look: true,
         rx_seen: 0,
+    }
+}
+
+/// At the end of a command, the receive thread takes the doorbell back: woken wherever it
+/// sleeps (on the event once it saw the command run, else still on the doorbell), it
+/// receives what came after the command's last message, whose doorbell the command may
+/// have taken.
+fn hand_back(port: &CommandPort) {
+    event::raise();
+    if let Some(shm) = port.shm {
+        shm.raise_again(1);
     }
 }
 
@@ -152,7 +167,9 @@ fn send_command(out: &mut Console<'_>, (text, count): Args<'_>) -> c_int {
         Err(e) => return refuse(out, e),
     };
     let port = &mut command_port();
-    match app::send(port, out, text, count, SendOptions::default()) {
+    let outcome = app::send(port, out, text, count, SendOptions::default());
+    hand_back(port);
+    match outcome {
         SendOutcome::Done => 0,
         SendOutcome::NotReady => EAGAIN,
         SendOutcome::TimedOut => ETIMEDOUT,
@@ -192,7 +209,9 @@ fn bench_command(out: &mut Console<'_>, (payload, count): Args<'_>) -> c_int {
     }
     // SAFETY: BENCH_BUSY is ours until the store below; nobody else touches SAMPLES.
     let samples = unsafe { &mut (&mut *SAMPLES.0.get())[..n as usize] };
-    let outcome = bench::run(&mut command_port(), out, size, samples);
+    let port = &mut command_port();
+    let outcome = bench::run(port, out, size, samples);
+    hand_back(port);
     BENCH_BUSY.store(false, Ordering::Release);
     match outcome {
         BenchOutcome::Done => 0,

@@ -8,13 +8,15 @@
 //!   shared region, keeps the link alive (heartbeats, `super::keep_alive`), receives what
 //!   no command waits for (the remote's announcements, strays) and prints the banner each
 //!   time the link comes up. Linked with a remote of ours it sleeps on the doorbell until
-//!   its next heartbeat; otherwise, and while a command runs, it looks every
-//!   [`RX_POLL_MS`]. While a command runs it receives nothing and only wakes the command
-//!   ([`event::raise`]) on each doorbell;
+//!   its next heartbeat; otherwise it looks every [`RX_POLL_MS`]. While a command runs it
+//!   receives nothing and leaves the doorbell to the command: it sleeps on [`event::wait`]
+//!   (heartbeats every [`RX_POLL_MS`]) until the command ends ([`event::raise`]), and a
+//!   doorbell it took before it saw the command start it raises again for the command;
 //! * the shell thread runs the commands (`super::commands`, with
 //!   CONFIG_RPMSG_IVSHMEM_SHELL): it receives itself, busy-polls the rings for up to
 //!   CONFIG_RPMSG_IVSHMEM_SPIN_US (the remote does not ring meanwhile), then asks for
-//!   doorbells again and sleeps on [`event::wait`].
+//!   doorbells again and sleeps on the doorbell itself: the doorbell's interrupt wakes
+//!   the thread that waits for the echo, with no thread in between.
 
 use super::{Console, Line, BOARD, MAX_PAYLOAD, RX_POLL_MS};
 use crate::engine::IvshmemDoorbell;
@@ -96,10 +98,7 @@ pub fn rx_main() {
     let mut errors = ErrorOnce::new();
     loop {
         let busy = STATE.with(|s| s.busy).unwrap_or(false);
-        if busy {
-            // A command receives: tell it something may have come.
-            event::raise();
-        } else {
+        if !busy {
             // A C remote publishes no id: ring the rule's second id too (see `open`).
             STATE.with(|s| super::ring_also_while_silent(&mut s.node, also));
             app::drain(&mut IdlePort, &mut out, &mut errors);
@@ -110,18 +109,33 @@ pub fn rx_main() {
         let live = STATE.with(|s| super::keep_alive(&mut s.node));
         let sleep_ms = match live {
             Some(l) if l.gone => {
+                if busy {
+                    // The command sleeps on the doorbell: it ends now (the link was reset).
+                    shm.raise_again(1);
+                }
                 super::log_silent_peer(&mut out, true);
                 continue;
             }
             Some(l) if !busy => l.sleep_ms,
             _ => RX_POLL_MS,
         };
+        if busy {
+            // The command waits on the doorbell: sleep until it ends (or the next look).
+            event::wait(Some(sleep_ms));
+            continue;
+        }
         // Doorbells again (a command may have told the remote not to ring); sleep
         // unless something came meanwhile. A doorbell after this stays pending in the
         // driver's signal, so the wait below returns at once for it.
-        if !busy && STATE.with(|s| s.node.prepare_to_wait().unwrap_or(false)) == Some(true) {
+        if STATE.with(|s| s.node.prepare_to_wait().unwrap_or(false)) == Some(true) {
             continue;
         }
-        let _ = shm.wait_doorbell(Some(sleep_ms));
+        if let Ok(Some(rang)) = shm.wait_doorbell(Some(sleep_ms)) {
+            // A command that started while we slept waits on the doorbell too, and only
+            // one waiter wakes: it was the command's.
+            if STATE.with(|s| s.busy) == Some(true) {
+                shm.raise_again(rang);
+            }
+        }
     }
 }

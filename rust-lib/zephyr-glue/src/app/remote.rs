@@ -146,12 +146,13 @@ fn attached(port: &mut NodePort) {
 }
 
 /// `super::keep_alive`, logging a host whose heartbeat stopped; how long the thread may
-/// sleep.
-fn keep_alive(port: &mut NodePort, out: &mut Console<'_>) -> u32 {
+/// sleep. `due` becomes the time (cycles) when it is due again.
+fn keep_alive(port: &mut NodePort, out: &mut Console<'_>, due: &mut u64) -> u32 {
     let live = super::keep_alive(&mut port.app.node);
     if core::mem::take(&mut port.host_gone) | live.gone {
         super::log_silent_peer(out, false);
     }
+    *due = cycles().saturating_add(time::us_to_cycles(u64::from(live.sleep_ms) * 1000));
     live.sleep_ms
 }
 
@@ -178,9 +179,14 @@ fn serve(port: &mut NodePort, mut out: Console<'_>) {
     let mut last_message = 0u64;
     let mut seen_session: Option<u32> = None;
     let silent_window = time::us_to_cycles(SILENT_PEER_WINDOW_US);
+    let mut live_due = 0u64;
     loop {
-        // Liveness, also between the batches of a long exchange (one load, mostly).
-        keep_alive(port, &mut out);
+        // Liveness, also between the batches of a long exchange, when due (or to log a
+        // host that went silent while we waited for it): not between a doorbell and its
+        // echo.
+        if cycles() >= live_due || port.host_gone {
+            keep_alive(port, &mut out, &mut live_due);
+        }
         // Everything pending; doorbells to the host are checked once at the end.
         port.app.node.defer_doorbells();
         loop {
@@ -203,6 +209,8 @@ fn serve(port: &mut NodePort, mut out: Console<'_>) {
         if port.app.greeted != seen_session {
             seen_session = port.app.greeted;
             attached(port);
+            // The heartbeats of the new session start now.
+            live_due = 0;
         }
         super::remote_status::publish(&port.app);
         // After traffic, look at the rings for a while: the host need not ring us.
@@ -221,8 +229,10 @@ fn serve(port: &mut NodePort, mut out: Console<'_>) {
             && cycles().saturating_sub(last_message) < silent_window;
         let ms = if silent {
             SILENT_PEER_POLL_MS
+        } else if cycles() >= live_due {
+            keep_alive(port, &mut out, &mut live_due)
         } else {
-            keep_alive(port, &mut out)
+            ms_left(live_due)
         };
         let _ = port.shm.wait_doorbell(Some(ms));
     }
