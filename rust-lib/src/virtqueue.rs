@@ -84,16 +84,10 @@ impl<'a> DriverQueue<'a> {
         } else {
             0
         };
-        let published = self
-            .ring
-            .write_desc(id, addr, len, flags)
-            .and_then(|()| self.ring.write_avail_entry(self.avail_idx, id))
-            .and_then(|()| self.ring.publish_avail_idx(self.avail_idx.wrapping_add(1)));
-        if published.is_err() {
-            self.in_flight.remove(id);
-            return published;
-        }
+        self.ring.write_desc(id, addr, len, flags)?;
+        self.ring.write_avail_entry(self.avail_idx, id);
         self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.ring.publish_avail_idx(self.avail_idx);
         Ok(())
     }
 
@@ -103,6 +97,7 @@ impl<'a> DriverQueue<'a> {
     ///
     /// The used index is loaded (and validated) only when the entries seen at the last load
     /// are all taken: a batch of returned buffers costs one load of it.
+    #[inline]
     pub fn pop_used(&mut self, buf_len: u32) -> Result<Option<UsedElem>> {
         if self.used_seen == self.last_used {
             let pending = self
@@ -127,12 +122,12 @@ impl Notify for DriverQueue<'_> {
     /// Whether the device returned a buffer we have not taken yet (no validation: that is
     /// [`DriverQueue::pop_used`]'s job).
     fn peer_moved(&self) -> bool {
-        self.ring.used_idx().is_ok_and(|idx| idx != self.last_used)
+        self.ring.used_idx() != self.last_used
     }
 
     /// Whether the device wants to be notified now (call after [`DriverQueue::add`]).
     fn should_notify(&self) -> Result<bool> {
-        self.ring.device_wants_notification()
+        Ok(self.ring.device_wants_notification())
     }
 
     /// Asks the device not to interrupt us for used buffers (or to do so again).
@@ -141,7 +136,8 @@ impl Notify for DriverQueue<'_> {
             VRING_AVAIL_F_NO_INTERRUPT
         } else {
             0
-        })
+        });
+        Ok(())
     }
 }
 
@@ -220,15 +216,9 @@ impl<'a> DeviceQueue<'a> {
         if !self.held.remove(id) {
             return Err(Error::StaleBuffer);
         }
-        let published = self
-            .ring
-            .write_used_elem(self.used_idx, id, len)
-            .and_then(|()| self.ring.publish_used_idx(self.used_idx.wrapping_add(1)));
-        if published.is_err() {
-            self.held.insert(id);
-            return published;
-        }
+        self.ring.write_used_elem(self.used_idx, id, len);
         self.used_idx = self.used_idx.wrapping_add(1);
+        self.ring.publish_used_idx(self.used_idx);
         Ok(())
     }
 }
@@ -237,14 +227,12 @@ impl Notify for DeviceQueue<'_> {
     /// Whether the driver offered a buffer we have not taken yet (no validation: that is
     /// [`DeviceQueue::pop_avail`]'s job).
     fn peer_moved(&self) -> bool {
-        self.ring
-            .avail_idx()
-            .is_ok_and(|idx| idx != self.last_avail)
+        self.ring.avail_idx() != self.last_avail
     }
 
     /// Whether the driver wants an interrupt now (call after [`DeviceQueue::push_used`]).
     fn should_notify(&self) -> Result<bool> {
-        self.ring.driver_wants_interrupt()
+        Ok(self.ring.driver_wants_interrupt())
     }
 
     /// Asks the driver not to notify us of new buffers (or to do so again). When
@@ -252,7 +240,7 @@ impl Notify for DeviceQueue<'_> {
     /// miss a buffer the driver added without notifying.
     fn suppress(&self, suppress: bool) -> Result<()> {
         self.ring
-            .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 })?;
+            .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 });
         if !suppress {
             crate::shm::full_barrier();
         }

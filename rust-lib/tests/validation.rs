@@ -44,8 +44,8 @@ impl Fixture {
     fn offer(&self, id: u16, addr: u64, len: u32, flags: u16) {
         let r = self.ring();
         r.write_desc(id, addr, len, flags).unwrap();
-        r.write_avail_entry(0, id).unwrap();
-        r.publish_avail_idx(1).unwrap();
+        r.write_avail_entry(0, id);
+        r.publish_avail_idx(1);
     }
     fn read_offer(&self, held: &DescSet) -> Result<(u16, BufferRef), Error> {
         self.ring().read_avail_buffer(0, held, &self.pool())
@@ -77,14 +77,14 @@ fn a_good_descriptor_passes() {
 fn avail_index_too_far_ahead() {
     let f = Fixture::new();
     let r = f.ring();
-    r.publish_avail_idx(17).unwrap();
+    r.publish_avail_idx(17);
     assert_eq!(
         r.avail_pending(0),
         Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
     );
     assert_eq!(r.avail_pending(1), Ok(16));
     // Behind us (wrapped backwards) is also out of range.
-    r.publish_avail_idx(0xffff).unwrap();
+    r.publish_avail_idx(0xffff);
     assert_eq!(
         r.avail_pending(0),
         Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
@@ -95,7 +95,7 @@ fn avail_index_too_far_ahead() {
 fn avail_index_wraps() {
     let f = Fixture::new();
     let r = f.ring();
-    r.publish_avail_idx(3).unwrap();
+    r.publish_avail_idx(3);
     assert_eq!(r.avail_pending(0xfffe), Ok(5));
 }
 
@@ -103,10 +103,10 @@ fn avail_index_wraps() {
 fn descriptor_index_out_of_range() {
     let f = Fixture::new();
     let r = f.ring();
-    r.write_avail_entry(0, 16).unwrap();
-    r.publish_avail_idx(1).unwrap();
+    r.write_avail_entry(0, 16);
+    r.publish_avail_idx(1);
     f.expect_fault(PeerFault::DescriptorIndexOutOfRange);
-    r.write_avail_entry(0, 0xffff).unwrap();
+    r.write_avail_entry(0, 0xffff);
     f.expect_fault(PeerFault::DescriptorIndexOutOfRange);
 }
 
@@ -169,13 +169,13 @@ fn buffer_shorter_than_a_header() {
 fn used_index_beyond_buffers_in_flight() {
     let f = Fixture::new();
     let r = f.ring();
-    r.publish_used_idx(3).unwrap();
+    r.publish_used_idx(3);
     assert_eq!(
         r.used_pending(0, 2),
         Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
     );
     assert_eq!(r.used_pending(0, 3), Ok(3));
-    r.publish_used_idx(40).unwrap();
+    r.publish_used_idx(40);
     assert_eq!(
         r.used_pending(0, 300),
         Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
@@ -188,17 +188,17 @@ fn used_elements() {
     let r = f.ring();
     let mut in_flight = DescSet::new();
     in_flight.insert(4);
-    r.write_used_elem(0, 4, 100).unwrap();
+    r.write_used_elem(0, 4, 100);
     assert_eq!(
         r.read_used_elem(0, &in_flight, 512).map(|e| (e.id, e.len)),
         Ok((4, 100))
     );
-    r.write_used_elem(0, 5, 100).unwrap();
+    r.write_used_elem(0, 5, 100);
     assert_eq!(
         r.read_used_elem(0, &in_flight, 512),
         Err(Error::Peer(PeerFault::UsedIdNotInFlight))
     );
-    r.write_used_elem(0, 4, 513).unwrap();
+    r.write_used_elem(0, 4, 513);
     assert_eq!(
         r.read_used_elem(0, &in_flight, 512),
         Err(Error::Peer(PeerFault::UsedLengthTooLarge))

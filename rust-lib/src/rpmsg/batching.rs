@@ -93,6 +93,11 @@ impl Wakeups {
         Ok(())
     }
 
+    /// Whether we ask the peer for doorbells for transmit buffers.
+    pub(super) const fn asks_for_tx(&self) -> bool {
+        self.tx
+    }
+
     /// Asks for doorbells for transmit buffers (`on`: we have none) or stops asking.
     pub(super) fn want_tx(&mut self, on: bool, suppress: Suppress<'_>) -> Result<()> {
         if self.tx != on {

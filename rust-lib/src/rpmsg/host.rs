@@ -76,13 +76,14 @@ impl<'a> Role<'a> for HostRole<'a> {
             self.want_tx(true)?;
             self.reclaim(counters)?;
         }
-        let Some(id) = self.tx_free.first() else {
+        let Some(id) = self.tx_free.pop_first() else {
             self.wake.tx_starved = true;
             return Ok(None);
         };
         self.wake.tx_starved = false;
-        self.want_tx(false)?;
-        self.tx_free.remove(id);
+        if self.wake.asks_for_tx() {
+            self.want_tx(false)?;
+        }
         let n = self.layout.config().queue_size as usize;
         Ok(Some((id, self.buffer(n + id as usize))))
     }

@@ -69,15 +69,21 @@ fn read_header_fields(region: &SharedRegion<'_>, offset: usize) -> Result<(u32, 
             && core::mem::offset_of!(RpmsgHeader, dst) == 4
             && core::mem::offset_of!(RpmsgHeader, len) == 12
     );
-    let first = region.load_u64(offset, Ordering::Relaxed)?;
-    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
-    let second = region.load_u64(next, Ordering::Relaxed)?;
+    region.check_span(offset, RpmsgHeader::SIZE)?;
+    // SAFETY: both words lie in the span just checked, and `offset` is 8-aligned.
+    let (first, second) = unsafe {
+        (
+            region.load_u64_in(offset, Ordering::Relaxed),
+            region.load_u64_in(offset + 8, Ordering::Relaxed),
+        )
+    };
     Ok((first as u32, (first >> 32) as u32, (second >> 32) as u16))
 }
 
 /// Writes `header` at the start of the buffer at `offset` (relaxed: published with the
 /// ring index that follows), as two word stores where 8-aligned, like
 /// [`read_message_header`] reads it.
+#[inline]
 pub fn write_message_header(
     region: &SharedRegion<'_>,
     offset: usize,
@@ -87,14 +93,17 @@ pub fn write_message_header(
     if offset % 8 != 0 {
         return region.write_bytes(offset, &raw);
     }
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&raw[..8]);
-    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
     // Both words are checked before either is written: no half-written header.
-    region.load_u64(next, Ordering::Relaxed)?;
-    region.store_u64(offset, u64::from_le_bytes(word), Ordering::Relaxed)?;
-    word.copy_from_slice(&raw[8..]);
-    region.store_u64(next, u64::from_le_bytes(word), Ordering::Relaxed)
+    region.check_span(offset, RpmsgHeader::SIZE)?;
+    let (mut first, mut second) = ([0u8; 8], [0u8; 8]);
+    first.copy_from_slice(&raw[..8]);
+    second.copy_from_slice(&raw[8..]);
+    // SAFETY: both words lie in the span just checked, and `offset` is 8-aligned.
+    unsafe {
+        region.store_u64_in(offset, u64::from_le_bytes(first), Ordering::Relaxed);
+        region.store_u64_in(offset + 8, u64::from_le_bytes(second), Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Reads and validates a name-service record from the payload of `buf` (`len` bytes).
