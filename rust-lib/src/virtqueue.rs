@@ -118,6 +118,39 @@ impl<'a> DriverQueue<'a> {
     }
 }
 
+impl DriverQueue<'_> {
+    /// Takes every buffer the device returned, with one load (and validation) of its used
+    /// index: `done` gets each valid element, `rejected` the fault of each malformed one
+    /// (skipped, as in [`DriverQueue::pop_used`]). A used index that moved impossibly far
+    /// is an error that leaves the queue unchanged.
+    #[inline]
+    pub fn drain_used(
+        &mut self,
+        buf_len: u32,
+        mut done: impl FnMut(UsedElem),
+        mut rejected: impl FnMut(Error),
+    ) -> Result<()> {
+        let pending = self
+            .ring
+            .used_pending(self.last_used, self.in_flight.len())?;
+        for _ in 0..pending {
+            match self
+                .ring
+                .read_used_elem(self.last_used, &self.in_flight, buf_len)
+            {
+                Ok(elem) => {
+                    self.in_flight.remove(elem.id);
+                    done(elem);
+                }
+                Err(e) => rejected(e),
+            }
+            self.last_used = self.last_used.wrapping_add(1);
+        }
+        self.used_seen = self.last_used;
+        Ok(())
+    }
+}
+
 impl Notify for DriverQueue<'_> {
     /// Whether the device returned a buffer we have not taken yet (no validation: that is
     /// [`DriverQueue::pop_used`]'s job).

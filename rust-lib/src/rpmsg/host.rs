@@ -43,22 +43,18 @@ impl HostRole<'_> {
     /// Moves every transmit buffer the remote consumed back to the free set (bounded by
     /// the queue size).
     fn reclaim(&mut self, counters: &mut ErrorCounters) -> Result<()> {
-        for _ in 0..=self.tx.size() {
-            match self.tx.pop_used(self.layout.config().buf_size) {
-                Ok(Some(elem)) => {
-                    self.tx_free.insert(elem.id);
-                }
-                Ok(None) => break,
-                Err(Error::Peer(PeerFault::UsedIndexOutOfRange)) => {
-                    return Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
-                }
-                Err(e) => {
-                    self.lost = true;
-                    counters.record(e);
-                }
-            }
-        }
-        Ok(())
+        let free = &mut self.tx_free;
+        let lost = &mut self.lost;
+        self.tx.drain_used(
+            self.layout.config().buf_size,
+            |elem| {
+                free.insert(elem.id);
+            },
+            |e| {
+                *lost = true;
+                counters.record(e);
+            },
+        )
     }
 }
 

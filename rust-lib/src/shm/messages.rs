@@ -56,6 +56,7 @@ pub fn read_message_header(
 
 /// Source, destination and payload length of the header at `offset`: two word loads
 /// where 8-aligned (every buffer of our layout is), byte loads otherwise.
+#[inline]
 fn read_header_fields(region: &SharedRegion<'_>, offset: usize) -> Result<(u32, u32, u16)> {
     if offset % 8 != 0 {
         let mut raw = [0u8; RpmsgHeader::SIZE];

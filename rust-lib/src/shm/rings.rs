@@ -237,6 +237,7 @@ impl<'a> RingView<'a> {
     /// The id must be below the queue size and not in `held` (buffers the device still
     /// holds); the descriptor must be a single buffer lying entirely in `pool` and at least
     /// an RPMsg header long.
+    #[inline]
     pub fn read_avail_buffer(
         &self,
         idx: u16,
