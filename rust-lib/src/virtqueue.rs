@@ -149,6 +149,14 @@ impl DriverQueue<'_> {
         self.used_seen = self.last_used;
         Ok(())
     }
+
+    /// Puts back buffer `id`, just taken with [`DriverQueue::pop_used`]: the next
+    /// `pop_used` reads (and validates) its used element again.
+    pub fn unpop_used(&mut self, id: u16) {
+        if self.in_flight.insert(id) {
+            self.last_used = self.last_used.wrapping_sub(1);
+        }
+    }
 }
 
 impl Notify for DriverQueue<'_> {
@@ -242,6 +250,14 @@ impl<'a> DeviceQueue<'a> {
         let (id, buf) = entry?;
         self.held.insert(id);
         Ok(Some((id, buf)))
+    }
+
+    /// Puts back buffer `id`, just taken with [`DeviceQueue::pop_avail`]: the next
+    /// `pop_avail` reads (and validates) its available entry again.
+    pub fn unpop_avail(&mut self, id: u16) {
+        if self.held.remove(id) {
+            self.last_avail = self.last_avail.wrapping_sub(1);
+        }
     }
 
     /// Returns buffer `id` to the driver with `len` bytes written.

@@ -4,10 +4,10 @@ use super::{LinkState, Role, Rpmsg, WAIT_SLICE_US};
 use crate::error::{Error, PeerFault, Result};
 use crate::platform::{Clock, Doorbell};
 use crate::shm::{
-    read_message_header, read_ns_record, write_message_header, BufferRef, MessageHeader,
+    read_message_header, read_ns_record, BufferRef, MessageHeader,
     SharedRegion,
 };
-use crate::wire::{RpmsgHeader, RPMSG_ADDR_ANY, RPMSG_NS_ADDR};
+use crate::wire::{RpmsgHeader, RPMSG_NS_ADDR};
 
 /// A transmit buffer obtained with [`Rpmsg::get_tx_buffer`]: write the payload into it,
 /// then give it back with [`Rpmsg::send_nocopy`] or [`Rpmsg::release_tx_buffer`].
@@ -21,6 +21,11 @@ pub struct TxBuffer<'a> {
 }
 
 impl TxBuffer<'_> {
+    /// Its descriptor id and location.
+    pub(super) const fn location(&self) -> (u16, BufferRef) {
+        (self.id, self.buf)
+    }
+
     /// Payload bytes this buffer can hold.
     pub fn capacity(&self) -> usize {
         self.buf.len as usize - RpmsgHeader::SIZE
@@ -51,7 +56,24 @@ pub struct RxBuffer<'a> {
     header: MessageHeader,
 }
 
-impl RxBuffer<'_> {
+impl<'a> RxBuffer<'a> {
+    /// Buffer `id` at `buf` in `region`, received in session `epoch` with `header`.
+    pub(super) const fn new(
+        region: SharedRegion<'a>,
+        id: u16,
+        buf: BufferRef,
+        epoch: u32,
+        header: MessageHeader,
+    ) -> Self {
+        Self {
+            region,
+            id,
+            buf,
+            epoch,
+            header,
+        }
+    }
+
     /// Sender's address.
     pub const fn src(&self) -> u32 {
         self.header.src
@@ -80,6 +102,16 @@ impl RxBuffer<'_> {
         )?;
         Ok(n)
     }
+}
+
+/// One step of receiving ([`Rpmsg::recv`] and the batch receive).
+pub(super) enum RxStep {
+    /// A buffer with a valid header: its id, location and header.
+    Valid(u16, BufferRef, MessageHeader),
+    /// An invalid buffer was counted and returned to the peer.
+    Skipped,
+    /// Nothing pending.
+    Empty,
 }
 
 /// What [`Rpmsg::recv`] delivers.
@@ -112,6 +144,12 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         if !self.session_current() {
             return Err(Error::NotReady);
         }
+        self.take_tx_buffer()
+    }
+
+    /// [`Rpmsg::get_tx_buffer`] once the link and the session are known to be current.
+    #[inline]
+    pub(super) fn take_tx_buffer(&mut self) -> Result<TxBuffer<'a>> {
         match self.role.acquire_tx(&mut self.counters) {
             Ok(Some((id, buf))) => Ok(TxBuffer {
                 region: self.region,
@@ -163,25 +201,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         if buf.epoch != self.epoch {
             return Err(Error::StaleBuffer);
         }
-        if len > buf.capacity() {
-            self.role.cancel_tx(buf.id, buf.buf)?;
-            return Err(Error::PayloadTooLarge);
-        }
-        if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
-            self.role.cancel_tx(buf.id, buf.buf)?;
-            return Err(Error::EndpointNotBound);
-        }
-        // len <= capacity < 65536 - 16 (MAX_BUF_SIZE), so it fits the u16 field.
-        let header = RpmsgHeader::new(src, dst, len as u16);
-        write_message_header(&self.region, buf.buf.offset, &header)?;
-        let notify = self
-            .role
-            .submit_tx(buf.id, buf.buf, (RpmsgHeader::SIZE + len) as u32)?;
-        self.stats.tx_messages += 1;
-        if notify {
-            self.ring_peer();
-        }
-        Ok(())
+        self.submit_in_session(src, dst, buf, len)
     }
 
     /// Sends `len` payload bytes already written into `buf` from endpoint `ept` to the
@@ -273,28 +293,11 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
         let n = self.layout.config().queue_size;
         for _ in 0..=n {
-            let (id, buf, written) = match self.role.next_rx() {
-                Ok(Some(x)) => x,
-                Ok(None) => return Ok(None),
-                Err(
-                    e @ (Error::Peer(PeerFault::AvailIndexOutOfRange)
-                    | Error::Peer(PeerFault::UsedIndexOutOfRange)),
-                ) => return Err(self.fail(e)),
-                Err(e) => {
-                    self.stats.dropped += 1;
-                    self.counters.record(e);
-                    continue;
-                }
+            let (id, buf, header) = match self.next_valid_rx()? {
+                RxStep::Valid(id, buf, header) => (id, buf, header),
+                RxStep::Skipped => continue,
+                RxStep::Empty => return Ok(None),
             };
-            self.stats.rx_messages += 1;
-            let header = match read_message_header(&self.region, buf, written) {
-                Ok(h) => h,
-                Err(e) => {
-                    self.drop_rx(id, buf, e)?;
-                    continue;
-                }
-            };
-            self.on_valid_message();
             if header.dst == RPMSG_NS_ADDR && self.layout.config().name_service {
                 let record = read_ns_record(&self.region, buf, header.len);
                 let release = self.role.release_rx(id, buf);
@@ -338,6 +341,42 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         Ok(None)
     }
 
+    /// One step of receiving: the next received buffer with a valid header. An invalid
+    /// buffer is counted and returned to the peer (skipped); an impossible ring index
+    /// breaks the link (the error).
+    #[inline]
+    pub(super) fn next_valid_rx(&mut self) -> Result<RxStep> {
+        let (id, buf, written) = match self.role.next_rx() {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(RxStep::Empty),
+            Err(e) => return self.rx_rejected(e).map(|()| RxStep::Skipped),
+        };
+        self.stats.rx_messages += 1;
+        match read_message_header(&self.region, buf, written) {
+            Ok(header) => {
+                self.on_valid_message();
+                Ok(RxStep::Valid(id, buf, header))
+            }
+            Err(e) => self.drop_rx(id, buf, e).map(|()| RxStep::Skipped),
+        }
+    }
+
+    /// A received ring entry was rejected: an impossible index breaks the link, anything
+    /// else is counted (the entry is skipped).
+    #[cold]
+    #[inline(never)]
+    fn rx_rejected(&mut self, e: Error) -> Result<()> {
+        if matches!(
+            e,
+            Error::Peer(PeerFault::AvailIndexOutOfRange | PeerFault::UsedIndexOutOfRange)
+        ) {
+            return Err(self.fail(e));
+        }
+        self.stats.dropped += 1;
+        self.counters.record(e);
+        Ok(())
+    }
+
     /// A host's view of a name-service record that undoes a binding of this session: a
     /// remote of ours (it publishes its id) announces each endpoint once per session and
     /// never destroys one, so the record is forged or the remote is corrupted, and only a
@@ -347,7 +386,8 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         R::HOST && self.published_peer.is_some() && self.endpoints.undone_by(name, addr, destroy)
     }
 
-    fn after_release(&mut self, notify: Result<bool>) -> Result<()> {
+    #[inline]
+    pub(super) fn after_release(&mut self, notify: Result<bool>) -> Result<()> {
         match notify {
             Ok(true) => {
                 self.ring_peer();
@@ -358,7 +398,9 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
     }
 
-    fn drop_rx(&mut self, id: u16, buf: BufferRef, why: Error) -> Result<()> {
+    #[cold]
+    #[inline(never)]
+    pub(super) fn drop_rx(&mut self, id: u16, buf: BufferRef, why: Error) -> Result<()> {
         self.stats.dropped += 1;
         self.counters.record(why);
         let release = self.role.release_rx(id, buf);

@@ -109,6 +109,10 @@ impl<'a> Role<'a> for HostRole<'a> {
         check_or_hold(self, false, self.rx.size())
     }
 
+    fn unget_rx(&mut self, id: u16) {
+        self.rx.unpop_used(id);
+    }
+
     fn lost(&self) -> bool {
         self.lost
     }

@@ -14,6 +14,7 @@ mod buffers;
 pub mod host;
 mod liveness;
 pub mod remote;
+mod stream;
 
 pub use batching::{Deferral, Wakeups};
 pub use buffers::{Event, RxBuffer, TxBuffer};
@@ -52,6 +53,10 @@ pub trait Role<'a>: sealed::Sealed + Sized {
     /// Returns a received buffer to the peer; true if it wants a doorbell.
     #[doc(hidden)]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool>;
+    /// Puts back buffer `id`, just taken with [`Role::next_rx`] and not returned: the next
+    /// `next_rx` reads (and validates) its ring entry again.
+    #[doc(hidden)]
+    fn unget_rx(&mut self, id: u16);
     /// Polling (`true`): the peer need not ring us, neither for messages nor for buffers we
     /// wait for; we look ourselves. Not polling (`false`, the default): it rings us for every
     /// message, and for transmit buffers while we have none. Writes a ring flag only when it

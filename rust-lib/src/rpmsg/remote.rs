@@ -102,6 +102,10 @@ impl<'a> Role<'a> for RemoteRole<'a> {
         check_or_hold(self, false, self.rx.size())
     }
 
+    fn unget_rx(&mut self, id: u16) {
+        self.rx.unpop_avail(id);
+    }
+
     fn lost(&self) -> bool {
         self.lost
     }

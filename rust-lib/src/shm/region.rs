@@ -66,6 +66,7 @@ macro_rules! le_access {
             unsafe { self.$get_in(offset) }.store(value.to_le(), order);
         }
 
+        #[inline]
         fn $get(&self, offset: usize) -> Result<&$atomic> {
             let p = self.at(offset, core::mem::size_of::<$ty>())?;
             // SAFETY: `p` is in bounds and valid for `'a` (see `new`), and aligned for
@@ -76,11 +77,13 @@ macro_rules! le_access {
         }
 
         #[doc = concat!("Loads a little-endian `", stringify!($ty), "`.")]
+        #[inline]
         pub fn $load(&self, offset: usize, order: Ordering) -> Result<$ty> {
             Ok(<$ty>::from_le(self.$get(offset)?.load(order)))
         }
 
         #[doc = concat!("Stores a little-endian `", stringify!($ty), "`.")]
+        #[inline]
         pub fn $store(&self, offset: usize, value: $ty, order: Ordering) -> Result<()> {
             self.$get(offset)?.store(value.to_le(), order);
             Ok(())
@@ -123,6 +126,7 @@ impl<'a> SharedRegion<'a> {
 
     /// The address of `offset`, after checking that `size` bytes fit and that the offset is
     /// a multiple of `size` (natural alignment for atomics; the base is 8-aligned).
+    #[inline]
     fn at(&self, offset: usize, size: usize) -> Result<*mut u8> {
         let end = offset.checked_add(size).ok_or(Error::OutOfBounds)?;
         if end > self.len || offset % size != 0 {
