@@ -110,11 +110,9 @@ impl<'a> DriverQueue<'a> {
         }
         let elem = self
             .ring
-            .read_used_elem(self.last_used, &self.in_flight, buf_len);
+            .take_used_elem(self.last_used, &mut self.in_flight, buf_len);
         self.last_used = self.last_used.wrapping_add(1);
-        let elem = elem?;
-        self.in_flight.remove(elem.id);
-        Ok(Some(elem))
+        elem.map(Some)
     }
 }
 
@@ -136,12 +134,9 @@ impl DriverQueue<'_> {
         for _ in 0..pending {
             match self
                 .ring
-                .read_used_elem(self.last_used, &self.in_flight, buf_len)
+                .take_used_elem(self.last_used, &mut self.in_flight, buf_len)
             {
-                Ok(elem) => {
-                    self.in_flight.remove(elem.id);
-                    done(elem);
-                }
+                Ok(elem) => done(elem),
                 Err(e) => rejected(e),
             }
             self.last_used = self.last_used.wrapping_add(1);
@@ -236,6 +231,18 @@ impl<'a> DeviceQueue<'a> {
     /// [`DriverQueue::pop_used`].
     #[inline]
     pub fn pop_avail(&mut self) -> Result<Option<(u16, BufferRef)>> {
+        let found = self.pop_avail_passing()?;
+        if let Some((id, _)) = found {
+            self.held.insert(id);
+        }
+        Ok(found)
+    }
+
+    /// [`DeviceQueue::pop_avail`] for a buffer given back with
+    /// [`DeviceQueue::push_used_passing`] before anything else takes from or returns to
+    /// this queue: it is checked against the held buffers but not recorded as held.
+    #[inline]
+    pub fn pop_avail_passing(&mut self) -> Result<Option<(u16, BufferRef)>> {
         if self.avail_seen == self.last_avail {
             let pending = self.ring.avail_pending(self.last_avail)?;
             if pending == 0 {
@@ -247,9 +254,7 @@ impl<'a> DeviceQueue<'a> {
             .ring
             .read_avail_buffer(self.last_avail, &self.held, &self.pool);
         self.last_avail = self.last_avail.wrapping_add(1);
-        let (id, buf) = entry?;
-        self.held.insert(id);
-        Ok(Some((id, buf)))
+        entry.map(Some)
     }
 
     /// Puts back buffer `id`, just taken with [`DeviceQueue::pop_avail`]: the next
@@ -260,15 +265,26 @@ impl<'a> DeviceQueue<'a> {
         }
     }
 
+    /// Puts back buffer `id`, just taken with [`DeviceQueue::pop_avail_passing`].
+    pub fn unpop_avail_passing(&mut self) {
+        self.last_avail = self.last_avail.wrapping_sub(1);
+    }
+
     /// Returns buffer `id` to the driver with `len` bytes written.
     pub fn push_used(&mut self, id: u16, len: u32) -> Result<()> {
         if !self.held.remove(id) {
             return Err(Error::StaleBuffer);
         }
+        self.push_used_passing(id, len);
+        Ok(())
+    }
+
+    /// Returns buffer `id`, taken with [`DeviceQueue::pop_avail_passing`], with `len`
+    /// bytes written.
+    pub fn push_used_passing(&mut self, id: u16, len: u32) {
         self.ring.write_used_elem(self.used_idx, id, len);
         self.used_idx = self.used_idx.wrapping_add(1);
         self.ring.publish_used_idx(self.used_idx);
-        Ok(())
     }
 }
 

@@ -190,17 +190,24 @@ fn used_elements() {
     in_flight.insert(4);
     r.write_used_elem(0, 4, 100);
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512).map(|e| (e.id, e.len)),
+        r.take_used_elem(0, &mut in_flight, 512)
+            .map(|e| (e.id, e.len)),
         Ok((4, 100))
     );
+    // Taken: no longer in flight.
+    assert_eq!(
+        r.take_used_elem(0, &mut in_flight, 512),
+        Err(Error::Peer(PeerFault::UsedIdNotInFlight))
+    );
+    in_flight.insert(4);
     r.write_used_elem(0, 5, 100);
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512),
+        r.take_used_elem(0, &mut in_flight, 512),
         Err(Error::Peer(PeerFault::UsedIdNotInFlight))
     );
     r.write_used_elem(0, 4, 513);
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512),
+        r.take_used_elem(0, &mut in_flight, 512),
         Err(Error::Peer(PeerFault::UsedLengthTooLarge))
     );
     // A 32-bit id beyond the queue (the field is u32 on the wire).
@@ -210,7 +217,7 @@ fn used_elements() {
         .store_u32(used + 4, 0x1_0004, Relaxed)
         .unwrap();
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512),
+        r.take_used_elem(0, &mut in_flight, 512),
         Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange))
     );
 }

@@ -127,6 +127,7 @@ impl Wakeups {
 }
 
 /// A submit or release: the doorbell check now, or held back while deferring.
+#[inline]
 pub(super) fn check_or_hold<'a, R: Role<'a>>(t: &mut R, tx: bool, limit: u16) -> Result<bool> {
     if t.deferral().hold(tx, limit) {
         return Ok(false);

@@ -3,10 +3,7 @@
 use super::{LinkState, Role, Rpmsg, WAIT_SLICE_US};
 use crate::error::{Error, PeerFault, Result};
 use crate::platform::{Clock, Doorbell};
-use crate::shm::{
-    read_message_header, read_ns_record, BufferRef, MessageHeader,
-    SharedRegion,
-};
+use crate::shm::{read_message_header, read_ns_record, BufferRef, MessageHeader, SharedRegion};
 use crate::wire::{RpmsgHeader, RPMSG_NS_ADDR};
 
 /// A transmit buffer obtained with [`Rpmsg::get_tx_buffer`]: write the payload into it,
@@ -293,7 +290,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
         let n = self.layout.config().queue_size;
         for _ in 0..=n {
-            let (id, buf, header) = match self.next_valid_rx()? {
+            let (id, buf, header) = match self.next_valid_rx::<false>()? {
                 RxStep::Valid(id, buf, header) => (id, buf, header),
                 RxStep::Skipped => continue,
                 RxStep::Empty => return Ok(None),
@@ -327,7 +324,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                 }
             }
             if !self.endpoints.learn(header.dst, header.src) {
-                self.drop_rx(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
+                self.drop_rx::<false>(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
                 continue;
             }
             return Ok(Some(Event::Message(RxBuffer {
@@ -344,9 +341,16 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
     /// One step of receiving: the next received buffer with a valid header. An invalid
     /// buffer is counted and returned to the peer (skipped); an impossible ring index
     /// breaks the link (the error).
+    ///
+    /// `PASSING`: the buffer is returned (or put back) before the caller returns
+    /// ([`Role::next_rx_passing`]).
     #[inline]
-    pub(super) fn next_valid_rx(&mut self) -> Result<RxStep> {
-        let (id, buf, written) = match self.role.next_rx() {
+    pub(super) fn next_valid_rx<const PASSING: bool>(&mut self) -> Result<RxStep> {
+        let popped = match PASSING {
+            true => self.role.next_rx_passing(),
+            false => self.role.next_rx(),
+        };
+        let (id, buf, written) = match popped {
             Ok(Some(x)) => x,
             Ok(None) => return Ok(RxStep::Empty),
             Err(e) => return self.rx_rejected(e).map(|()| RxStep::Skipped),
@@ -357,7 +361,9 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                 self.on_valid_message();
                 Ok(RxStep::Valid(id, buf, header))
             }
-            Err(e) => self.drop_rx(id, buf, e).map(|()| RxStep::Skipped),
+            Err(e) => self
+                .drop_rx::<PASSING>(id, buf, e)
+                .map(|()| RxStep::Skipped),
         }
     }
 
@@ -398,12 +404,17 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
     }
 
+    /// Returns an invalid received buffer (taken with [`Role::next_rx_passing`] if
+    /// `PASSING`) to the peer, counted.
     #[cold]
     #[inline(never)]
-    pub(super) fn drop_rx(&mut self, id: u16, buf: BufferRef, why: Error) -> Result<()> {
+    fn drop_rx<const PASSING: bool>(&mut self, id: u16, buf: BufferRef, why: Error) -> Result<()> {
         self.stats.dropped += 1;
         self.counters.record(why);
-        let release = self.role.release_rx(id, buf);
+        let release = match PASSING {
+            true => self.role.release_passing(id, buf),
+            false => self.role.release_rx(id, buf),
+        };
         self.after_release(release)
     }
 

@@ -59,6 +59,7 @@ impl HostRole<'_> {
 }
 
 impl<'a> Role<'a> for HostRole<'a> {
+    #[inline]
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
         // Returned buffers are taken back only when none is free: one look at the used ring
         // per batch of sends, not per send.

@@ -106,6 +106,23 @@ impl<'a> Role<'a> for RemoteRole<'a> {
         self.rx.unpop_avail(id);
     }
 
+    #[inline]
+    fn next_rx_passing(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
+        let popped = self.rx.pop_avail_passing();
+        self.lost |= popped.is_err();
+        Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
+    }
+
+    #[inline]
+    fn release_passing(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
+        self.rx.push_used_passing(id, buf.len);
+        check_or_hold(self, false, self.rx.size())
+    }
+
+    fn unget_passing(&mut self, _id: u16) {
+        self.rx.unpop_avail_passing();
+    }
+
     fn lost(&self) -> bool {
         self.lost
     }

@@ -90,19 +90,20 @@ pub fn write_message_header(
     offset: usize,
     header: &RpmsgHeader,
 ) -> Result<()> {
-    let raw = header.to_bytes();
     if offset % 8 != 0 {
-        return region.write_bytes(offset, &raw);
+        return region.write_bytes(offset, &header.to_bytes());
     }
     // Both words are checked before either is written: no half-written header.
     region.check_span(offset, RpmsgHeader::SIZE)?;
-    let (mut first, mut second) = ([0u8; 8], [0u8; 8]);
-    first.copy_from_slice(&raw[..8]);
-    second.copy_from_slice(&raw[8..]);
+    // Little-endian words, as `read_header_fields` takes them apart.
+    let first = u64::from(header.src.get()) | u64::from(header.dst.get()) << 32;
+    let second = u64::from(header.reserved.get())
+        | u64::from(header.len.get()) << 32
+        | u64::from(header.flags.get()) << 48;
     // SAFETY: both words lie in the span just checked, and `offset` is 8-aligned.
     unsafe {
-        region.store_u64_in(offset, u64::from_le_bytes(first), Ordering::Relaxed);
-        region.store_u64_in(offset + 8, u64::from_le_bytes(second), Ordering::Relaxed);
+        region.store_u64_in(offset, first, Ordering::Relaxed);
+        region.store_u64_in(offset + 8, second, Ordering::Relaxed);
     }
     Ok(())
 }

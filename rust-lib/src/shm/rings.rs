@@ -183,9 +183,16 @@ impl<'a> RingView<'a> {
         Ok(pending)
     }
 
-    /// Reads the used element at position `idx`. Its id must be in `in_flight` and its
-    /// length at most `buf_len`.
-    pub fn read_used_elem(&self, idx: u16, in_flight: &DescSet, buf_len: u32) -> Result<UsedElem> {
+    /// Takes the used element at position `idx`: its id must be below the queue size and
+    /// its length at most `buf_len`, and then the id must be in `in_flight`, from which it
+    /// is removed (the buffer is ours again).
+    #[inline]
+    pub fn take_used_elem(
+        &self,
+        idx: u16,
+        in_flight: &mut DescSet,
+        buf_len: u32,
+    ) -> Result<UsedElem> {
         let off = self.ring.used + USED_RING + USED_ELEM_SIZE * self.slot(idx);
         // SAFETY: a masked position: one of the `size` elements `new` checked (4-aligned).
         let (id, len) = unsafe {
@@ -199,12 +206,12 @@ impl<'a> RingView<'a> {
         if id >= u32::from(self.ring.size) {
             return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
-        let id = id as u16;
-        if !in_flight.contains(id) {
-            return Err(Error::Peer(PeerFault::UsedIdNotInFlight));
-        }
         if len > buf_len {
             return Err(Error::Peer(PeerFault::UsedLengthTooLarge));
+        }
+        let id = id as u16;
+        if !in_flight.remove(id) {
+            return Err(Error::Peer(PeerFault::UsedIdNotInFlight));
         }
         Ok(UsedElem { id, len })
     }

@@ -90,13 +90,18 @@ impl<'a> BareRing<'a> {
         for i in 0..count {
             if i - tail >= self.slots {
                 // The remote's tail, validated: never past our head.
-                match wait_for(|| Some(self.load(TAIL)).filter(|t| i - t < self.slots), idle) {
+                match wait_for(
+                    || Some(self.load(TAIL)).filter(|t| i - t < self.slots),
+                    idle,
+                ) {
                     Some(t) if t <= i => tail = t,
                     _ => return false,
                 }
             }
             let at = self.slot_at(i);
-            let _ = self.region.store_u64(at, payload.len() as u64, Ordering::Relaxed);
+            let _ = self
+                .region
+                .store_u64(at, payload.len() as u64, Ordering::Relaxed);
             let _ = self.region.write_bytes(at + LEN, payload);
             self.store(HEAD, i + 1);
         }
@@ -119,7 +124,10 @@ impl<'a> BareRing<'a> {
                 }
             }
             let at = self.slot_at(taken);
-            let len = self.region.load_u64(at, Ordering::Relaxed).unwrap_or(u64::MAX);
+            let len = self
+                .region
+                .load_u64(at, Ordering::Relaxed)
+                .unwrap_or(u64::MAX);
             let Some(len) = usize::try_from(len).ok().filter(|l| *l <= max_len) else {
                 break;
             };
