@@ -58,15 +58,6 @@ impl DescSet {
     pub const fn is_empty(&self) -> bool {
         self.len == 0
     }
-    /// Removes and returns the smallest id in the set.
-    #[inline]
-    pub fn pop_first(&mut self) -> Option<u16> {
-        let (i, word) = self.bits.iter_mut().enumerate().find(|(_, w)| **w != 0)?;
-        let bit = word.trailing_zeros();
-        *word &= *word - 1;
-        self.len -= 1;
-        Some((i as u32 * 64 + bit) as u16)
-    }
     /// The smallest id in the set.
     pub fn first(&self) -> Option<u16> {
         self.bits

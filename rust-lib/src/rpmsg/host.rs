@@ -4,9 +4,8 @@
 
 use super::batching::{check_or_hold, Deferral, Wakeups};
 use super::{check_region, Host, LinkState, Role, Rpmsg};
-use crate::descset::DescSet;
 use crate::error::{Error, ErrorCounters, PeerFault, Result};
-use crate::layout::{Config, Layout, QueueId, STATUS_READY};
+use crate::layout::{Config, Layout, QueueId, MAX_QUEUE_SIZE, STATUS_READY};
 use crate::platform::Doorbell;
 use crate::shm::{BufferRef, RingView, SharedRegion};
 use crate::virtqueue::DriverQueue;
@@ -16,7 +15,9 @@ use crate::virtqueue::DriverQueue;
 pub struct HostRole<'a> {
     rx: DriverQueue<'a>,
     tx: DriverQueue<'a>,
-    tx_free: DescSet,
+    /// The transmit buffers that are ours and unused: a stack, so that the buffer taken
+    /// next is the one that came back last (still in the cache).
+    tx_free: heapless::Vec<u16, { MAX_QUEUE_SIZE as usize }>,
     /// The doorbells we ask the remote for (our avail rings' flags).
     wake: Wakeups,
     deferral: Deferral,
@@ -47,8 +48,9 @@ impl HostRole<'_> {
         let lost = &mut self.lost;
         self.tx.drain_used(
             self.layout.config().buf_size,
+            // Room for every id: each is free or in flight, never both.
             |elem| {
-                free.insert(elem.id);
+                let _ = free.push(elem.id);
             },
             |e| {
                 *lost = true;
@@ -73,7 +75,7 @@ impl<'a> Role<'a> for HostRole<'a> {
             self.want_tx(true)?;
             self.reclaim(counters)?;
         }
-        let Some(id) = self.tx_free.pop_first() else {
+        let Some(id) = self.tx_free.pop() else {
             self.wake.tx_starved = true;
             return Ok(None);
         };
@@ -92,8 +94,7 @@ impl<'a> Role<'a> for HostRole<'a> {
     }
 
     fn cancel_tx(&mut self, id: u16, _buf: BufferRef) -> Result<()> {
-        self.tx_free.insert(id);
-        Ok(())
+        self.tx_free.push(id).map_err(|_| Error::StaleBuffer)
     }
 
     #[inline]
@@ -184,7 +185,7 @@ impl<'a, D: Doorbell> Host<'a, D> {
         let role = HostRole {
             rx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::RemoteToHost))?),
             tx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::HostToRemote))?),
-            tx_free: DescSet::new(),
+            tx_free: heapless::Vec::new(),
             wake: Wakeups::new(),
             deferral: Deferral::default(),
             layout,
@@ -212,11 +213,12 @@ impl<'a, D: Doorbell> Host<'a, D> {
         let t = &mut self.role;
         t.rx.reset()?;
         t.tx.reset()?;
-        t.tx_free = DescSet::new();
+        t.tx_free.clear();
         t.lost = false;
         let n = self.layout.config().queue_size;
+        // Taken from the top: buffer 0 first.
+        t.tx_free.extend((0..n).rev());
         for id in 0..n {
-            t.tx_free.insert(id);
             let buf = t.buffer(id as usize);
             self.region.zero(buf.offset, buf.len as usize)?;
             let addr = t.addr(buf);

@@ -84,7 +84,7 @@ fn read_header_fields(region: &SharedRegion<'_>, offset: usize) -> Result<(u32, 
 /// Writes `header` at the start of the buffer at `offset` (relaxed: published with the
 /// ring index that follows), as two word stores where 8-aligned, like
 /// [`read_message_header`] reads it.
-#[inline]
+#[inline(always)]
 pub fn write_message_header(
     region: &SharedRegion<'_>,
     offset: usize,
