@@ -29,6 +29,7 @@ impl TxBuffer<'_> {
     }
 
     /// Writes `data` into the payload at `offset`.
+    #[inline]
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         let end = offset
             .checked_add(data.len())
@@ -154,19 +155,28 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                 buf,
                 epoch: self.epoch,
             }),
-            Ok(None) if self.role.lost() => {
-                // A buffer the peer offered was rejected (counted): only a fresh session
-                // gets it back. Start it (host) or ask for it (remote) now, not when a
-                // send waiting for a buffer gives up.
-                R::refresh(self)?;
-                Err(if self.link == LinkState::Up {
-                    Error::NoTxBuffer
-                } else {
-                    Error::NotReady
-                })
-            }
-            Ok(None) => Err(Error::NoTxBuffer),
+            Ok(None) => Err(self.no_tx_buffer()),
             Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Why no transmit buffer was free.
+    #[cold]
+    #[inline(never)]
+    fn no_tx_buffer(&mut self) -> Error {
+        if !self.role.lost() {
+            return Error::NoTxBuffer;
+        }
+        // A buffer the peer offered was rejected (counted): only a fresh session gets it
+        // back. Start it (host) or ask for it (remote) now, not when a send waiting for a
+        // buffer gives up.
+        if let Err(e) = R::refresh(self) {
+            return e;
+        }
+        if self.link == LinkState::Up {
+            Error::NoTxBuffer
+        } else {
+            Error::NotReady
         }
     }
 

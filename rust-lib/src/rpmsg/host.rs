@@ -60,14 +60,12 @@ impl HostRole<'_> {
     }
 }
 
-impl<'a> Role<'a> for HostRole<'a> {
-    #[inline]
-    fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
-        // Returned buffers are taken back only when none is free: one look at the used ring
-        // per batch of sends, not per send.
-        if self.tx_free.is_empty() {
-            self.reclaim(counters)?;
-        }
+impl HostRole<'_> {
+    /// No transmit buffer is free: takes back those the remote returned (one look at the
+    /// used ring per batch of sends, not per send) and gives one of them, if any.
+    #[inline(never)]
+    fn refill_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<u16>> {
+        self.reclaim(counters)?;
         if self.tx_free.is_empty() && !self.wake.polling {
             // Out of buffers: ask to be interrupted when one comes back, then look again in
             // case it came back before the flag was visible. (A polling caller asks only
@@ -75,9 +73,21 @@ impl<'a> Role<'a> for HostRole<'a> {
             self.want_tx(true)?;
             self.reclaim(counters)?;
         }
-        let Some(id) = self.tx_free.pop() else {
-            self.wake.tx_starved = true;
-            return Ok(None);
+        let id = self.tx_free.pop();
+        self.wake.tx_starved = id.is_none();
+        Ok(id)
+    }
+}
+
+impl<'a> Role<'a> for HostRole<'a> {
+    #[inline]
+    fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
+        let id = match self.tx_free.pop() {
+            Some(id) => id,
+            None => match self.refill_tx(counters)? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
         };
         self.wake.tx_starved = false;
         if self.wake.asks_for_tx() {
