@@ -4,7 +4,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use rpmsg_engine::descset::DescSet;
-use rpmsg_engine::layout::{Layout, QueueId};
+use rpmsg_engine::layout::{Layout, QueueId, RingLayout};
 use rpmsg_engine::shm::{
     read_message_header, read_ns_record, BufferRef, ControlView, PoolWindow, RingView, SharedRegion,
 };
@@ -397,4 +397,45 @@ fn rings_that_do_not_fit_are_refused() {
         RingView::new(mem.region(), layout.ring(QueueId::HostToRemote)).err(),
         Some(Error::OutOfBounds)
     );
+}
+
+/// Each part of a ring is checked on its own (the accesses after that are not): a
+/// descriptor table, available ring or used ring past the region's end, or misaligned,
+/// is refused even when the other parts are fine.
+#[test]
+fn every_part_of_a_ring_must_fit_and_be_aligned() {
+    let mem = HeapRegion::new(SIZE);
+    let good = Layout::new(&Config::new(SIZE))
+        .unwrap()
+        .ring(QueueId::HostToRemote);
+    assert!(RingView::new(mem.region(), good).is_ok());
+    let end = SIZE - 8;
+    let bad = [
+        RingLayout { desc: end, ..good },
+        RingLayout { avail: end, ..good },
+        RingLayout { used: end, ..good },
+        RingLayout {
+            desc: usize::MAX - 8,
+            ..good
+        },
+        RingLayout {
+            desc: good.desc + 4,
+            ..good
+        },
+        RingLayout {
+            avail: good.avail + 1,
+            ..good
+        },
+        RingLayout {
+            used: good.used + 2,
+            ..good
+        },
+    ];
+    for ring in bad {
+        assert_eq!(
+            RingView::new(mem.region(), ring).err(),
+            Some(Error::OutOfBounds),
+            "{ring:?}"
+        );
+    }
 }
