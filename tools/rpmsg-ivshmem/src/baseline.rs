@@ -90,10 +90,8 @@ impl<'a> BareRing<'a> {
         for i in 0..count {
             if i - tail >= self.slots {
                 // The remote's tail, validated: never past our head.
-                match wait_for(
-                    || Some(self.load(TAIL)).filter(|t| i - t < self.slots),
-                    idle,
-                ) {
+                let room = |t: &u64| *t > i || i - t < self.slots;
+                match wait_for(|| Some(self.load(TAIL)).filter(room), idle) {
                     Some(t) if t <= i => tail = t,
                     _ => return false,
                 }
@@ -151,4 +149,66 @@ fn wait_for<T>(mut ready: impl FnMut() -> Option<T>, idle: Duration) -> Option<T
         idle,
     );
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rpmsg_engine::testing::HeapRegion;
+
+    const IDLE: Duration = Duration::from_millis(200);
+
+    fn ring(mem: &HeapRegion) -> BareRing<'_> {
+        BareRing::new(mem.region(), &(0..mem.region().len()), 4, 64).unwrap()
+    }
+
+    #[test]
+    fn payloads_go_through_whole() {
+        let mem = HeapRegion::new(4096);
+        let r = ring(&mem);
+        r.reset();
+        let payload: Vec<u8> = (0..56).collect();
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| {
+                let mut scratch = [0u8; 64];
+                let taken = r.receive(10, 56, &mut scratch, IDLE);
+                (taken, scratch)
+            });
+            assert!(r.send(&payload, 10, IDLE));
+            let (taken, scratch) = receiver.join().unwrap();
+            assert_eq!(taken, 10);
+            assert_eq!(&scratch[..56], &payload[..]);
+        });
+    }
+
+    /// A head more than a ring ahead of the tail, or a length beyond the slot, is refused:
+    /// the receiver stops at once instead of copying what is not there.
+    #[test]
+    fn a_receiver_refuses_an_impossible_head_or_length() {
+        let mem = HeapRegion::new(4096);
+        let r = ring(&mem);
+        let region = mem.region();
+        let mut scratch = [0u8; 64];
+        r.reset();
+        region.store_u64(HEAD, 5, Ordering::Release).unwrap();
+        assert_eq!(r.receive(10, 56, &mut scratch, IDLE), 0);
+        r.reset();
+        region.store_u64(SLOTS, 57, Ordering::Relaxed).unwrap();
+        region.store_u64(HEAD, 1, Ordering::Release).unwrap();
+        assert_eq!(r.receive(10, 56, &mut scratch, IDLE), 0);
+        region.store_u64(SLOTS, 56, Ordering::Relaxed).unwrap();
+        assert_eq!(r.receive(1, 56, &mut scratch, IDLE), 1);
+    }
+
+    /// A tail past the head is refused by the sender.
+    #[test]
+    fn a_sender_refuses_an_impossible_tail() {
+        let mem = HeapRegion::new(4096);
+        let r = ring(&mem);
+        r.reset();
+        mem.region()
+            .store_u64(TAIL, 1000, Ordering::Release)
+            .unwrap();
+        assert!(!r.send(&[1; 8], 10, IDLE));
+    }
 }
