@@ -6,18 +6,27 @@
 //!     target/release/examples/stream_cost 1000
 //! ```
 //!
-//! (likewise `host_batch`, `bare_send_batch`, `bare_recv_batch`; divide "Collected" by the
-//! messages it prints: 16 000 for 1 000 batches). One thread, one in-memory region,
-//! batches of a ring's worth of 496-byte messages: the host sends them as
-//! `rpmsg-ivshmem bench` streams to the sink (`try_send_parts`, doorbells deferred and
-//! polling, as while both sides spin), the remote takes each one as the sink does (`recv`,
-//! copy the payload out, `release_rx`). The same payloads then go through a bare ring like
-//! the bench's (copy into a slot and a `Release` store of the head per message; copy out
-//! and a store of the tail). Each side of each path is its own `#[inline(never)]`
-//! function, so callgrind counts them separately.
+//! (likewise `host_batch`, `host_single`, `remote_single`, `bare_send_batch`,
+//! `bare_recv_batch`; divide "Collected" by the messages it prints: 16 000 for 1 000
+//! batches). One thread, one in-memory region, batches of a ring's worth of 496-byte
+//! messages, doorbells deferred and both sides polling, as while both spin:
+//!
+//! * `host_batch`/`remote_batch`: as `rpmsg-ivshmem bench` streams to its sink — the host
+//!   sends with `try_send_each`, the remote takes them with `recv_each`, copying each
+//!   payload out;
+//! * `host_single`/`remote_single`: the same through the one-message calls (the app's
+//!   `try_send_parts`; `recv`, copy out, `release_rx`), for comparison;
+//! * `bare_send_batch`/`bare_recv_batch`: the same payloads through a bare ring like the
+//!   bench's (`tools/rpmsg-ivshmem/src/baseline.rs`: length word and payload into a slot and
+//!   a `Release` store of the head per message, the tail validated once per batch; the
+//!   head validated once per batch, the length per message, copy out and a store of the
+//!   tail).
+//!
+//! Each is its own `#[inline(never)]` function, so callgrind counts them separately.
 
 use std::sync::atomic::Ordering;
 
+use rpmsg_app::Sender;
 use rpmsg_engine::testing::HeapRegion;
 use rpmsg_engine::{Config, Doorbell, Event, Host, Remote, RxBuffer, SharedRegion, TxBuffer};
 
@@ -54,6 +63,32 @@ fn remote_batch(r: &mut R<'_>, sink: u32, scratch: &mut [u8]) -> u64 {
         true
     };
     let _ = r.recv_each(sink, usize::MAX, take);
+    taken
+}
+
+#[inline(never)]
+fn host_single(h: &mut H<'_>, ept: u32, data: &[u8]) -> u64 {
+    let _ = h.flush_doorbell();
+    let _ = h.busy_poll();
+    h.defer_doorbells();
+    let mut sent = 0;
+    while h.try_send_parts(ept, &[data]).is_ok() {
+        sent += 1;
+    }
+    sent
+}
+
+#[inline(never)]
+fn remote_single(r: &mut R<'_>, scratch: &mut [u8]) -> u64 {
+    let _ = r.flush_doorbell();
+    let _ = r.busy_poll();
+    r.defer_doorbells();
+    let mut taken = 0;
+    while let Ok(Some(Event::Message(rx))) = r.recv() {
+        let n = rx.read(0, scratch).unwrap_or(0);
+        taken += u64::from(n == rx.len());
+        let _ = r.release_rx(rx);
+    }
     taken
 }
 
@@ -142,6 +177,12 @@ fn main() {
     let max = h.max_payload();
     let data = vec![0x5Au8; max];
     let mut scratch = vec![0u8; max];
+    let (mut sent, mut taken) = (0, 0);
+    for _ in 0..batches {
+        sent += host_single(&mut h, ept, &data);
+        taken += remote_single(&mut r, &mut scratch);
+    }
+    println!("one message per call: {sent} sent, {taken} taken");
     let (mut sent, mut taken) = (0, 0);
     for _ in 0..batches {
         sent += host_batch(&mut h, ept, &data);
