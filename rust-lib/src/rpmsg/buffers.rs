@@ -241,16 +241,20 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
     /// Copies `data` into a free buffer and sends it from `ept` to its bound address, or
     /// fails at once with [`Error::NoTxBuffer`].
     pub fn try_send(&mut self, ept: u32, data: &[u8]) -> Result<()> {
+        let dst = self.bound_dest(ept)?;
+        self.try_send_to(ept, dst, data)
+    }
+
+    /// The address endpoint `ept` sends to, with the link up.
+    pub(super) fn bound_dest(&self, ept: u32) -> Result<u32> {
         if self.link != LinkState::Up {
             return Err(Error::NotReady);
         }
-        let dst = self
-            .endpoints
+        self.endpoints
             .get(ept)
             .ok_or(Error::EndpointNotFound)?
             .dest()
-            .ok_or(Error::EndpointNotBound)?;
-        self.try_send_to(ept, dst, data)
+            .ok_or(Error::EndpointNotBound)
     }
 
     /// Copies `data` into a free buffer and sends it from `src` to `dst`.

@@ -49,6 +49,19 @@ impl RemoteRole<'_> {
     }
 }
 
+impl RemoteRole<'_> {
+    /// What the receive queue gave: a rejected entry loses its buffer to this session; the
+    /// bytes written are the whole buffer (the header says how many are the message's).
+    #[inline]
+    fn received(
+        &mut self,
+        popped: Result<Option<(u16, BufferRef)>>,
+    ) -> Result<Option<(u16, BufferRef, u32)>> {
+        self.lost |= popped.is_err();
+        Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
+    }
+}
+
 impl<'a> Role<'a> for RemoteRole<'a> {
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
         if let Some((id, offset, len)) = self.spare.pop() {
@@ -92,8 +105,7 @@ impl<'a> Role<'a> for RemoteRole<'a> {
     #[inline]
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let popped = self.rx.pop_avail();
-        self.lost |= popped.is_err();
-        Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
+        self.received(popped)
     }
 
     #[inline]
@@ -109,8 +121,7 @@ impl<'a> Role<'a> for RemoteRole<'a> {
     #[inline]
     fn next_rx_passing(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let popped = self.rx.pop_avail_passing();
-        self.lost |= popped.is_err();
-        Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
+        self.received(popped)
     }
 
     #[inline]

@@ -6,7 +6,7 @@
 //! it while we go on.
 
 use super::buffers::RxStep;
-use super::{LinkState, Role, Rpmsg};
+use super::{Role, Rpmsg};
 use crate::error::{Error, Result};
 use crate::platform::Doorbell;
 use crate::shm::{write_message_header, BufferRef};
@@ -29,15 +29,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         max: usize,
         mut fill: impl FnMut(&mut TxBuffer<'a>) -> Result<usize>,
     ) -> Result<usize> {
-        if self.link != LinkState::Up {
-            return Err(Error::NotReady);
-        }
-        let dst = self
-            .endpoints
-            .get(ept)
-            .ok_or(Error::EndpointNotFound)?
-            .dest()
-            .ok_or(Error::EndpointNotBound)?;
+        let dst = self.bound_dest(ept)?;
         if !self.session_current() {
             return Err(Error::NotReady);
         }
