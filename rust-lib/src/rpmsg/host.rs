@@ -16,8 +16,9 @@ pub struct HostRole<'a> {
     rx: DriverQueue<'a>,
     tx: DriverQueue<'a>,
     /// The transmit buffers that are ours and unused: a stack, so that the buffer taken
-    /// next is the one that came back last (still in the cache).
-    tx_free: heapless::Vec<u16, { MAX_QUEUE_SIZE as usize }>,
+    /// next is the one that came back last (still in the cache). Ids are below the queue
+    /// size, so they fit a byte.
+    tx_free: heapless::Vec<u8, { MAX_QUEUE_SIZE as usize }>,
     /// The doorbells we ask the remote for (our avail rings' flags).
     wake: Wakeups,
     deferral: Deferral,
@@ -25,6 +26,8 @@ pub struct HostRole<'a> {
     /// A used entry was rejected since the last look: its buffer is lost to this session.
     lost: bool,
 }
+
+const _: () = assert!(MAX_QUEUE_SIZE as usize <= u8::MAX as usize + 1);
 
 impl HostRole<'_> {
     fn buffer(&self, index: usize) -> BufferRef {
@@ -50,7 +53,7 @@ impl HostRole<'_> {
             self.layout.config().buf_size,
             // Room for every id: each is free or in flight, never both.
             |elem| {
-                let _ = free.push(elem.id);
+                let _ = free.push(elem.id as u8);
             },
             |e| {
                 *lost = true;
@@ -73,7 +76,7 @@ impl HostRole<'_> {
             self.want_tx(true)?;
             self.reclaim(counters)?;
         }
-        let id = self.tx_free.pop();
+        let id = self.tx_free.pop().map(u16::from);
         self.wake.tx_starved = id.is_none();
         Ok(id)
     }
@@ -83,7 +86,7 @@ impl<'a> Role<'a> for HostRole<'a> {
     #[inline]
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
         let id = match self.tx_free.pop() {
-            Some(id) => id,
+            Some(id) => u16::from(id),
             None => match self.refill_tx(counters)? {
                 Some(id) => id,
                 None => return Ok(None),
@@ -104,7 +107,7 @@ impl<'a> Role<'a> for HostRole<'a> {
     }
 
     fn cancel_tx(&mut self, id: u16, _buf: BufferRef) -> Result<()> {
-        self.tx_free.push(id).map_err(|_| Error::StaleBuffer)
+        self.tx_free.push(id as u8).map_err(|_| Error::StaleBuffer)
     }
 
     #[inline]
@@ -227,7 +230,7 @@ impl<'a, D: Doorbell> Host<'a, D> {
         t.lost = false;
         let n = self.layout.config().queue_size;
         // Taken from the top: buffer 0 first.
-        t.tx_free.extend((0..n).rev());
+        t.tx_free.extend((0..n).rev().map(|id| id as u8));
         for id in 0..n {
             let buf = t.buffer(id as usize);
             self.region.zero(buf.offset, buf.len as usize)?;
