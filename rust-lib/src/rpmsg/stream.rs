@@ -18,11 +18,14 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
     /// Sends up to `max` messages from `ept` to the address it is bound to, stopping early
     /// when no transmit buffer is free: `fill` writes each payload into its buffer and
     /// returns the payload length. Returns how many were sent; fails (having sent none)
-    /// with [`Error::NoTxBuffer`] when the first finds no buffer, or with the error of
+    /// with [`Error::NoTxBuffer`] when the first finds no buffer (or with why it cannot
+    /// take one, e.g. [`Error::NotReady`]; later, that ends the call), or with the error of
     /// `fill` (the buffer is returned unsent; earlier messages are sent).
     ///
-    /// The same as that many [`Rpmsg::try_send`]s of the payloads, with the link and the
-    /// endpoint looked at once.
+    /// The same as that many [`Rpmsg::try_send`]s of the payloads (the session is
+    /// confirmed before each buffer is taken and again before it is sent, as by
+    /// [`Rpmsg::send_nocopy`]: when it ended meanwhile, the call ends), with the endpoint
+    /// looked up once.
     pub fn try_send_each(
         &mut self,
         ept: u32,
@@ -30,14 +33,16 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         mut fill: impl FnMut(&mut TxBuffer<'a>) -> Result<usize>,
     ) -> Result<usize> {
         let dst = self.bound_dest(ept)?;
-        if !self.session_current() {
-            return Err(Error::NotReady);
-        }
         let mut sent = 0;
         while sent < max {
-            let mut buf = match self.take_tx_buffer() {
+            // The link was up at the start, and only an error returned below changes it.
+            let taken = match self.session_current() {
+                true => self.take_tx_buffer(),
+                false => Err(Error::NotReady),
+            };
+            let mut buf = match taken {
                 Ok(buf) => buf,
-                Err(Error::NoTxBuffer) if sent > 0 => break,
+                Err(_) if sent > 0 => break,
                 Err(e) => return Err(e),
             };
             let len = match fill(&mut buf) {
@@ -47,6 +52,11 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                     return Err(e);
                 }
             };
+            if !self.session_current() {
+                // The session ended while `fill` ran: the buffer no longer exists (as for
+                // `send_nocopy`).
+                break;
+            }
             self.submit_in_session(ept, dst, buf, len)?;
             sent += 1;
         }
@@ -61,7 +71,9 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
     /// the sender of its first message.
     ///
     /// The same as [`Rpmsg::recv`] and [`Rpmsg::release_rx`] for each message, with the
-    /// link and the session looked at once.
+    /// link advanced once: the session is confirmed before each buffer is returned (and so
+    /// before the next is taken); when it ended meanwhile, the buffer is not returned (it
+    /// no longer exists, as for `release_rx`) and the call ends.
     pub fn recv_each(
         &mut self,
         ept: u32,
@@ -100,9 +112,12 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
             }
             let rx = RxBuffer::new(self.region, id, buf, self.epoch, header);
             let more = take(&rx);
+            taken += 1;
+            if !self.session_current() {
+                break;
+            }
             let release = self.role.release_passing(id, buf);
             self.after_release(release)?;
-            taken += 1;
             if !more {
                 break;
             }
