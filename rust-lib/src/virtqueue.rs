@@ -84,16 +84,10 @@ impl<'a> DriverQueue<'a> {
         } else {
             0
         };
-        let published = self
-            .ring
-            .write_desc(id, addr, len, flags)
-            .and_then(|()| self.ring.write_avail_entry(self.avail_idx, id))
-            .and_then(|()| self.ring.publish_avail_idx(self.avail_idx.wrapping_add(1)));
-        if published.is_err() {
-            self.in_flight.remove(id);
-            return published;
-        }
+        self.ring.write_desc(id, addr, len, flags)?;
+        self.ring.write_avail_entry(self.avail_idx, id);
         self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.ring.publish_avail_idx(self.avail_idx);
         Ok(())
     }
 
@@ -103,6 +97,7 @@ impl<'a> DriverQueue<'a> {
     ///
     /// The used index is loaded (and validated) only when the entries seen at the last load
     /// are all taken: a batch of returned buffers costs one load of it.
+    #[inline]
     pub fn pop_used(&mut self, buf_len: u32) -> Result<Option<UsedElem>> {
         if self.used_seen == self.last_used {
             let pending = self
@@ -115,11 +110,47 @@ impl<'a> DriverQueue<'a> {
         }
         let elem = self
             .ring
-            .read_used_elem(self.last_used, &self.in_flight, buf_len);
+            .take_used_elem(self.last_used, &mut self.in_flight, buf_len);
         self.last_used = self.last_used.wrapping_add(1);
-        let elem = elem?;
-        self.in_flight.remove(elem.id);
-        Ok(Some(elem))
+        elem.map(Some)
+    }
+}
+
+impl DriverQueue<'_> {
+    /// Takes every buffer the device returned, with one load (and validation) of its used
+    /// index: `done` gets each valid element, `rejected` the fault of each malformed one
+    /// (skipped, as in [`DriverQueue::pop_used`]). A used index that moved impossibly far
+    /// is an error that leaves the queue unchanged.
+    #[inline]
+    pub fn drain_used(
+        &mut self,
+        buf_len: u32,
+        mut done: impl FnMut(UsedElem),
+        mut rejected: impl FnMut(Error),
+    ) -> Result<()> {
+        let pending = self
+            .ring
+            .used_pending(self.last_used, self.in_flight.len())?;
+        for _ in 0..pending {
+            match self
+                .ring
+                .take_used_elem(self.last_used, &mut self.in_flight, buf_len)
+            {
+                Ok(elem) => done(elem),
+                Err(e) => rejected(e),
+            }
+            self.last_used = self.last_used.wrapping_add(1);
+        }
+        self.used_seen = self.last_used;
+        Ok(())
+    }
+
+    /// Puts back buffer `id`, just taken with [`DriverQueue::pop_used`]: the next
+    /// `pop_used` reads (and validates) its used element again.
+    pub fn unpop_used(&mut self, id: u16) {
+        if self.in_flight.insert(id) {
+            self.last_used = self.last_used.wrapping_sub(1);
+        }
     }
 }
 
@@ -127,12 +158,12 @@ impl Notify for DriverQueue<'_> {
     /// Whether the device returned a buffer we have not taken yet (no validation: that is
     /// [`DriverQueue::pop_used`]'s job).
     fn peer_moved(&self) -> bool {
-        self.ring.used_idx().is_ok_and(|idx| idx != self.last_used)
+        self.ring.used_idx() != self.last_used
     }
 
     /// Whether the device wants to be notified now (call after [`DriverQueue::add`]).
     fn should_notify(&self) -> Result<bool> {
-        self.ring.device_wants_notification()
+        Ok(self.ring.device_wants_notification())
     }
 
     /// Asks the device not to interrupt us for used buffers (or to do so again).
@@ -141,7 +172,8 @@ impl Notify for DriverQueue<'_> {
             VRING_AVAIL_F_NO_INTERRUPT
         } else {
             0
-        })
+        });
+        Ok(())
     }
 }
 
@@ -199,6 +231,18 @@ impl<'a> DeviceQueue<'a> {
     /// [`DriverQueue::pop_used`].
     #[inline]
     pub fn pop_avail(&mut self) -> Result<Option<(u16, BufferRef)>> {
+        let found = self.pop_avail_passing()?;
+        if let Some((id, _)) = found {
+            self.held.insert(id);
+        }
+        Ok(found)
+    }
+
+    /// [`DeviceQueue::pop_avail`] for a buffer given back with
+    /// [`DeviceQueue::push_used_passing`] before anything else takes from or returns to
+    /// this queue: it is checked against the held buffers but not recorded as held.
+    #[inline]
+    pub fn pop_avail_passing(&mut self) -> Result<Option<(u16, BufferRef)>> {
         if self.avail_seen == self.last_avail {
             let pending = self.ring.avail_pending(self.last_avail)?;
             if pending == 0 {
@@ -210,9 +254,20 @@ impl<'a> DeviceQueue<'a> {
             .ring
             .read_avail_buffer(self.last_avail, &self.held, &self.pool);
         self.last_avail = self.last_avail.wrapping_add(1);
-        let (id, buf) = entry?;
-        self.held.insert(id);
-        Ok(Some((id, buf)))
+        entry.map(Some)
+    }
+
+    /// Puts back buffer `id`, just taken with [`DeviceQueue::pop_avail`]: the next
+    /// `pop_avail` reads (and validates) its available entry again.
+    pub fn unpop_avail(&mut self, id: u16) {
+        if self.held.remove(id) {
+            self.last_avail = self.last_avail.wrapping_sub(1);
+        }
+    }
+
+    /// Puts back buffer `id`, just taken with [`DeviceQueue::pop_avail_passing`].
+    pub fn unpop_avail_passing(&mut self) {
+        self.last_avail = self.last_avail.wrapping_sub(1);
     }
 
     /// Returns buffer `id` to the driver with `len` bytes written.
@@ -220,16 +275,16 @@ impl<'a> DeviceQueue<'a> {
         if !self.held.remove(id) {
             return Err(Error::StaleBuffer);
         }
-        let published = self
-            .ring
-            .write_used_elem(self.used_idx, id, len)
-            .and_then(|()| self.ring.publish_used_idx(self.used_idx.wrapping_add(1)));
-        if published.is_err() {
-            self.held.insert(id);
-            return published;
-        }
-        self.used_idx = self.used_idx.wrapping_add(1);
+        self.push_used_passing(id, len);
         Ok(())
+    }
+
+    /// Returns buffer `id`, taken with [`DeviceQueue::pop_avail_passing`], with `len`
+    /// bytes written.
+    pub fn push_used_passing(&mut self, id: u16, len: u32) {
+        self.ring.write_used_elem(self.used_idx, id, len);
+        self.used_idx = self.used_idx.wrapping_add(1);
+        self.ring.publish_used_idx(self.used_idx);
     }
 }
 
@@ -237,14 +292,12 @@ impl Notify for DeviceQueue<'_> {
     /// Whether the driver offered a buffer we have not taken yet (no validation: that is
     /// [`DeviceQueue::pop_avail`]'s job).
     fn peer_moved(&self) -> bool {
-        self.ring
-            .avail_idx()
-            .is_ok_and(|idx| idx != self.last_avail)
+        self.ring.avail_idx() != self.last_avail
     }
 
     /// Whether the driver wants an interrupt now (call after [`DeviceQueue::push_used`]).
     fn should_notify(&self) -> Result<bool> {
-        self.ring.driver_wants_interrupt()
+        Ok(self.ring.driver_wants_interrupt())
     }
 
     /// Asks the driver not to notify us of new buffers (or to do so again). When
@@ -252,7 +305,7 @@ impl Notify for DeviceQueue<'_> {
     /// miss a buffer the driver added without notifying.
     fn suppress(&self, suppress: bool) -> Result<()> {
         self.ring
-            .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 })?;
+            .set_used_flags(if suppress { VRING_USED_F_NO_NOTIFY } else { 0 });
         if !suppress {
             crate::shm::full_barrier();
         }

@@ -81,6 +81,7 @@ impl RpmsgHeader {
     }
 
     /// The wire bytes.
+    #[inline]
     pub fn to_bytes(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         b[0..4].copy_from_slice(&self.src.0);

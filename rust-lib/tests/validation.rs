@@ -4,7 +4,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use rpmsg_engine::descset::DescSet;
-use rpmsg_engine::layout::{Layout, QueueId};
+use rpmsg_engine::layout::{Layout, QueueId, RingLayout};
 use rpmsg_engine::shm::{
     read_message_header, read_ns_record, BufferRef, ControlView, PoolWindow, RingView, SharedRegion,
 };
@@ -44,8 +44,8 @@ impl Fixture {
     fn offer(&self, id: u16, addr: u64, len: u32, flags: u16) {
         let r = self.ring();
         r.write_desc(id, addr, len, flags).unwrap();
-        r.write_avail_entry(0, id).unwrap();
-        r.publish_avail_idx(1).unwrap();
+        r.write_avail_entry(0, id);
+        r.publish_avail_idx(1);
     }
     fn read_offer(&self, held: &DescSet) -> Result<(u16, BufferRef), Error> {
         self.ring().read_avail_buffer(0, held, &self.pool())
@@ -77,14 +77,14 @@ fn a_good_descriptor_passes() {
 fn avail_index_too_far_ahead() {
     let f = Fixture::new();
     let r = f.ring();
-    r.publish_avail_idx(17).unwrap();
+    r.publish_avail_idx(17);
     assert_eq!(
         r.avail_pending(0),
         Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
     );
     assert_eq!(r.avail_pending(1), Ok(16));
     // Behind us (wrapped backwards) is also out of range.
-    r.publish_avail_idx(0xffff).unwrap();
+    r.publish_avail_idx(0xffff);
     assert_eq!(
         r.avail_pending(0),
         Err(Error::Peer(PeerFault::AvailIndexOutOfRange))
@@ -95,7 +95,7 @@ fn avail_index_too_far_ahead() {
 fn avail_index_wraps() {
     let f = Fixture::new();
     let r = f.ring();
-    r.publish_avail_idx(3).unwrap();
+    r.publish_avail_idx(3);
     assert_eq!(r.avail_pending(0xfffe), Ok(5));
 }
 
@@ -103,10 +103,10 @@ fn avail_index_wraps() {
 fn descriptor_index_out_of_range() {
     let f = Fixture::new();
     let r = f.ring();
-    r.write_avail_entry(0, 16).unwrap();
-    r.publish_avail_idx(1).unwrap();
+    r.write_avail_entry(0, 16);
+    r.publish_avail_idx(1);
     f.expect_fault(PeerFault::DescriptorIndexOutOfRange);
-    r.write_avail_entry(0, 0xffff).unwrap();
+    r.write_avail_entry(0, 0xffff);
     f.expect_fault(PeerFault::DescriptorIndexOutOfRange);
 }
 
@@ -169,13 +169,13 @@ fn buffer_shorter_than_a_header() {
 fn used_index_beyond_buffers_in_flight() {
     let f = Fixture::new();
     let r = f.ring();
-    r.publish_used_idx(3).unwrap();
+    r.publish_used_idx(3);
     assert_eq!(
         r.used_pending(0, 2),
         Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
     );
     assert_eq!(r.used_pending(0, 3), Ok(3));
-    r.publish_used_idx(40).unwrap();
+    r.publish_used_idx(40);
     assert_eq!(
         r.used_pending(0, 300),
         Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
@@ -188,19 +188,26 @@ fn used_elements() {
     let r = f.ring();
     let mut in_flight = DescSet::new();
     in_flight.insert(4);
-    r.write_used_elem(0, 4, 100).unwrap();
+    r.write_used_elem(0, 4, 100);
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512).map(|e| (e.id, e.len)),
+        r.take_used_elem(0, &mut in_flight, 512)
+            .map(|e| (e.id, e.len)),
         Ok((4, 100))
     );
-    r.write_used_elem(0, 5, 100).unwrap();
+    // Taken: no longer in flight.
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512),
+        r.take_used_elem(0, &mut in_flight, 512),
         Err(Error::Peer(PeerFault::UsedIdNotInFlight))
     );
-    r.write_used_elem(0, 4, 513).unwrap();
+    in_flight.insert(4);
+    r.write_used_elem(0, 5, 100);
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512),
+        r.take_used_elem(0, &mut in_flight, 512),
+        Err(Error::Peer(PeerFault::UsedIdNotInFlight))
+    );
+    r.write_used_elem(0, 4, 513);
+    assert_eq!(
+        r.take_used_elem(0, &mut in_flight, 512),
         Err(Error::Peer(PeerFault::UsedLengthTooLarge))
     );
     // A 32-bit id beyond the queue (the field is u32 on the wire).
@@ -210,7 +217,7 @@ fn used_elements() {
         .store_u32(used + 4, 0x1_0004, Relaxed)
         .unwrap();
     assert_eq!(
-        r.read_used_elem(0, &in_flight, 512),
+        r.take_used_elem(0, &mut in_flight, 512),
         Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange))
     );
 }
@@ -390,4 +397,45 @@ fn rings_that_do_not_fit_are_refused() {
         RingView::new(mem.region(), layout.ring(QueueId::HostToRemote)).err(),
         Some(Error::OutOfBounds)
     );
+}
+
+/// Each part of a ring is checked on its own (the accesses after that are not): a
+/// descriptor table, available ring or used ring past the region's end, or misaligned,
+/// is refused even when the other parts are fine.
+#[test]
+fn every_part_of_a_ring_must_fit_and_be_aligned() {
+    let mem = HeapRegion::new(SIZE);
+    let good = Layout::new(&Config::new(SIZE))
+        .unwrap()
+        .ring(QueueId::HostToRemote);
+    assert!(RingView::new(mem.region(), good).is_ok());
+    let end = SIZE - 8;
+    let bad = [
+        RingLayout { desc: end, ..good },
+        RingLayout { avail: end, ..good },
+        RingLayout { used: end, ..good },
+        RingLayout {
+            desc: usize::MAX - 8,
+            ..good
+        },
+        RingLayout {
+            desc: good.desc + 4,
+            ..good
+        },
+        RingLayout {
+            avail: good.avail + 1,
+            ..good
+        },
+        RingLayout {
+            used: good.used + 2,
+            ..good
+        },
+    ];
+    for ring in bad {
+        assert_eq!(
+            RingView::new(mem.region(), ring).err(),
+            Some(Error::OutOfBounds),
+            "{ring:?}"
+        );
+    }
 }

@@ -6,21 +6,29 @@
 //!     target/release/examples/stream_cost 1000
 //! ```
 //!
-//! (likewise `host_batch`, `bare_send_batch`, `bare_recv_batch`; divide "Collected" by the
-//! messages it prints: 16 000 for 1 000 batches). One thread, one in-memory region,
-//! batches of a ring's worth of 496-byte messages: the host sends them as
-//! `rpmsg-ivshmem bench` streams to the sink (`try_send_parts`, doorbells deferred and
-//! polling, as while both sides spin), the remote takes each one as the sink does (`recv`,
-//! copy the payload out, `release_rx`). The same payloads then go through a bare ring like
-//! the bench's (copy into a slot and a `Release` store of the head per message; copy out
-//! and a store of the tail). Each side of each path is its own `#[inline(never)]`
-//! function, so callgrind counts them separately.
+//! (likewise `host_batch`, `host_single`, `remote_single`, `bare_send_batch`,
+//! `bare_recv_batch`; divide "Collected" by the messages it prints: 16 000 for 1 000
+//! batches). One thread, one in-memory region, batches of a ring's worth of 496-byte
+//! messages, doorbells deferred and both sides polling, as while both spin:
+//!
+//! * `host_batch`/`remote_batch`: as `rpmsg-ivshmem bench` streams to its sink — the host
+//!   sends with `try_send_each`, the remote takes them with `recv_each`, copying each
+//!   payload out;
+//! * `host_single`/`remote_single`: the same through the one-message calls (the app's
+//!   `try_send_parts`; `recv`, copy out, `release_rx`), for comparison;
+//! * `bare_send_batch`/`bare_recv_batch`: the same payloads through a bare ring like the
+//!   bench's (`tools/rpmsg-ivshmem/src/baseline.rs`: length word and payload into a slot and
+//!   a `Release` store of the head per message, the tail validated once per batch; the
+//!   head validated once per batch, the length per message, copy out and a store of the
+//!   tail).
+//!
+//! Each is its own `#[inline(never)]` function, so callgrind counts them separately.
 
 use std::sync::atomic::Ordering;
 
 use rpmsg_app::Sender;
 use rpmsg_engine::testing::HeapRegion;
-use rpmsg_engine::{Config, Doorbell, Event, Host, Remote, SharedRegion};
+use rpmsg_engine::{Config, Doorbell, Event, Host, Remote, RxBuffer, SharedRegion, TxBuffer};
 
 const SIZE: usize = 64 * 1024;
 
@@ -39,6 +47,30 @@ fn host_batch(h: &mut H<'_>, ept: u32, data: &[u8]) -> u64 {
     let _ = h.flush_doorbell();
     let _ = h.busy_poll();
     h.defer_doorbells();
+    let fill = |buf: &mut TxBuffer<'_>| buf.write(0, data).map(|()| data.len());
+    h.try_send_each(ept, usize::MAX, fill).unwrap_or(0) as u64
+}
+
+#[inline(never)]
+fn remote_batch(r: &mut R<'_>, sink: u32, scratch: &mut [u8]) -> u64 {
+    let _ = r.flush_doorbell();
+    let _ = r.busy_poll();
+    r.defer_doorbells();
+    let mut taken = 0;
+    let take = |rx: &RxBuffer<'_>| {
+        let n = rx.read(0, scratch).unwrap_or(0);
+        taken += u64::from(n == rx.len());
+        true
+    };
+    let _ = r.recv_each(sink, usize::MAX, take);
+    taken
+}
+
+#[inline(never)]
+fn host_single(h: &mut H<'_>, ept: u32, data: &[u8]) -> u64 {
+    let _ = h.flush_doorbell();
+    let _ = h.busy_poll();
+    h.defer_doorbells();
     let mut sent = 0;
     while h.try_send_parts(ept, &[data]).is_ok() {
         sent += 1;
@@ -47,18 +79,15 @@ fn host_batch(h: &mut H<'_>, ept: u32, data: &[u8]) -> u64 {
 }
 
 #[inline(never)]
-fn remote_batch(r: &mut R<'_>, scratch: &mut [u8]) -> u64 {
+fn remote_single(r: &mut R<'_>, scratch: &mut [u8]) -> u64 {
     let _ = r.flush_doorbell();
     let _ = r.busy_poll();
     r.defer_doorbells();
     let mut taken = 0;
     while let Ok(Some(Event::Message(rx))) = r.recv() {
         let n = rx.read(0, scratch).unwrap_or(0);
-        let complete = n == rx.len();
+        taken += u64::from(n == rx.len());
         let _ = r.release_rx(rx);
-        if complete {
-            taken += 1;
-        }
     }
     taken
 }
@@ -83,9 +112,14 @@ fn bare_send_batch(b: &Bare<'_>, head: &mut u64, data: &[u8]) -> u64 {
         .region
         .load_u64(b.base + 64, Ordering::Acquire)
         .unwrap_or(0);
+    if tail > *head {
+        return 0;
+    }
     let mut sent = 0;
     while *head - tail < b.slots {
-        let _ = b.region.write_bytes(b.slot_at(*head), data);
+        let at = b.slot_at(*head);
+        let _ = b.region.store_u64(at, data.len() as u64, Ordering::Relaxed);
+        let _ = b.region.write_bytes(at + 8, data);
         *head += 1;
         let _ = b.region.store_u64(b.base, *head, Ordering::Release);
         sent += 1;
@@ -96,9 +130,18 @@ fn bare_send_batch(b: &Bare<'_>, head: &mut u64, data: &[u8]) -> u64 {
 #[inline(never)]
 fn bare_recv_batch(b: &Bare<'_>, tail: &mut u64, scratch: &mut [u8]) -> u64 {
     let head = b.region.load_u64(b.base, Ordering::Acquire).unwrap_or(0);
+    if head < *tail || head - *tail > b.slots {
+        return 0;
+    }
+    let max_len = (b.slot - 8).min(scratch.len());
     let mut taken = 0;
     while *tail < head {
-        let _ = b.region.read_bytes(b.slot_at(*tail), scratch);
+        let at = b.slot_at(*tail);
+        let len = b.region.load_u64(at, Ordering::Relaxed).unwrap_or(u64::MAX);
+        let Some(len) = usize::try_from(len).ok().filter(|l| *l <= max_len) else {
+            break;
+        };
+        let _ = b.region.read_bytes(at + 8, &mut scratch[..len]);
         *tail += 1;
         let _ = b.region.store_u64(b.base + 64, *tail, Ordering::Release);
         taken += 1;
@@ -126,7 +169,7 @@ fn main() {
     }
     let ept = ept.expect("link up");
     // The sink binds to the host's endpoint with the first message.
-    h.try_send_parts(ept, &[b"x"]).unwrap();
+    h.try_send(ept, b"x").unwrap();
     if let Ok(Some(Event::Message(rx))) = r.recv() {
         assert_eq!(rx.dst(), sink);
         r.release_rx(rx).unwrap();
@@ -136,8 +179,14 @@ fn main() {
     let mut scratch = vec![0u8; max];
     let (mut sent, mut taken) = (0, 0);
     for _ in 0..batches {
+        sent += host_single(&mut h, ept, &data);
+        taken += remote_single(&mut r, &mut scratch);
+    }
+    println!("one message per call: {sent} sent, {taken} taken");
+    let (mut sent, mut taken) = (0, 0);
+    for _ in 0..batches {
         sent += host_batch(&mut h, ept, &data);
-        taken += remote_batch(&mut r, &mut scratch);
+        taken += remote_batch(&mut r, sink, &mut scratch);
     }
     let layout = *h.layout();
     let slots = u64::from(layout.config().queue_size);

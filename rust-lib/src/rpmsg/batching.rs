@@ -93,6 +93,11 @@ impl Wakeups {
         Ok(())
     }
 
+    /// Whether we ask the peer for doorbells for transmit buffers.
+    pub(super) const fn asks_for_tx(&self) -> bool {
+        self.tx
+    }
+
     /// Asks for doorbells for transmit buffers (`on`: we have none) or stops asking.
     pub(super) fn want_tx(&mut self, on: bool, suppress: Suppress<'_>) -> Result<()> {
         if self.tx != on {
@@ -122,6 +127,7 @@ impl Wakeups {
 }
 
 /// A submit or release: the doorbell check now, or held back while deferring.
+#[inline]
 pub(super) fn check_or_hold<'a, R: Role<'a>>(t: &mut R, tx: bool, limit: u16) -> Result<bool> {
     if t.deferral().hold(tx, limit) {
         return Ok(false);

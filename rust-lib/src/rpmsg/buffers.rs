@@ -3,11 +3,8 @@
 use super::{LinkState, Role, Rpmsg, WAIT_SLICE_US};
 use crate::error::{Error, PeerFault, Result};
 use crate::platform::{Clock, Doorbell};
-use crate::shm::{
-    read_message_header, read_ns_record, write_message_header, BufferRef, MessageHeader,
-    SharedRegion,
-};
-use crate::wire::{RpmsgHeader, RPMSG_ADDR_ANY, RPMSG_NS_ADDR};
+use crate::shm::{read_message_header, read_ns_record, BufferRef, MessageHeader, SharedRegion};
+use crate::wire::{RpmsgHeader, RPMSG_NS_ADDR};
 
 /// A transmit buffer obtained with [`Rpmsg::get_tx_buffer`]: write the payload into it,
 /// then give it back with [`Rpmsg::send_nocopy`] or [`Rpmsg::release_tx_buffer`].
@@ -21,12 +18,18 @@ pub struct TxBuffer<'a> {
 }
 
 impl TxBuffer<'_> {
+    /// Its descriptor id and location.
+    pub(super) const fn location(&self) -> (u16, BufferRef) {
+        (self.id, self.buf)
+    }
+
     /// Payload bytes this buffer can hold.
     pub fn capacity(&self) -> usize {
         self.buf.len as usize - RpmsgHeader::SIZE
     }
 
     /// Writes `data` into the payload at `offset`.
+    #[inline]
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<()> {
         let end = offset
             .checked_add(data.len())
@@ -51,7 +54,24 @@ pub struct RxBuffer<'a> {
     header: MessageHeader,
 }
 
-impl RxBuffer<'_> {
+impl<'a> RxBuffer<'a> {
+    /// Buffer `id` at `buf` in `region`, received in session `epoch` with `header`.
+    pub(super) const fn new(
+        region: SharedRegion<'a>,
+        id: u16,
+        buf: BufferRef,
+        epoch: u32,
+        header: MessageHeader,
+    ) -> Self {
+        Self {
+            region,
+            id,
+            buf,
+            epoch,
+            header,
+        }
+    }
+
     /// Sender's address.
     pub const fn src(&self) -> u32 {
         self.header.src
@@ -80,6 +100,16 @@ impl RxBuffer<'_> {
         )?;
         Ok(n)
     }
+}
+
+/// One step of receiving ([`Rpmsg::recv`] and the batch receive).
+pub(super) enum RxStep {
+    /// A buffer with a valid header: its id, location and header.
+    Valid(u16, BufferRef, MessageHeader),
+    /// An invalid buffer was counted and returned to the peer.
+    Skipped,
+    /// Nothing pending.
+    Empty,
 }
 
 /// What [`Rpmsg::recv`] delivers.
@@ -112,6 +142,12 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         if !self.session_current() {
             return Err(Error::NotReady);
         }
+        self.take_tx_buffer()
+    }
+
+    /// [`Rpmsg::get_tx_buffer`] once the link and the session are known to be current.
+    #[inline]
+    pub(super) fn take_tx_buffer(&mut self) -> Result<TxBuffer<'a>> {
         match self.role.acquire_tx(&mut self.counters) {
             Ok(Some((id, buf))) => Ok(TxBuffer {
                 region: self.region,
@@ -119,19 +155,28 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                 buf,
                 epoch: self.epoch,
             }),
-            Ok(None) if self.role.lost() => {
-                // A buffer the peer offered was rejected (counted): only a fresh session
-                // gets it back. Start it (host) or ask for it (remote) now, not when a
-                // send waiting for a buffer gives up.
-                R::refresh(self)?;
-                Err(if self.link == LinkState::Up {
-                    Error::NoTxBuffer
-                } else {
-                    Error::NotReady
-                })
-            }
-            Ok(None) => Err(Error::NoTxBuffer),
+            Ok(None) => Err(self.no_tx_buffer()),
             Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Why no transmit buffer was free.
+    #[cold]
+    #[inline(never)]
+    fn no_tx_buffer(&mut self) -> Error {
+        if !self.role.lost() {
+            return Error::NoTxBuffer;
+        }
+        // A buffer the peer offered was rejected (counted): only a fresh session gets it
+        // back. Start it (host) or ask for it (remote) now, not when a send waiting for a
+        // buffer gives up.
+        if let Err(e) = R::refresh(self) {
+            return e;
+        }
+        if self.link == LinkState::Up {
+            Error::NoTxBuffer
+        } else {
+            Error::NotReady
         }
     }
 
@@ -163,25 +208,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         if buf.epoch != self.epoch {
             return Err(Error::StaleBuffer);
         }
-        if len > buf.capacity() {
-            self.role.cancel_tx(buf.id, buf.buf)?;
-            return Err(Error::PayloadTooLarge);
-        }
-        if src == RPMSG_ADDR_ANY || dst == RPMSG_ADDR_ANY {
-            self.role.cancel_tx(buf.id, buf.buf)?;
-            return Err(Error::EndpointNotBound);
-        }
-        // len <= capacity < 65536 - 16 (MAX_BUF_SIZE), so it fits the u16 field.
-        let header = RpmsgHeader::new(src, dst, len as u16);
-        write_message_header(&self.region, buf.buf.offset, &header)?;
-        let notify = self
-            .role
-            .submit_tx(buf.id, buf.buf, (RpmsgHeader::SIZE + len) as u32)?;
-        self.stats.tx_messages += 1;
-        if notify {
-            self.ring_peer();
-        }
-        Ok(())
+        self.submit_in_session(src, dst, buf, len)
     }
 
     /// Sends `len` payload bytes already written into `buf` from endpoint `ept` to the
@@ -214,16 +241,20 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
     /// Copies `data` into a free buffer and sends it from `ept` to its bound address, or
     /// fails at once with [`Error::NoTxBuffer`].
     pub fn try_send(&mut self, ept: u32, data: &[u8]) -> Result<()> {
+        let dst = self.bound_dest(ept)?;
+        self.try_send_to(ept, dst, data)
+    }
+
+    /// The address endpoint `ept` sends to, with the link up.
+    pub(super) fn bound_dest(&self, ept: u32) -> Result<u32> {
         if self.link != LinkState::Up {
             return Err(Error::NotReady);
         }
-        let dst = self
-            .endpoints
+        self.endpoints
             .get(ept)
             .ok_or(Error::EndpointNotFound)?
             .dest()
-            .ok_or(Error::EndpointNotBound)?;
-        self.try_send_to(ept, dst, data)
+            .ok_or(Error::EndpointNotBound)
     }
 
     /// Copies `data` into a free buffer and sends it from `src` to `dst`.
@@ -273,28 +304,11 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
         let n = self.layout.config().queue_size;
         for _ in 0..=n {
-            let (id, buf, written) = match self.role.next_rx() {
-                Ok(Some(x)) => x,
-                Ok(None) => return Ok(None),
-                Err(
-                    e @ (Error::Peer(PeerFault::AvailIndexOutOfRange)
-                    | Error::Peer(PeerFault::UsedIndexOutOfRange)),
-                ) => return Err(self.fail(e)),
-                Err(e) => {
-                    self.stats.dropped += 1;
-                    self.counters.record(e);
-                    continue;
-                }
+            let (id, buf, header) = match self.next_valid_rx::<false>()? {
+                RxStep::Valid(id, buf, header) => (id, buf, header),
+                RxStep::Skipped => continue,
+                RxStep::Empty => return Ok(None),
             };
-            self.stats.rx_messages += 1;
-            let header = match read_message_header(&self.region, buf, written) {
-                Ok(h) => h,
-                Err(e) => {
-                    self.drop_rx(id, buf, e)?;
-                    continue;
-                }
-            };
-            self.on_valid_message();
             if header.dst == RPMSG_NS_ADDR && self.layout.config().name_service {
                 let record = read_ns_record(&self.region, buf, header.len);
                 let release = self.role.release_rx(id, buf);
@@ -324,7 +338,7 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
                 }
             }
             if !self.endpoints.learn(header.dst, header.src) {
-                self.drop_rx(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
+                self.drop_rx::<false>(id, buf, Error::Peer(PeerFault::UnknownDestination))?;
                 continue;
             }
             return Ok(Some(Event::Message(RxBuffer {
@@ -338,6 +352,51 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         Ok(None)
     }
 
+    /// One step of receiving: the next received buffer with a valid header. An invalid
+    /// buffer is counted and returned to the peer (skipped); an impossible ring index
+    /// breaks the link (the error).
+    ///
+    /// `PASSING`: the buffer is returned (or put back) before the caller returns
+    /// ([`Role::next_rx_passing`]).
+    #[inline]
+    pub(super) fn next_valid_rx<const PASSING: bool>(&mut self) -> Result<RxStep> {
+        let popped = match PASSING {
+            true => self.role.next_rx_passing(),
+            false => self.role.next_rx(),
+        };
+        let (id, buf, written) = match popped {
+            Ok(Some(x)) => x,
+            Ok(None) => return Ok(RxStep::Empty),
+            Err(e) => return self.rx_rejected(e).map(|()| RxStep::Skipped),
+        };
+        self.stats.rx_messages += 1;
+        match read_message_header(&self.region, buf, written) {
+            Ok(header) => {
+                self.on_valid_message();
+                Ok(RxStep::Valid(id, buf, header))
+            }
+            Err(e) => self
+                .drop_rx::<PASSING>(id, buf, e)
+                .map(|()| RxStep::Skipped),
+        }
+    }
+
+    /// A received ring entry was rejected: an impossible index breaks the link, anything
+    /// else is counted (the entry is skipped).
+    #[cold]
+    #[inline(never)]
+    fn rx_rejected(&mut self, e: Error) -> Result<()> {
+        if matches!(
+            e,
+            Error::Peer(PeerFault::AvailIndexOutOfRange | PeerFault::UsedIndexOutOfRange)
+        ) {
+            return Err(self.fail(e));
+        }
+        self.stats.dropped += 1;
+        self.counters.record(e);
+        Ok(())
+    }
+
     /// A host's view of a name-service record that undoes a binding of this session: a
     /// remote of ours (it publishes its id) announces each endpoint once per session and
     /// never destroys one, so the record is forged or the remote is corrupted, and only a
@@ -347,7 +406,8 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         R::HOST && self.published_peer.is_some() && self.endpoints.undone_by(name, addr, destroy)
     }
 
-    fn after_release(&mut self, notify: Result<bool>) -> Result<()> {
+    #[inline]
+    pub(super) fn after_release(&mut self, notify: Result<bool>) -> Result<()> {
         match notify {
             Ok(true) => {
                 self.ring_peer();
@@ -358,10 +418,17 @@ impl<'a, R: Role<'a>, D: Doorbell> Rpmsg<'a, R, D> {
         }
     }
 
-    fn drop_rx(&mut self, id: u16, buf: BufferRef, why: Error) -> Result<()> {
+    /// Returns an invalid received buffer (taken with [`Role::next_rx_passing`] if
+    /// `PASSING`) to the peer, counted.
+    #[cold]
+    #[inline(never)]
+    fn drop_rx<const PASSING: bool>(&mut self, id: u16, buf: BufferRef, why: Error) -> Result<()> {
         self.stats.dropped += 1;
         self.counters.record(why);
-        let release = self.role.release_rx(id, buf);
+        let release = match PASSING {
+            true => self.role.release_passing(id, buf),
+            false => self.role.release_rx(id, buf),
+        };
         self.after_release(release)
     }
 

@@ -4,9 +4,8 @@
 
 use super::batching::{check_or_hold, Deferral, Wakeups};
 use super::{check_region, Host, LinkState, Role, Rpmsg};
-use crate::descset::DescSet;
 use crate::error::{Error, ErrorCounters, PeerFault, Result};
-use crate::layout::{Config, Layout, QueueId, STATUS_READY};
+use crate::layout::{Config, Layout, QueueId, MAX_QUEUE_SIZE, STATUS_READY};
 use crate::platform::Doorbell;
 use crate::shm::{BufferRef, RingView, SharedRegion};
 use crate::virtqueue::DriverQueue;
@@ -16,7 +15,10 @@ use crate::virtqueue::DriverQueue;
 pub struct HostRole<'a> {
     rx: DriverQueue<'a>,
     tx: DriverQueue<'a>,
-    tx_free: DescSet,
+    /// The transmit buffers that are ours and unused: a stack, so that the buffer taken
+    /// next is the one that came back last (still in the cache). Ids are below the queue
+    /// size, so they fit a byte.
+    tx_free: heapless::Vec<u8, { MAX_QUEUE_SIZE as usize }>,
     /// The doorbells we ask the remote for (our avail rings' flags).
     wake: Wakeups,
     deferral: Deferral,
@@ -24,6 +26,8 @@ pub struct HostRole<'a> {
     /// A used entry was rejected since the last look: its buffer is lost to this session.
     lost: bool,
 }
+
+const _: () = assert!(MAX_QUEUE_SIZE as usize <= u8::MAX as usize + 1);
 
 impl HostRole<'_> {
     fn buffer(&self, index: usize) -> BufferRef {
@@ -43,32 +47,28 @@ impl HostRole<'_> {
     /// Moves every transmit buffer the remote consumed back to the free set (bounded by
     /// the queue size).
     fn reclaim(&mut self, counters: &mut ErrorCounters) -> Result<()> {
-        for _ in 0..=self.tx.size() {
-            match self.tx.pop_used(self.layout.config().buf_size) {
-                Ok(Some(elem)) => {
-                    self.tx_free.insert(elem.id);
-                }
-                Ok(None) => break,
-                Err(Error::Peer(PeerFault::UsedIndexOutOfRange)) => {
-                    return Err(Error::Peer(PeerFault::UsedIndexOutOfRange))
-                }
-                Err(e) => {
-                    self.lost = true;
-                    counters.record(e);
-                }
-            }
-        }
-        Ok(())
+        let free = &mut self.tx_free;
+        let lost = &mut self.lost;
+        self.tx.drain_used(
+            self.layout.config().buf_size,
+            // Room for every id: each is free or in flight, never both.
+            |elem| {
+                let _ = free.push(elem.id as u8);
+            },
+            |e| {
+                *lost = true;
+                counters.record(e);
+            },
+        )
     }
 }
 
-impl<'a> Role<'a> for HostRole<'a> {
-    fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
-        // Returned buffers are taken back only when none is free: one look at the used ring
-        // per batch of sends, not per send.
-        if self.tx_free.is_empty() {
-            self.reclaim(counters)?;
-        }
+impl HostRole<'_> {
+    /// No transmit buffer is free: takes back those the remote returned (one look at the
+    /// used ring per batch of sends, not per send) and gives one of them, if any.
+    #[inline(never)]
+    fn refill_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<u16>> {
+        self.reclaim(counters)?;
         if self.tx_free.is_empty() && !self.wake.polling {
             // Out of buffers: ask to be interrupted when one comes back, then look again in
             // case it came back before the flag was visible. (A polling caller asks only
@@ -76,13 +76,26 @@ impl<'a> Role<'a> for HostRole<'a> {
             self.want_tx(true)?;
             self.reclaim(counters)?;
         }
-        let Some(id) = self.tx_free.first() else {
-            self.wake.tx_starved = true;
-            return Ok(None);
+        let id = self.tx_free.pop().map(u16::from);
+        self.wake.tx_starved = id.is_none();
+        Ok(id)
+    }
+}
+
+impl<'a> Role<'a> for HostRole<'a> {
+    #[inline]
+    fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
+        let id = match self.tx_free.pop() {
+            Some(id) => u16::from(id),
+            None => match self.refill_tx(counters)? {
+                Some(id) => id,
+                None => return Ok(None),
+            },
         };
         self.wake.tx_starved = false;
-        self.want_tx(false)?;
-        self.tx_free.remove(id);
+        if self.wake.asks_for_tx() {
+            self.want_tx(false)?;
+        }
         let n = self.layout.config().queue_size as usize;
         Ok(Some((id, self.buffer(n + id as usize))))
     }
@@ -94,8 +107,7 @@ impl<'a> Role<'a> for HostRole<'a> {
     }
 
     fn cancel_tx(&mut self, id: u16, _buf: BufferRef) -> Result<()> {
-        self.tx_free.insert(id);
-        Ok(())
+        self.tx_free.push(id as u8).map_err(|_| Error::StaleBuffer)
     }
 
     #[inline]
@@ -110,6 +122,10 @@ impl<'a> Role<'a> for HostRole<'a> {
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.add(id, self.addr(buf), buf.len, true)?;
         check_or_hold(self, false, self.rx.size())
+    }
+
+    fn unget_rx(&mut self, id: u16) {
+        self.rx.unpop_used(id);
     }
 
     fn lost(&self) -> bool {
@@ -182,7 +198,7 @@ impl<'a, D: Doorbell> Host<'a, D> {
         let role = HostRole {
             rx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::RemoteToHost))?),
             tx: DriverQueue::new(RingView::new(region, layout.ring(QueueId::HostToRemote))?),
-            tx_free: DescSet::new(),
+            tx_free: heapless::Vec::new(),
             wake: Wakeups::new(),
             deferral: Deferral::default(),
             layout,
@@ -210,11 +226,12 @@ impl<'a, D: Doorbell> Host<'a, D> {
         let t = &mut self.role;
         t.rx.reset()?;
         t.tx.reset()?;
-        t.tx_free = DescSet::new();
+        t.tx_free.clear();
         t.lost = false;
         let n = self.layout.config().queue_size;
+        // Taken from the top: buffer 0 first.
+        t.tx_free.extend((0..n).rev().map(|id| id as u8));
         for id in 0..n {
-            t.tx_free.insert(id);
             let buf = t.buffer(id as usize);
             self.region.zero(buf.offset, buf.len as usize)?;
             let addr = t.addr(buf);

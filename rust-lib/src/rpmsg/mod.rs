@@ -14,6 +14,7 @@ mod buffers;
 pub mod host;
 mod liveness;
 pub mod remote;
+mod stream;
 
 pub use batching::{Deferral, Wakeups};
 pub use buffers::{Event, RxBuffer, TxBuffer};
@@ -52,6 +53,30 @@ pub trait Role<'a>: sealed::Sealed + Sized {
     /// Returns a received buffer to the peer; true if it wants a doorbell.
     #[doc(hidden)]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool>;
+    /// Puts back buffer `id`, just taken with [`Role::next_rx`] and not returned: the next
+    /// `next_rx` reads (and validates) its ring entry again.
+    #[doc(hidden)]
+    fn unget_rx(&mut self, id: u16);
+    /// [`Role::next_rx`] for a buffer that is returned with [`Role::release_passing`] (or
+    /// put back with [`Role::unget_passing`]) within the same call, before anything else
+    /// touches the receive queue: a role may skip recording it as held.
+    #[doc(hidden)]
+    #[inline]
+    fn next_rx_passing(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
+        self.next_rx()
+    }
+    /// Returns a buffer taken with [`Role::next_rx_passing`]; true if the peer wants a
+    /// doorbell.
+    #[doc(hidden)]
+    #[inline]
+    fn release_passing(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
+        self.release_rx(id, buf)
+    }
+    /// Puts back a buffer taken with [`Role::next_rx_passing`].
+    #[doc(hidden)]
+    fn unget_passing(&mut self, id: u16) {
+        self.unget_rx(id)
+    }
     /// Polling (`true`): the peer need not ring us, neither for messages nor for buffers we
     /// wait for; we look ourselves. Not polling (`false`, the default): it rings us for every
     /// message, and for transmit buffers while we have none. Writes a ring flag only when it

@@ -49,6 +49,19 @@ impl RemoteRole<'_> {
     }
 }
 
+impl RemoteRole<'_> {
+    /// What the receive queue gave: a rejected entry loses its buffer to this session; the
+    /// bytes written are the whole buffer (the header says how many are the message's).
+    #[inline]
+    fn received(
+        &mut self,
+        popped: Result<Option<(u16, BufferRef)>>,
+    ) -> Result<Option<(u16, BufferRef, u32)>> {
+        self.lost |= popped.is_err();
+        Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
+    }
+}
+
 impl<'a> Role<'a> for RemoteRole<'a> {
     fn acquire_tx(&mut self, counters: &mut ErrorCounters) -> Result<Option<(u16, BufferRef)>> {
         if let Some((id, offset, len)) = self.spare.pop() {
@@ -92,14 +105,33 @@ impl<'a> Role<'a> for RemoteRole<'a> {
     #[inline]
     fn next_rx(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
         let popped = self.rx.pop_avail();
-        self.lost |= popped.is_err();
-        Ok(popped?.map(|(id, buf)| (id, buf, buf.len)))
+        self.received(popped)
     }
 
     #[inline]
     fn release_rx(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
         self.rx.push_used(id, buf.len)?;
         check_or_hold(self, false, self.rx.size())
+    }
+
+    fn unget_rx(&mut self, id: u16) {
+        self.rx.unpop_avail(id);
+    }
+
+    #[inline]
+    fn next_rx_passing(&mut self) -> Result<Option<(u16, BufferRef, u32)>> {
+        let popped = self.rx.pop_avail_passing();
+        self.received(popped)
+    }
+
+    #[inline]
+    fn release_passing(&mut self, id: u16, buf: BufferRef) -> Result<bool> {
+        self.rx.push_used_passing(id, buf.len);
+        check_or_hold(self, false, self.rx.size())
+    }
+
+    fn unget_passing(&mut self, _id: u16) {
+        self.rx.unpop_avail_passing();
     }
 
     fn lost(&self) -> bool {

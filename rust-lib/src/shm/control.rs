@@ -37,17 +37,21 @@ const fn cb(field: usize) -> usize {
     CONTROL_BLOCK_OFFSET + field
 }
 
+/// Whether a field of `size` bytes at `offset` lies in the control area, naturally aligned.
+const fn field_ok(offset: usize, size: usize) -> bool {
+    offset % size == 0 && offset + size <= CONTROL_AREA_SIZE
+}
+
+const MAGIC: usize = cb(core::mem::offset_of!(ControlBlock, magic));
+const HOST_SESSION: usize = cb(core::mem::offset_of!(ControlBlock, host_session));
+const REMOTE_ID: usize = cb(core::mem::offset_of!(ControlBlock, remote_id));
+
 /// The heartbeat words follow the control block, in the control area's zeroed space
 /// (zeroed again by every [`ControlView::begin_session`]); each is written by one side.
 const HEARTBEAT_OFFSET: usize = CONTROL_BLOCK_OFFSET + core::mem::size_of::<ControlBlock>();
 
-const fn heartbeat_offset(host: bool) -> usize {
-    if host {
-        HEARTBEAT_OFFSET
-    } else {
-        HEARTBEAT_OFFSET + 4
-    }
-}
+const HOST_BEAT: usize = HEARTBEAT_OFFSET;
+const REMOTE_BEAT: usize = HEARTBEAT_OFFSET + 4;
 
 fn peer_id(raw: u32) -> Result<Option<u16>> {
     match raw {
@@ -55,6 +59,39 @@ fn peer_id(raw: u32) -> Result<Option<u16>> {
         id => u16::try_from(id)
             .map(Some)
             .map_err(|_| Error::Peer(PeerFault::BadControlValue)),
+    }
+}
+
+/// Loads and stores of the fields read on every message and heartbeat, without a bounds
+/// check at run time: `new` checked that the control area lies in the region, and the
+/// offset is checked against the area at compile time.
+impl ControlView<'_> {
+    #[inline]
+    fn load_u8<const OFFSET: usize>(&self, order: Ordering) -> u8 {
+        const { assert!(field_ok(OFFSET, 1)) };
+        // SAFETY: in the control area (above), which `new` checked lies in the region.
+        unsafe { self.region.load_u8_in(OFFSET, order) }
+    }
+
+    #[inline]
+    fn load_u32<const OFFSET: usize>(&self, order: Ordering) -> u32 {
+        const { assert!(field_ok(OFFSET, 4)) };
+        // SAFETY: as in `load_u8`; aligned.
+        unsafe { self.region.load_u32_in(OFFSET, order) }
+    }
+
+    #[inline]
+    fn store_u32<const OFFSET: usize>(&self, value: u32, order: Ordering) {
+        const { assert!(field_ok(OFFSET, 4)) };
+        // SAFETY: as in `load_u8`; aligned.
+        unsafe { self.region.store_u32_in(OFFSET, value, order) }
+    }
+
+    #[inline]
+    fn load_u64<const OFFSET: usize>(&self, order: Ordering) -> u64 {
+        const { assert!(field_ok(OFFSET, 8)) };
+        // SAFETY: as in `load_u8`; aligned.
+        unsafe { self.region.load_u64_in(OFFSET, order) }
     }
 }
 
@@ -68,15 +105,21 @@ impl<'a> ControlView<'a> {
     }
 
     /// The virtio status byte.
+    #[inline]
     pub fn status(&self) -> Result<u8> {
-        self.region.load_u8(STATUS_OFFSET, Ordering::Acquire)
+        Ok(self.load_u8::<STATUS_OFFSET>(Ordering::Acquire))
     }
 
     /// Sets the virtio status byte (`Release`: everything written before is visible to a
     /// peer that sees the new status).
     pub fn set_status(&self, status: u8) -> Result<()> {
-        self.region
-            .store_u8(STATUS_OFFSET, status, Ordering::Release)
+        const { assert!(field_ok(STATUS_OFFSET, 1)) };
+        // SAFETY: in the control area, which `new` checked lies in the region.
+        unsafe {
+            self.region
+                .store_u8_in(STATUS_OFFSET, status, Ordering::Release)
+        };
+        Ok(())
     }
 
     /// Starts the host's (re)initialisation of the control area for `session`: the session
@@ -176,25 +219,18 @@ impl<'a> ControlView<'a> {
     }
 
     /// The host session number currently in the control block (0 if none).
+    #[inline]
     pub fn host_session(&self) -> Result<u32> {
-        use core::mem::offset_of;
-        let r = &self.region;
-        if r.load_u32(cb(offset_of!(ControlBlock, magic)), Ordering::Acquire)? != CONTROL_MAGIC {
+        if self.load_u32::<MAGIC>(Ordering::Acquire) != CONTROL_MAGIC {
             return Ok(0);
         }
-        r.load_u32(
-            cb(offset_of!(ControlBlock, host_session)),
-            Ordering::Acquire,
-        )
+        Ok(self.load_u32::<HOST_SESSION>(Ordering::Acquire))
     }
 
     /// The remote's published id and the session it attached to (one 64-bit load, so the
     /// pair is never torn: `(Some(id), 0)` is unambiguously a request for a fresh session).
     pub fn remote(&self) -> Result<(Option<u16>, u32)> {
-        use core::mem::offset_of;
-        let word = self
-            .region
-            .load_u64(cb(offset_of!(ControlBlock, remote_id)), Ordering::Acquire)?;
+        let word = self.load_u64::<REMOTE_ID>(Ordering::Acquire);
         let id = peer_id(word as u32)?;
         Ok((id, (word >> 32) as u32))
     }
@@ -202,16 +238,21 @@ impl<'a> ControlView<'a> {
     /// The heartbeat counter of the host (`host` true) or the remote: 0 until that node
     /// bumps it (a C OpenAMP node or one of ours from before heartbeats never does).
     pub fn heartbeat(&self, host: bool) -> Result<u32> {
-        self.region
-            .load_u32(heartbeat_offset(host), Ordering::Relaxed)
+        Ok(match host {
+            true => self.load_u32::<HOST_BEAT>(Ordering::Relaxed),
+            false => self.load_u32::<REMOTE_BEAT>(Ordering::Relaxed),
+        })
     }
 
     /// Stores our heartbeat counter (`host`: whether we are the host). No ordering is
     /// needed: the value says only that the node is alive, nothing else is published
     /// with it.
     pub fn set_heartbeat(&self, host: bool, value: u32) -> Result<()> {
-        self.region
-            .store_u32(heartbeat_offset(host), value, Ordering::Relaxed)
+        match host {
+            true => self.store_u32::<HOST_BEAT>(value, Ordering::Relaxed),
+            false => self.store_u32::<REMOTE_BEAT>(value, Ordering::Relaxed),
+        }
+        Ok(())
     }
 
     /// The remote publishes its id and the session it attached to (0 asks the host for a

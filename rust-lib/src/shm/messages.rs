@@ -56,6 +56,7 @@ pub fn read_message_header(
 
 /// Source, destination and payload length of the header at `offset`: two word loads
 /// where 8-aligned (every buffer of our layout is), byte loads otherwise.
+#[inline]
 fn read_header_fields(region: &SharedRegion<'_>, offset: usize) -> Result<(u32, u32, u16)> {
     if offset % 8 != 0 {
         let mut raw = [0u8; RpmsgHeader::SIZE];
@@ -69,32 +70,42 @@ fn read_header_fields(region: &SharedRegion<'_>, offset: usize) -> Result<(u32, 
             && core::mem::offset_of!(RpmsgHeader, dst) == 4
             && core::mem::offset_of!(RpmsgHeader, len) == 12
     );
-    let first = region.load_u64(offset, Ordering::Relaxed)?;
-    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
-    let second = region.load_u64(next, Ordering::Relaxed)?;
+    region.check_span(offset, RpmsgHeader::SIZE)?;
+    // SAFETY: both words lie in the span just checked, and `offset` is 8-aligned.
+    let (first, second) = unsafe {
+        (
+            region.load_u64_in(offset, Ordering::Relaxed),
+            region.load_u64_in(offset + 8, Ordering::Relaxed),
+        )
+    };
     Ok((first as u32, (first >> 32) as u32, (second >> 32) as u16))
 }
 
 /// Writes `header` at the start of the buffer at `offset` (relaxed: published with the
 /// ring index that follows), as two word stores where 8-aligned, like
 /// [`read_message_header`] reads it.
+#[inline(always)]
 pub fn write_message_header(
     region: &SharedRegion<'_>,
     offset: usize,
     header: &RpmsgHeader,
 ) -> Result<()> {
-    let raw = header.to_bytes();
     if offset % 8 != 0 {
-        return region.write_bytes(offset, &raw);
+        return region.write_bytes(offset, &header.to_bytes());
     }
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&raw[..8]);
-    let next = offset.checked_add(8).ok_or(Error::OutOfBounds)?;
     // Both words are checked before either is written: no half-written header.
-    region.load_u64(next, Ordering::Relaxed)?;
-    region.store_u64(offset, u64::from_le_bytes(word), Ordering::Relaxed)?;
-    word.copy_from_slice(&raw[8..]);
-    region.store_u64(next, u64::from_le_bytes(word), Ordering::Relaxed)
+    region.check_span(offset, RpmsgHeader::SIZE)?;
+    // Little-endian words, as `read_header_fields` takes them apart.
+    let first = u64::from(header.src.get()) | u64::from(header.dst.get()) << 32;
+    let second = u64::from(header.reserved.get())
+        | u64::from(header.len.get()) << 32
+        | u64::from(header.flags.get()) << 48;
+    // SAFETY: both words lie in the span just checked, and `offset` is 8-aligned.
+    unsafe {
+        region.store_u64_in(offset, first, Ordering::Relaxed);
+        region.store_u64_in(offset + 8, second, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// Reads and validates a name-service record from the payload of `buf` (`len` bytes).

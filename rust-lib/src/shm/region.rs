@@ -27,7 +27,46 @@ unsafe impl Sync for SharedRegion<'_> {}
 /// The checked accessors of one width inside `impl SharedRegion`: `$get` gives the atomic
 /// at a naturally aligned offset, `$load`/`$store` move a little-endian `$ty` through it.
 macro_rules! le_access {
-    ($ty:ty, $atomic:ty, $get:ident, $load:ident, $store:ident) => {
+    (
+        $ty:ty, $atomic:ty, $get:ident, $load:ident, $store:ident,
+        $get_in:ident, $load_in:ident, $store_in:ident
+    ) => {
+        /// The atomic at an offset checked beforehand (by the caller's own validation).
+        ///
+        /// # Safety
+        ///
+        /// `offset + size_of::<$ty>() <= self.len()` and `offset` is a multiple of the size.
+        #[inline]
+        unsafe fn $get_in(&self, offset: usize) -> &$atomic {
+            debug_assert!(self.at(offset, core::mem::size_of::<$ty>()).is_ok());
+            // SAFETY: in bounds and aligned (the caller's contract; the base is 8-aligned),
+            // valid for `'a` (see `new`); all accesses to the region are atomic.
+            unsafe { <$atomic>::from_ptr(self.base.as_ptr().add(offset).cast()) }
+        }
+
+        #[doc = concat!("Loads a little-endian `", stringify!($ty), "` at an offset checked beforehand.")]
+        ///
+        /// # Safety
+        ///
+        /// As for the atomic accessor: in bounds and naturally aligned.
+        #[inline]
+        pub(super) unsafe fn $load_in(&self, offset: usize, order: Ordering) -> $ty {
+            // SAFETY: the caller's contract.
+            <$ty>::from_le(unsafe { self.$get_in(offset) }.load(order))
+        }
+
+        #[doc = concat!("Stores a little-endian `", stringify!($ty), "` at an offset checked beforehand.")]
+        ///
+        /// # Safety
+        ///
+        /// As for the atomic accessor: in bounds and naturally aligned.
+        #[inline]
+        pub(super) unsafe fn $store_in(&self, offset: usize, value: $ty, order: Ordering) {
+            // SAFETY: the caller's contract.
+            unsafe { self.$get_in(offset) }.store(value.to_le(), order);
+        }
+
+        #[inline]
         fn $get(&self, offset: usize) -> Result<&$atomic> {
             let p = self.at(offset, core::mem::size_of::<$ty>())?;
             // SAFETY: `p` is in bounds and valid for `'a` (see `new`), and aligned for
@@ -38,11 +77,13 @@ macro_rules! le_access {
         }
 
         #[doc = concat!("Loads a little-endian `", stringify!($ty), "`.")]
+        #[inline]
         pub fn $load(&self, offset: usize, order: Ordering) -> Result<$ty> {
             Ok(<$ty>::from_le(self.$get(offset)?.load(order)))
         }
 
         #[doc = concat!("Stores a little-endian `", stringify!($ty), "`.")]
+        #[inline]
         pub fn $store(&self, offset: usize, value: $ty, order: Ordering) -> Result<()> {
             self.$get(offset)?.store(value.to_le(), order);
             Ok(())
@@ -85,6 +126,7 @@ impl<'a> SharedRegion<'a> {
 
     /// The address of `offset`, after checking that `size` bytes fit and that the offset is
     /// a multiple of `size` (natural alignment for atomics; the base is 8-aligned).
+    #[inline]
     fn at(&self, offset: usize, size: usize) -> Result<*mut u8> {
         let end = offset.checked_add(size).ok_or(Error::OutOfBounds)?;
         if end > self.len || offset % size != 0 {
@@ -94,13 +136,57 @@ impl<'a> SharedRegion<'a> {
         Ok(unsafe { self.base.as_ptr().add(offset) })
     }
 
-    le_access!(u8, AtomicU8, atomic_u8, load_u8, store_u8);
-    le_access!(u16, AtomicU16, atomic_u16, load_u16, store_u16);
-    le_access!(u32, AtomicU32, atomic_u32, load_u32, store_u32);
-    le_access!(u64, AtomicU64, atomic_u64, load_u64, store_u64);
+    le_access!(
+        u8,
+        AtomicU8,
+        atomic_u8,
+        load_u8,
+        store_u8,
+        u8_in,
+        load_u8_in,
+        store_u8_in
+    );
+    le_access!(
+        u16,
+        AtomicU16,
+        atomic_u16,
+        load_u16,
+        store_u16,
+        u16_in,
+        load_u16_in,
+        store_u16_in
+    );
+    le_access!(
+        u32,
+        AtomicU32,
+        atomic_u32,
+        load_u32,
+        store_u32,
+        u32_in,
+        load_u32_in,
+        store_u32_in
+    );
+    le_access!(
+        u64,
+        AtomicU64,
+        atomic_u64,
+        load_u64,
+        store_u64,
+        u64_in,
+        load_u64_in,
+        store_u64_in
+    );
+
+    /// Checks that `len` bytes at `offset` lie inside the region (for the unchecked
+    /// accesses that follow).
+    #[inline]
+    pub(super) fn check_span(&self, offset: usize, len: usize) -> Result<()> {
+        self.span(offset, len).map(|_| ())
+    }
 
     /// Checks that `len` bytes at `offset` lie inside the region; returns the address of
     /// `offset`.
+    #[inline]
     fn span(&self, offset: usize, len: usize) -> Result<*mut u8> {
         let end = offset.checked_add(len).ok_or(Error::OutOfBounds)?;
         if end > self.len {

@@ -58,21 +58,46 @@ pub struct PoolWindow {
 }
 
 /// Typed, validating access to one vring.
+///
+/// Its three parts are checked against the region once, by [`RingView::new`]: every
+/// access after that is to a slot below the queue size (a masked position, or an id
+/// checked against the size), in bounds and aligned by construction, so it needs no
+/// check of its own.
 #[derive(Debug, Clone, Copy)]
 pub struct RingView<'a> {
     region: SharedRegion<'a>,
     ring: RingLayout,
 }
 
+/// Whether `count` entries of `entry` bytes after a header of `header` bytes and before a
+/// trailer of `trailer` bytes, at `offset` aligned to `align`, fit a region of `len` bytes.
+fn part_fits(offset: usize, align: usize, bytes: [usize; 4], len: usize) -> bool {
+    let [header, entry, count, trailer] = bytes;
+    let end = entry
+        .checked_mul(count)
+        .and_then(|b| b.checked_add(header + trailer))
+        .and_then(|b| b.checked_add(offset));
+    offset % align == 0 && end.is_some_and(|end| end <= len)
+}
+
 impl<'a> RingView<'a> {
-    /// A view of `ring` in `region`; fails if the ring does not fit the region, or if its
-    /// size is not a power of two (as virtio requires; positions are then masked).
+    /// A view of `ring` in `region`; fails if a part of the ring (descriptor table,
+    /// available ring, used ring) does not fit the region or is misaligned, or if its size
+    /// is not a power of two (as virtio requires; positions are then masked).
     pub fn new(region: SharedRegion<'a>, ring: RingLayout) -> Result<Self> {
         if !ring.size.is_power_of_two() {
             return Err(Error::InvalidConfig(ConfigRule::QueueSize));
         }
-        let end = ring.used + USED_RING + USED_ELEM_SIZE * ring.size as usize + USED_EVENT_SIZE;
-        if end > region.len() || ring.desc % 8 != 0 || ring.used % 4 != 0 {
+        let (n, len) = (ring.size as usize, region.len());
+        let fits = part_fits(ring.desc, 8, [0, DESC_SIZE, n, 0], len)
+            && part_fits(ring.avail, 2, [AVAIL_RING, AVAIL_ENTRY_SIZE, n, 2], len)
+            && part_fits(
+                ring.used,
+                4,
+                [USED_RING, USED_ELEM_SIZE, n, USED_EVENT_SIZE],
+                len,
+            );
+        if !fits {
             return Err(Error::OutOfBounds);
         }
         Ok(Self { region, ring })
@@ -102,45 +127,55 @@ impl<'a> RingView<'a> {
 
     // ---- driver side ------------------------------------------------------------------
 
-    /// Writes descriptor `id` (single buffer, no chaining).
+    /// Writes descriptor `id` (single buffer, no chaining) as two words: the address, then
+    /// length, flags and `next` (0).
     pub fn write_desc(&self, id: u16, addr: u64, len: u32, flags: u16) -> Result<()> {
         if id >= self.ring.size {
             return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
+        const _: () = assert!(DESC_LEN == 8 && DESC_NEXT == 14);
         let d = self.ring.desc + DESC_SIZE * id as usize;
-        self.region
-            .store_u64(d + DESC_ADDR, addr, Ordering::Relaxed)?;
-        self.region
-            .store_u32(d + DESC_LEN, len, Ordering::Relaxed)?;
-        self.region
-            .store_u16(d + DESC_FLAGS, flags, Ordering::Relaxed)?;
-        self.region.store_u16(d + DESC_NEXT, 0, Ordering::Relaxed)
+        let rest = u64::from(len) | u64::from(flags) << 32;
+        // SAFETY: `id < size`, and `new` checked that the table's `size` entries lie in the
+        // region, 8-aligned.
+        unsafe {
+            self.region
+                .store_u64_in(d + DESC_ADDR, addr, Ordering::Relaxed);
+            self.region
+                .store_u64_in(d + DESC_LEN, rest, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Puts descriptor `id` in the available ring at position `idx`.
-    pub fn write_avail_entry(&self, idx: u16, id: u16) -> Result<()> {
+    pub fn write_avail_entry(&self, idx: u16, id: u16) {
         let off = self.ring.avail + AVAIL_RING + AVAIL_ENTRY_SIZE * self.slot(idx);
-        self.region.store_u16(off, id, Ordering::Relaxed)
+        // SAFETY: a masked position: one of the `size` entries `new` checked.
+        unsafe { self.region.store_u16_in(off, id, Ordering::Relaxed) }
     }
 
     /// Publishes the available index (`Release`: entries and descriptors become visible).
-    pub fn publish_avail_idx(&self, idx: u16) -> Result<()> {
-        self.region
-            .store_u16(self.ring.avail + AVAIL_IDX, idx, Ordering::Release)
+    pub fn publish_avail_idx(&self, idx: u16) {
+        // SAFETY: the available ring's header, checked by `new`.
+        unsafe {
+            self.region
+                .store_u16_in(self.ring.avail + AVAIL_IDX, idx, Ordering::Release)
+        }
     }
 
     /// Sets the available ring's flags (e.g. `VRING_AVAIL_F_NO_INTERRUPT`).
-    pub fn set_avail_flags(&self, flags: u16) -> Result<()> {
-        self.region
-            .store_u16(self.ring.avail + AVAIL_FLAGS, flags, Ordering::Relaxed)
+    pub fn set_avail_flags(&self, flags: u16) {
+        // SAFETY: the available ring's header, checked by `new`.
+        unsafe {
+            self.region
+                .store_u16_in(self.ring.avail + AVAIL_FLAGS, flags, Ordering::Relaxed)
+        }
     }
 
     /// How many used elements are pending after `last_used`, validated against the number
     /// of buffers in flight (the device cannot return more than it was given).
     pub fn used_pending(&self, last_used: u16, in_flight: u32) -> Result<u16> {
-        let idx = self
-            .region
-            .load_u16(self.ring.used + USED_IDX, Ordering::Acquire)?;
+        let idx = self.used_idx();
         let pending = idx.wrapping_sub(last_used);
         if u32::from(pending) > in_flight || pending > self.ring.size {
             return Err(Error::Peer(PeerFault::UsedIndexOutOfRange));
@@ -148,45 +183,55 @@ impl<'a> RingView<'a> {
         Ok(pending)
     }
 
-    /// Reads the used element at position `idx`. Its id must be in `in_flight` and its
-    /// length at most `buf_len`.
-    pub fn read_used_elem(&self, idx: u16, in_flight: &DescSet, buf_len: u32) -> Result<UsedElem> {
+    /// Takes the used element at position `idx`: its id must be below the queue size and
+    /// its length at most `buf_len`, and then the id must be in `in_flight`, from which it
+    /// is removed (the buffer is ours again).
+    #[inline]
+    pub fn take_used_elem(
+        &self,
+        idx: u16,
+        in_flight: &mut DescSet,
+        buf_len: u32,
+    ) -> Result<UsedElem> {
         let off = self.ring.used + USED_RING + USED_ELEM_SIZE * self.slot(idx);
-        let id = self
-            .region
-            .load_u32(off + USED_ELEM_ID, Ordering::Relaxed)?;
-        let len = self
-            .region
-            .load_u32(off + USED_ELEM_LEN, Ordering::Relaxed)?;
+        // SAFETY: a masked position: one of the `size` elements `new` checked (4-aligned).
+        let (id, len) = unsafe {
+            (
+                self.region
+                    .load_u32_in(off + USED_ELEM_ID, Ordering::Relaxed),
+                self.region
+                    .load_u32_in(off + USED_ELEM_LEN, Ordering::Relaxed),
+            )
+        };
         if id >= u32::from(self.ring.size) {
             return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
-        let id = id as u16;
-        if !in_flight.contains(id) {
-            return Err(Error::Peer(PeerFault::UsedIdNotInFlight));
-        }
         if len > buf_len {
             return Err(Error::Peer(PeerFault::UsedLengthTooLarge));
+        }
+        let id = id as u16;
+        if !in_flight.remove(id) {
+            return Err(Error::Peer(PeerFault::UsedIdNotInFlight));
         }
         Ok(UsedElem { id, len })
     }
 
     /// After publishing available buffers: does the device want a notification?
-    pub fn device_wants_notification(&self) -> Result<bool> {
+    pub fn device_wants_notification(&self) -> bool {
         full_barrier();
-        let flags = self
-            .region
-            .load_u16(self.ring.used + USED_FLAGS, Ordering::Relaxed)?;
-        Ok(flags & crate::wire::VRING_USED_F_NO_NOTIFY == 0)
+        // SAFETY: the used ring's header, checked by `new`.
+        let flags = unsafe {
+            self.region
+                .load_u16_in(self.ring.used + USED_FLAGS, Ordering::Relaxed)
+        };
+        flags & crate::wire::VRING_USED_F_NO_NOTIFY == 0
     }
 
     // ---- device side ------------------------------------------------------------------
 
     /// How many available entries are pending after `last_avail` (at most the queue size).
     pub fn avail_pending(&self, last_avail: u16) -> Result<u16> {
-        let idx = self
-            .region
-            .load_u16(self.ring.avail + AVAIL_IDX, Ordering::Acquire)?;
+        let idx = self.avail_idx();
         let pending = idx.wrapping_sub(last_avail);
         if pending > self.ring.size {
             return Err(Error::Peer(PeerFault::AvailIndexOutOfRange));
@@ -199,6 +244,7 @@ impl<'a> RingView<'a> {
     /// The id must be below the queue size and not in `held` (buffers the device still
     /// holds); the descriptor must be a single buffer lying entirely in `pool` and at least
     /// an RPMsg header long.
+    #[inline]
     pub fn read_avail_buffer(
         &self,
         idx: u16,
@@ -206,7 +252,8 @@ impl<'a> RingView<'a> {
         pool: &PoolWindow,
     ) -> Result<(u16, BufferRef)> {
         let off = self.ring.avail + AVAIL_RING + AVAIL_ENTRY_SIZE * self.slot(idx);
-        let id = self.region.load_u16(off, Ordering::Relaxed)?;
+        // SAFETY: a masked position: one of the `size` entries `new` checked.
+        let id = unsafe { self.region.load_u16_in(off, Ordering::Relaxed) };
         if id >= self.ring.size {
             return Err(Error::Peer(PeerFault::DescriptorIndexOutOfRange));
         }
@@ -214,9 +261,14 @@ impl<'a> RingView<'a> {
             return Err(Error::Peer(PeerFault::DuplicateDescriptor));
         }
         let d = self.ring.desc + DESC_SIZE * id as usize;
-        let addr = self.region.load_u64(d + DESC_ADDR, Ordering::Relaxed)?;
-        let len = self.region.load_u32(d + DESC_LEN, Ordering::Relaxed)?;
-        let flags = self.region.load_u16(d + DESC_FLAGS, Ordering::Relaxed)?;
+        // SAFETY: `id < size`: one of the descriptors `new` checked (8-aligned).
+        let (addr, rest) = unsafe {
+            (
+                self.region.load_u64_in(d + DESC_ADDR, Ordering::Relaxed),
+                self.region.load_u64_in(d + DESC_LEN, Ordering::Relaxed),
+            )
+        };
+        let (len, flags) = (rest as u32, (rest >> 32) as u16);
         if flags & (VRING_DESC_F_NEXT | VRING_DESC_F_INDIRECT) != 0 {
             return Err(Error::Peer(PeerFault::UnsupportedDescriptorFlags));
         }
@@ -237,44 +289,63 @@ impl<'a> RingView<'a> {
     }
 
     /// Writes the used element at position `idx`.
-    pub fn write_used_elem(&self, idx: u16, id: u16, len: u32) -> Result<()> {
+    pub fn write_used_elem(&self, idx: u16, id: u16, len: u32) {
         let off = self.ring.used + USED_RING + USED_ELEM_SIZE * self.slot(idx);
-        self.region
-            .store_u32(off + USED_ELEM_ID, u32::from(id), Ordering::Relaxed)?;
-        self.region
-            .store_u32(off + USED_ELEM_LEN, len, Ordering::Relaxed)
+        // SAFETY: a masked position: one of the `size` elements `new` checked (4-aligned).
+        unsafe {
+            self.region
+                .store_u32_in(off + USED_ELEM_ID, u32::from(id), Ordering::Relaxed);
+            self.region
+                .store_u32_in(off + USED_ELEM_LEN, len, Ordering::Relaxed);
+        }
     }
 
     /// Publishes the used index (`Release`).
-    pub fn publish_used_idx(&self, idx: u16) -> Result<()> {
-        self.region
-            .store_u16(self.ring.used + USED_IDX, idx, Ordering::Release)
+    pub fn publish_used_idx(&self, idx: u16) {
+        // SAFETY: the used ring's header, checked by `new`.
+        unsafe {
+            self.region
+                .store_u16_in(self.ring.used + USED_IDX, idx, Ordering::Release)
+        }
     }
 
     /// Sets the used ring's flags (e.g. `VRING_USED_F_NO_NOTIFY`).
-    pub fn set_used_flags(&self, flags: u16) -> Result<()> {
-        self.region
-            .store_u16(self.ring.used + USED_FLAGS, flags, Ordering::Relaxed)
+    pub fn set_used_flags(&self, flags: u16) {
+        // SAFETY: the used ring's header, checked by `new`.
+        unsafe {
+            self.region
+                .store_u16_in(self.ring.used + USED_FLAGS, flags, Ordering::Relaxed)
+        }
     }
 
     /// After publishing used buffers: does the driver want an interrupt?
-    pub fn driver_wants_interrupt(&self) -> Result<bool> {
+    pub fn driver_wants_interrupt(&self) -> bool {
         full_barrier();
-        let flags = self
-            .region
-            .load_u16(self.ring.avail + AVAIL_FLAGS, Ordering::Relaxed)?;
-        Ok(flags & crate::wire::VRING_AVAIL_F_NO_INTERRUPT == 0)
+        // SAFETY: the available ring's header, checked by `new`.
+        let flags = unsafe {
+            self.region
+                .load_u16_in(self.ring.avail + AVAIL_FLAGS, Ordering::Relaxed)
+        };
+        flags & crate::wire::VRING_AVAIL_F_NO_INTERRUPT == 0
     }
 
-    /// Current available index (device side, for resynchronising after attach).
-    pub fn avail_idx(&self) -> Result<u16> {
-        self.region
-            .load_u16(self.ring.avail + AVAIL_IDX, Ordering::Acquire)
+    /// Current available index, unvalidated (device side: [`RingView::avail_pending`]
+    /// validates it; also for a cheap look while polling).
+    pub fn avail_idx(&self) -> u16 {
+        // SAFETY: the available ring's header, checked by `new`.
+        unsafe {
+            self.region
+                .load_u16_in(self.ring.avail + AVAIL_IDX, Ordering::Acquire)
+        }
     }
 
-    /// Current used index.
-    pub fn used_idx(&self) -> Result<u16> {
-        self.region
-            .load_u16(self.ring.used + USED_IDX, Ordering::Acquire)
+    /// Current used index, unvalidated (driver side: [`RingView::used_pending`] validates
+    /// it).
+    pub fn used_idx(&self) -> u16 {
+        // SAFETY: the used ring's header, checked by `new`.
+        unsafe {
+            self.region
+                .load_u16_in(self.ring.used + USED_IDX, Ordering::Acquire)
+        }
     }
 }

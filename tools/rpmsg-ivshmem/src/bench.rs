@@ -1036,6 +1036,34 @@ fn bare_block(
     Ok(Some(start.elapsed().as_secs_f64().max(1e-9)))
 }
 
+/// Sends `messages` copies of `data` to `sink` as a stream: as many as there are free
+/// transmit buffers in one call ([`rpmsg_engine::Rpmsg::try_send_each`]), then waits (as
+/// the nodes do: spin, then block on the doorbell) until the remote returns some, for up
+/// to [`REPLY_TIMEOUT`] without progress.
+fn stream_messages(host: &mut HostNode<'_>, sink: u32, data: &[u8], messages: u64) -> Result<()> {
+    let mut left = messages;
+    let mut deadline = Instant::now() + REPLY_TIMEOUT;
+    while left > 0 {
+        let fill = |buf: &mut rpmsg_engine::TxBuffer<'_>| buf.write(0, data).map(|()| data.len());
+        let max = usize::try_from(left).unwrap_or(usize::MAX);
+        match host.engine().try_send_each(sink, max, fill) {
+            Ok(sent) => {
+                left -= sent as u64;
+                deadline = Instant::now() + REPLY_TIMEOUT;
+                continue;
+            }
+            Err(EngineError::NoTxBuffer) => {}
+            Err(e) => return Err(Error::runtime(format!("send failed: {e}"))),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Error::runtime("no transmit buffer came back within 5 s"));
+        }
+        host.wait((deadline - now).min(Duration::from_millis(100)), None);
+    }
+    Ok(())
+}
+
 /// Streams `messages` full-size messages to the sink and waits for its report; returns
 /// the seconds from the first send to the report.
 ///
@@ -1052,9 +1080,7 @@ fn stream_block(host: &mut HostNode<'_>, sink: u32, size: usize, messages: u64) 
         )));
     }
     let start = Instant::now();
-    for _ in 0..messages {
-        send_blocking(host, sink, &data)?;
-    }
+    stream_messages(host, sink, &data, messages)?;
     let (got, bytes) = sink_report(host, sink)?;
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     if got != messages || bytes != messages * size as u64 {
