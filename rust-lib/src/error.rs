@@ -66,7 +66,8 @@ text_enum! {
         BadMessageLength => "RPMsg payload length does not fit its buffer",
         /// An RPMsg header names `RPMSG_ADDR_ANY` as source or destination.
         BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
-        /// A name-service message is not 40 bytes, has an unknown flag or an invalid name.
+        /// A name-service message is not 40 bytes, has an unknown flag or a name that is not
+        /// printable ASCII.
         BadNameService => "malformed name-service message",
         /// The control area holds a value outside its valid range (peer id, layout field).
         BadControlValue => "invalid value in the shared control area",
