@@ -9,10 +9,13 @@
 //! the shell prints the last copy. Each side holds the critical section only for a copy.
 
 use core::cell::Cell;
+#[cfg(all(CONFIG_RPMSG_IVSHMEM_SHELL, CONFIG_RPMSG_IVSHMEM_REMOTE))]
 use core::ffi::{c_char, c_int, c_void};
 use critical_section::Mutex;
 use rpmsg_app::remote::RemoteApp;
-use rpmsg_app::status::{self, RemoteSnapshot};
+#[cfg(all(CONFIG_RPMSG_IVSHMEM_SHELL, CONFIG_RPMSG_IVSHMEM_REMOTE))]
+use rpmsg_app::status;
+use rpmsg_app::status::RemoteSnapshot;
 use rpmsg_engine::Doorbell;
 
 /// The last status the receive thread published; `None` before its node exists.
