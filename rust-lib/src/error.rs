@@ -339,32 +339,37 @@ fn sum(counts: &[u32]) -> u32 {
 mod tests {
     use super::*;
 
+    /// The local kinds other than `InvalidConfig`, in the order of `kind_index`.
+    const LOCAL_WITHOUT_PAYLOAD: [Error; LOCAL_KINDS - 1] = [
+        Error::RegionTooSmall,
+        Error::RegionMisaligned,
+        Error::OutOfBounds,
+        Error::LayoutMismatch,
+        Error::NotReady,
+        Error::NoTxBuffer,
+        Error::Timeout,
+        Error::PayloadTooLarge,
+        Error::EndpointNotFound,
+        Error::EndpointNotBound,
+        Error::TooManyEndpoints,
+        Error::AddressInUse,
+        Error::NameTooLong,
+        Error::StaleBuffer,
+    ];
+
     #[test]
     fn kind_indices_are_dense_and_distinct() {
         let peer = PeerFault::ALL;
         for (i, f) in peer.iter().enumerate() {
             assert_eq!(*f as usize, i, "{f:?}");
         }
-        let local = [
-            Error::InvalidConfig(ConfigRule::QueueSize),
-            Error::RegionTooSmall,
-            Error::RegionMisaligned,
-            Error::OutOfBounds,
-            Error::LayoutMismatch,
-            Error::NotReady,
-            Error::NoTxBuffer,
-            Error::Timeout,
-            Error::PayloadTooLarge,
-            Error::EndpointNotFound,
-            Error::EndpointNotBound,
-            Error::TooManyEndpoints,
-            Error::AddressInUse,
-            Error::NameTooLong,
-            Error::StaleBuffer,
-        ];
         assert_eq!(peer.len(), PeerFault::KINDS);
-        assert_eq!(peer.len() + local.len(), Error::KINDS);
-        let all = peer.iter().map(|f| Error::Peer(*f)).chain(local);
+        assert_eq!(peer.len() + 1 + LOCAL_WITHOUT_PAYLOAD.len(), Error::KINDS);
+        let all = peer
+            .iter()
+            .map(|f| Error::Peer(*f))
+            .chain([Error::InvalidConfig(ConfigRule::QueueSize)])
+            .chain(LOCAL_WITHOUT_PAYLOAD);
         let mut seen = [false; Error::KINDS];
         for e in all {
             assert!(!seen[e.kind_index()], "{e:?}");
@@ -407,22 +412,7 @@ mod tests {
             .iter()
             .map(|f| Error::Peer(*f))
             .chain(ConfigRule::ALL.iter().map(|r| Error::InvalidConfig(*r)))
-            .chain([
-                Error::RegionTooSmall,
-                Error::RegionMisaligned,
-                Error::OutOfBounds,
-                Error::LayoutMismatch,
-                Error::NotReady,
-                Error::NoTxBuffer,
-                Error::Timeout,
-                Error::PayloadTooLarge,
-                Error::EndpointNotFound,
-                Error::EndpointNotBound,
-                Error::TooManyEndpoints,
-                Error::AddressInUse,
-                Error::NameTooLong,
-                Error::StaleBuffer,
-            ]);
+            .chain(LOCAL_WITHOUT_PAYLOAD);
         for e in all {
             let (prefix, text) = e.texts();
             assert!(!text.is_empty(), "{e:?}");
