@@ -7,6 +7,56 @@
 
 use core::fmt;
 
+/// Texts stored as one string and the offset where each ends: two bytes per text instead
+/// of the pointer and length per text (16 bytes) and the jump table a `match` on
+/// `&'static str` compiles to. Error texts are read only to print them, in the firmware
+/// once per failure.
+struct Joined<const N: usize> {
+    all: &'static str,
+    ends: [u16; N],
+}
+
+impl<const N: usize> Joined<N> {
+    /// `all`, the concatenation of texts of lengths `lens` (see [`joined!`]).
+    const fn new(all: &'static str, lens: [usize; N]) -> Self {
+        let mut ends = [0u16; N];
+        let mut end = 0;
+        let mut i = 0;
+        while i < N {
+            end += lens[i];
+            ends[i] = end as u16;
+            i += 1;
+        }
+        assert!(end == all.len() && end <= u16::MAX as usize);
+        Self { all, ends }
+    }
+
+    /// Text `i` (empty beyond the table).
+    fn get(&self, i: usize) -> &'static str {
+        text_at(self.all, &self.ends, i)
+    }
+}
+
+/// [`Joined::get`], not generic over the table's length: one copy in a firmware image.
+#[inline(never)]
+fn text_at(all: &'static str, ends: &[u16], i: usize) -> &'static str {
+    let Some(&end) = ends.get(i) else {
+        return "";
+    };
+    let start = match i.checked_sub(1) {
+        Some(before) => ends.get(before).copied().unwrap_or(0),
+        None => 0,
+    };
+    all.get(start as usize..end as usize).unwrap_or("")
+}
+
+/// A [`Joined`] of the given literals.
+macro_rules! joined {
+    ($($text:literal),* $(,)?) => {
+        Joined::new(concat!($($text),*), [$($text.len()),*])
+    };
+}
+
 /// Declares a C-like enum once: its doc, each kind with its doc and its text, `ALL` in
 /// declaration order, `text()` and a `Display` that writes the text.
 macro_rules! text_enum {
@@ -25,10 +75,9 @@ macro_rules! text_enum {
             pub const ALL: [$name; [$(stringify!($kind)),*].len()] = [$($name::$kind),*];
 
             /// The kind, as text.
-            pub const fn text(self) -> &'static str {
-                match self {
-                    $(Self::$kind => $text,)*
-                }
+            pub fn text(self) -> &'static str {
+                const TEXTS: Joined<{ $name::ALL.len() }> = joined!($($text),*);
+                TEXTS.get(self as usize)
             }
         }
 
@@ -66,7 +115,8 @@ text_enum! {
         BadMessageLength => "RPMsg payload length does not fit its buffer",
         /// An RPMsg header names `RPMSG_ADDR_ANY` as source or destination.
         BadMessageAddress => "RPMsg source or destination is RPMSG_ADDR_ANY",
-        /// A name-service message is not 40 bytes, has an unknown flag or an invalid name.
+        /// A name-service message is not 40 bytes, has an unknown flag or a name that is not
+        /// printable ASCII.
         BadNameService => "malformed name-service message",
         /// The control area holds a value outside its valid range (peer id, layout field).
         BadControlValue => "invalid value in the shared control area",
@@ -211,26 +261,31 @@ impl Error {
 impl Error {
     /// The text of the error in two pieces, a prefix (empty, or `"invalid configuration: "`)
     /// and the rest: the `Display` text without `core::fmt` (small firmware diagnostics).
-    pub const fn texts(&self) -> (&'static str, &'static str) {
-        let text = match self {
-            Error::Peer(fault) => fault.text(),
-            Error::InvalidConfig(why) => return ("invalid configuration: ", why.text()),
-            Error::RegionTooSmall => "shared region too small for this configuration",
-            Error::RegionMisaligned => "shared region pointer null or not 8-byte aligned",
-            Error::OutOfBounds => "access outside the shared region",
-            Error::LayoutMismatch => "peer uses a different shared-memory layout",
-            Error::NotReady => "link not ready",
-            Error::NoTxBuffer => "no transmit buffer available",
-            Error::Timeout => "timed out",
-            Error::PayloadTooLarge => "payload larger than the buffer payload capacity",
-            Error::EndpointNotFound => "no such endpoint",
-            Error::EndpointNotBound => "endpoint has no destination yet",
-            Error::TooManyEndpoints => "endpoint table full",
-            Error::AddressInUse => "endpoint address reserved or in use",
-            Error::NameTooLong => "endpoint name longer than 31 bytes",
-            Error::StaleBuffer => "buffer handle from another session",
-        };
-        ("", text)
+    pub fn texts(&self) -> (&'static str, &'static str) {
+        // The local kinds in the order of `kind_index` (the first, InvalidConfig, has its
+        // rule's text instead).
+        const LOCAL: Joined<LOCAL_KINDS> = joined!(
+            "",
+            "shared region too small for this configuration",
+            "shared region pointer null or not 8-byte aligned",
+            "access outside the shared region",
+            "peer uses a different shared-memory layout",
+            "link not ready",
+            "no transmit buffer available",
+            "timed out",
+            "payload larger than the buffer payload capacity",
+            "no such endpoint",
+            "endpoint has no destination yet",
+            "endpoint table full",
+            "endpoint address reserved or in use",
+            "endpoint name longer than 31 bytes",
+            "buffer handle from another session",
+        );
+        match self {
+            Error::Peer(fault) => ("", fault.text()),
+            Error::InvalidConfig(why) => ("invalid configuration: ", why.text()),
+            _ => ("", LOCAL.get(self.kind_index() - PeerFault::KINDS)),
+        }
     }
 }
 
@@ -284,32 +339,37 @@ fn sum(counts: &[u32]) -> u32 {
 mod tests {
     use super::*;
 
+    /// The local kinds other than `InvalidConfig`, in the order of `kind_index`.
+    const LOCAL_WITHOUT_PAYLOAD: [Error; LOCAL_KINDS - 1] = [
+        Error::RegionTooSmall,
+        Error::RegionMisaligned,
+        Error::OutOfBounds,
+        Error::LayoutMismatch,
+        Error::NotReady,
+        Error::NoTxBuffer,
+        Error::Timeout,
+        Error::PayloadTooLarge,
+        Error::EndpointNotFound,
+        Error::EndpointNotBound,
+        Error::TooManyEndpoints,
+        Error::AddressInUse,
+        Error::NameTooLong,
+        Error::StaleBuffer,
+    ];
+
     #[test]
     fn kind_indices_are_dense_and_distinct() {
         let peer = PeerFault::ALL;
         for (i, f) in peer.iter().enumerate() {
             assert_eq!(*f as usize, i, "{f:?}");
         }
-        let local = [
-            Error::InvalidConfig(ConfigRule::QueueSize),
-            Error::RegionTooSmall,
-            Error::RegionMisaligned,
-            Error::OutOfBounds,
-            Error::LayoutMismatch,
-            Error::NotReady,
-            Error::NoTxBuffer,
-            Error::Timeout,
-            Error::PayloadTooLarge,
-            Error::EndpointNotFound,
-            Error::EndpointNotBound,
-            Error::TooManyEndpoints,
-            Error::AddressInUse,
-            Error::NameTooLong,
-            Error::StaleBuffer,
-        ];
         assert_eq!(peer.len(), PeerFault::KINDS);
-        assert_eq!(peer.len() + local.len(), Error::KINDS);
-        let all = peer.iter().map(|f| Error::Peer(*f)).chain(local);
+        assert_eq!(peer.len() + 1 + LOCAL_WITHOUT_PAYLOAD.len(), Error::KINDS);
+        let all = peer
+            .iter()
+            .map(|f| Error::Peer(*f))
+            .chain([Error::InvalidConfig(ConfigRule::QueueSize)])
+            .chain(LOCAL_WITHOUT_PAYLOAD);
         let mut seen = [false; Error::KINDS];
         for e in all {
             assert!(!seen[e.kind_index()], "{e:?}");
@@ -317,6 +377,48 @@ mod tests {
             assert_eq!(e.is_peer_fault(), matches!(e, Error::Peer(_)), "{e:?}");
         }
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn every_error_has_its_own_text() {
+        let local = [
+            (
+                Error::RegionTooSmall,
+                "shared region too small for this configuration",
+            ),
+            (Error::NotReady, "link not ready"),
+            (Error::StaleBuffer, "buffer handle from another session"),
+        ];
+        for (e, text) in local {
+            assert_eq!(e.texts(), ("", text));
+        }
+        assert_eq!(
+            Error::InvalidConfig(ConfigRule::RegionLength).texts(),
+            (
+                "invalid configuration: ",
+                "config shm_size differs from the region's length"
+            )
+        );
+        assert_eq!(
+            PeerFault::ALL[0].text(),
+            "available index moved by more than the queue size"
+        );
+        assert_eq!(
+            PeerFault::NameServiceConflict.text(),
+            "name-service message undoes a binding of this session"
+        );
+        let mut seen: heapless::Vec<(&str, &str), 64> = heapless::Vec::new();
+        let all = PeerFault::ALL
+            .iter()
+            .map(|f| Error::Peer(*f))
+            .chain(ConfigRule::ALL.iter().map(|r| Error::InvalidConfig(*r)))
+            .chain(LOCAL_WITHOUT_PAYLOAD);
+        for e in all {
+            let (prefix, text) = e.texts();
+            assert!(!text.is_empty(), "{e:?}");
+            assert!(!seen.contains(&(prefix, text)), "{e:?}: {text}");
+            seen.push((prefix, text)).unwrap();
+        }
     }
 
     #[test]

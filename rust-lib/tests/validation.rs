@@ -296,10 +296,12 @@ fn name_service_records() {
     let buf = put_message(&r, 1024, 53, 40, &ns(b"k", 1024, 1));
     assert!(read_ns_record(&r, buf, 40).unwrap().destroy);
 
-    let bad: [(&[u8; 40], u16, &str); 5] = [
+    let bad: [(&[u8; 40], u16, &str); 7] = [
         (&ns(b"k", 1024, 0), 39, "length 39"),
         (&ns(&[b'x'; 32], 1024, 0), 40, "no NUL in the name"),
         (&ns(&[0xff, 0xfe], 1024, 0), 40, "not UTF-8"),
+        (&ns("grüße".as_bytes(), 1024, 0), 40, "not ASCII"),
+        (&ns(b"k\x1b[2J", 1024, 0), 40, "a control character"),
         (&ns(b"k", u32::MAX, 0), 40, "address ANY"),
         (&ns(b"k", 1024, 2), 40, "unknown flag"),
     ];

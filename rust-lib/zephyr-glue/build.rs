@@ -4,6 +4,14 @@
 
 fn main() {
     zephyr_build::export_bool_kconfig();
+    // zephyr-build asks for a rerun on a changed .config with a misspelled line
+    // ("cargo-rerun-if-changed=", one colon missing), which Cargo ignores: a Kconfig
+    // change in an existing build directory (bench off, another log level) would keep
+    // the old cfgs. Ask for it here.
+    if let Ok(dotconfig) = std::env::var("DOTCONFIG") {
+        println!("cargo:rerun-if-changed={dotconfig}");
+    }
+    println!("cargo:rerun-if-changed=build.rs");
     for option in [
         "CONFIG_RPMSG_IVSHMEM_SHELL",
         "CONFIG_RPMSG_IVSHMEM_REMOTE",

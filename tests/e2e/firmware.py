@@ -45,6 +45,10 @@ TIMED_OUT = "Remote side response timed out!"
 HOST_READY = "Host Side, the communication over RPMsg is ready to use!"
 REMOTE_READY = "Remote Side, the communication over RPMsg is ready to use!"
 
+# The lean configuration (--lean): lean.conf at the repository root on top of each
+# image's prj.conf. Set by cmd_test.
+LEAN_CONF = os.path.join(ROOT, "lean.conf")
+LEAN = False
 BUILD_TIMEOUT = 1200  # a clean build compiles core/alloc: ~1.5 min per image on 2 cores
 BOOT_TIMEOUT = 90
 LINK_TIMEOUT = 60
@@ -571,6 +575,8 @@ def console_problems(lines, side, text_ok=None):
         if LOG_LINE.fullmatch(line):
             if LOG_PIECE.search(line, line.index("> ") + 2):
                 problems.append("%s: two log lines in one" % where)
+            if LEAN and "<inf> rpmsg: " in line:
+                problems.append("%s: an info line of ours in the lean image" % where)
             if BOOT_LOG.match(line):
                 if banner_seen:
                     problems.append("%s: boot log after the banner" % where)
@@ -580,7 +586,8 @@ def console_problems(lines, side, text_ok=None):
         elif line == banner:
             banner_seen = True
             prev = lines[i - 1] if i > 0 else ""
-            if not (LOG_LINE.fullmatch(prev) and "<inf> rpmsg: " + LINK_UP[side] in prev):
+            # Lean: our info lines are compiled out (log level ERR), the link-up line too.
+            if not LEAN and not (LOG_LINE.fullmatch(prev) and "<inf> rpmsg: " + LINK_UP[side] in prev):
                 problems.append("%s: the banner does not follow its link-up log line" % where)
             if not boot_log_seen:
                 problems.append("%s: no boot log line before the banner" % where)
@@ -681,13 +688,54 @@ def scenario_main(rig, host_dir, remote_dir):
     check(status_value(sl, "link") == "up", "status: link up")
     check(status_value(sl, "peer id") not in (None, "none"), "status: peer id %s" % status_value(sl, "peer id"))
     check(status_value(sl, "endpoint") == "k 1024 -> 1024", "status: endpoint k bound")
-    check(status_value(sl, "bench endpoint") == "bench 1025 -> 1025", "status: endpoint bench bound")
+    if LEAN:
+        check(status_value(sl, "bench endpoint") == "none", "status: no bench endpoint (lean)")
+    else:
+        check(status_value(sl, "bench endpoint") == "bench 1025 -> 1025", "status: endpoint bench bound")
     check(status_value(sl, "tx messages") == "11", "status: 11 messages sent (none for the refused commands)")
-    check(status_value(sl, "rx messages") == "13", "status: 13 received (11 echoes + 2 announcements)")
+    announced = 1 if LEAN else 2
+    check(status_value(sl, "rx messages") == str(11 + announced),
+          "status: %d received (11 echoes + %d announcements)" % (11 + announced, announced))
     check(status_value(sl, "errors") == "0", "status: no errors")
 
-    # bench: a short smoke run (the benchmark proper is tests/e2e/bench), its argument
-    # checks, and nothing printed on the remote for bench traffic.
+    if LEAN:
+        bench_absent(host)
+    else:
+        bench_smoke(host, remote)
+    console_clean(remote, "Remote", remote_text_ok)
+
+    # Kill the remote: the next send times out (and a 14-digit count is accepted).
+    log("killing the remote QEMU")
+    rig.stop(remote)
+    m = host.mark()
+    t = time.time()
+    run_command(host, 'rpmsg_ivshmem send "RPMsg over IVSHMEM" 10000000000000',
+                re.escape(TIMED_OUT), 15, "timeout line")
+    elapsed = time.time() - t
+    hl = host.lines(m)
+    check(TIMED_OUT in hl and "Remote side echoed the string back:" not in hl,
+          "remote gone: '%s' after %.1f s" % (TIMED_OUT, elapsed))
+    # A remote of ours beats: once its heartbeat stopped (at most 2 s) the host starts a
+    # fresh session, and the running send, whose echoes cannot come, answers at once.
+    check(elapsed <= 4, "the send ended when the host noticed the silent remote (< 4 s, not 5)")
+    host.pump(0.5)
+    console_clean(host, "Host")
+    return host, remote
+
+
+def bench_absent(host):
+    """The lean image has no `bench`: the shell does not know the subcommand (it prints
+    the group's help, which lists no bench), and nothing is measured."""
+    m = run_command(host, "rpmsg_ivshmem bench 16 50",
+                    r"Subcommands:|command not found|Please specify", 10, "bench refused")
+    hl = host.lines(m)
+    check(not [l for l in hl if l.startswith("bench") or l.lstrip().startswith("bench ")],
+          "lean: no bench command (%s)" % " / ".join(l for l in hl if l)[:160])
+
+
+def bench_smoke(host, remote):
+    """bench: a short smoke run (the benchmark proper is tests/e2e/bench), its argument
+    checks, and nothing printed on the remote for bench traffic."""
     rm = remote.mark()
     m = run_command(host, "rpmsg_ivshmem bench 16 50", BENCH_STREAM, 60, "bench results")
     hl = host.lines(m)
@@ -709,26 +757,6 @@ def scenario_main(rig, host_dir, remote_dir):
         check(want in host.lines(m), "bench %s refused: %s" % (args, want))
     m = run_command(host, "rpmsg_ivshmem bench 1 2 3", re.escape("bench - Usage:"), 10, "usage text")
     check("bench: wrong parameter count" in host.lines(m), "bench with 3 arguments prints the usage")
-
-    console_clean(remote, "Remote", remote_text_ok)
-
-    # Kill the remote: the next send times out (and a 14-digit count is accepted).
-    log("killing the remote QEMU")
-    rig.stop(remote)
-    m = host.mark()
-    t = time.time()
-    run_command(host, 'rpmsg_ivshmem send "RPMsg over IVSHMEM" 10000000000000',
-                re.escape(TIMED_OUT), 15, "timeout line")
-    elapsed = time.time() - t
-    hl = host.lines(m)
-    check(TIMED_OUT in hl and "Remote side echoed the string back:" not in hl,
-          "remote gone: '%s' after %.1f s" % (TIMED_OUT, elapsed))
-    # A remote of ours beats: once its heartbeat stopped (at most 2 s) the host starts a
-    # fresh session, and the running send, whose echoes cannot come, answers at once.
-    check(elapsed <= 4, "the send ended when the host noticed the silent remote (< 4 s, not 5)")
-    host.pump(0.5)
-    console_clean(host, "Host")
-    return host, remote
 
 
 def remote_status(remote):
@@ -921,9 +949,12 @@ def scenario_c_remote(rig, host_dir, c_remote_elf, consoles):
     m = run_command(host, "rpmsg_ivshmem send", re.escape("send - Usage:"), 10, "usage text")
     check(find_block(host.lines(m), USAGE) >= 0, "wrong parameter count prints the usage")
     exchange_ok(host, remote, "RPMsg over IVSHMEM", 10, "our host + C remote")
-    m = run_command(host, "rpmsg_ivshmem bench", re.escape("bench: the remote"), 10, "bench refusal")
-    want = 'bench: the remote has no "bench" endpoint (it echoes silently); nothing was sent'
-    check(want in host.lines(m), "bench against the C remote: %s" % want)
+    if LEAN:
+        bench_absent(host)
+    else:
+        m = run_command(host, "rpmsg_ivshmem bench", re.escape("bench: the remote"), 10, "bench refusal")
+        want = 'bench: the remote has no "bench" endpoint (it echoes silently); nothing was sent'
+        check(want in host.lines(m), "bench against the C remote: %s" % want)
     m = run_command(host, "rpmsg_ivshmem status", r"stray messages: \d+", 10, "status")
     sl = host.lines(m)
     check(status_value(sl, "link") == "up" and status_value(sl, "errors") == "0",
@@ -1022,7 +1053,13 @@ def print_console(title, g):
 
 
 def cmd_test(args):
-    rig = Rig(args.build_root, args.cmake)
+    global LEAN
+    LEAN = args.lean
+    cmake = args.cmake
+    if LEAN:
+        cmake = (cmake + " -DEXTRA_CONF_FILE=%s" % LEAN_CONF).strip()
+        log("lean configuration: %s" % LEAN_CONF)
+    rig = Rig(args.build_root, cmake)
     ok = False
     skipped = None
     try:
@@ -1141,6 +1178,8 @@ def main():
     t.add_argument("--keep", action="store_true", help="keep the consoles")
     t.add_argument("--consoles", action="store_true",
                    help="print the consoles of the main scenario and of the mixed pairs")
+    t.add_argument("--lean", action="store_true",
+                   help="build and test the lean configuration (lean.conf: no bench, log level ERR)")
     t.add_argument("--only-mixed", action="store_true",
                    help="only the pairs with the C sample's images (OPENAMP_HOST_ELF, OPENAMP_REMOTE_ELF)")
     d = sub.add_parser("demo")

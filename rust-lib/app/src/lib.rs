@@ -95,13 +95,18 @@ pub fn put_parts(out: &mut dyn Text, parts: &[Part<'_>]) {
                 out.put_u64(v.unsigned_abs());
             }
             Part::Signed(v) => out.put_u64(v.unsigned_abs()),
-            Part::Error(e) => {
-                let (prefix, text) = e.texts();
-                out.put(prefix.as_bytes());
-                out.put(text.as_bytes());
-            }
+            Part::Error(e) => put_error(out, e),
         }
     }
+}
+
+/// Appends the `Display` text of `e`. (Not inlined: the table of error texts is walked
+/// in one place of the firmware, whoever logs an error.)
+#[inline(never)]
+pub fn put_error(out: &mut dyn Text, e: Error) {
+    let (prefix, text) = e.texts();
+    out.put(prefix.as_bytes());
+    out.put(text.as_bytes());
 }
 
 /// What the application needs from the platform to drive a node `N` (the host's

@@ -24,7 +24,7 @@ pub struct MessageHeader {
 /// A validated name-service record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NsRecord {
-    /// The name bytes (no NUL, at most 31 bytes, valid UTF-8).
+    /// The name (at most 31 bytes of printable ASCII, no NUL).
     pub name: heapless::String<31>,
     /// The announced endpoint address (never `RPMSG_ADDR_ANY`).
     pub addr: u32,
@@ -123,11 +123,17 @@ pub fn read_ns_record(region: &SharedRegion<'_>, buf: BufferRef, len: u16) -> Re
         .position(|b| *b == 0)
         .ok_or(Error::Peer(PeerFault::BadNameService))?;
     debug_assert!(name_len < RPMSG_NAME_SIZE);
-    let text = core::str::from_utf8(&m.name[..name_len])
-        .map_err(|_| Error::Peer(PeerFault::BadNameService))?;
+    // Printable ASCII, as the names Linux and OpenAMP use: checked byte by byte (no UTF-8
+    // decoder and its tables in the firmware), and no control characters from the peer
+    // in the log lines that quote a name.
     let mut name = heapless::String::new();
-    name.push_str(text)
-        .map_err(|_| Error::Peer(PeerFault::BadNameService))?;
+    for &b in &m.name[..name_len] {
+        if !(b' '..=b'~').contains(&b) {
+            return Err(Error::Peer(PeerFault::BadNameService));
+        }
+        name.push(char::from(b))
+            .map_err(|_| Error::Peer(PeerFault::BadNameService))?;
+    }
     let addr = m.addr.get();
     if addr == RPMSG_ADDR_ANY {
         return Err(Error::Peer(PeerFault::BadNameService));

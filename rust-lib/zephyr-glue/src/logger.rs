@@ -136,7 +136,7 @@ impl Arg for crate::ivshmem::OpenError {
 #[cfg(feature = "engine")]
 impl Arg for rpmsg_engine::Error {
     fn put(&self, line: &mut Line) {
-        rpmsg_app::put_parts(line, &[rpmsg_app::Part::Error(*self)]);
+        rpmsg_app::put_error(line, *self);
     }
 }
 

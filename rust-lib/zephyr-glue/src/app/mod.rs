@@ -123,14 +123,16 @@ impl rpmsg_app::Console for Console<'_> {
     }
 
     /// Logs, then waits until the line is out: the text printed next (the banner after a
-    /// link change) comes after it. Only at link changes and errors, never per message.
+    /// link change) comes after it and after the boot log lines before it, also where
+    /// the line itself is compiled out (log level below INF). Only at link changes and
+    /// errors, never per message.
     fn diag(&mut self, parts: &[rpmsg_app::Part<'_>]) {
         if logger::INFO <= logger::MAX_LEVEL {
             let mut line = logger::Line::new();
             rpmsg_app::put_parts(&mut line, parts);
             logger::write(logger::INFO, &mut line);
-            logger::flush();
         }
+        logger::flush();
     }
 }
 

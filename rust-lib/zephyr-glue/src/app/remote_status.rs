@@ -9,10 +9,13 @@
 //! the shell prints the last copy. Each side holds the critical section only for a copy.
 
 use core::cell::Cell;
+#[cfg(all(CONFIG_RPMSG_IVSHMEM_SHELL, CONFIG_RPMSG_IVSHMEM_REMOTE))]
 use core::ffi::{c_char, c_int, c_void};
 use critical_section::Mutex;
 use rpmsg_app::remote::RemoteApp;
-use rpmsg_app::status::{self, RemoteSnapshot};
+#[cfg(all(CONFIG_RPMSG_IVSHMEM_SHELL, CONFIG_RPMSG_IVSHMEM_REMOTE))]
+use rpmsg_app::status;
+use rpmsg_app::status::RemoteSnapshot;
 use rpmsg_engine::Doorbell;
 
 /// The last status the receive thread published; `None` before its node exists.
@@ -35,15 +38,23 @@ extern "C" fn rpmsg_glue_shell_remote_status(
 ) -> c_int {
     const EIO: c_int = -5;
     let sh = crate::shell::Shell::from_raw(sh);
-    let mut text = crate::FixedBuf::<640>::new();
-    let last = critical_section::with(|cs| LAST.borrow(cs).get());
-    let Some(last) = last else {
-        text.push_bytes(rpmsg_app::text::NOT_READY.as_bytes());
-        text.push_bytes(b"\n");
-        sh.write_bytes(text.as_bytes());
-        return EIO;
+    // The receive thread's console type: the text functions exist once in the image.
+    let mut line = super::Line::new();
+    let mut out = super::Console {
+        line: &mut line,
+        shell: Some(&sh),
     };
-    status::write_remote(&mut text, &last);
-    sh.write_bytes(text.as_bytes());
-    0
+    let last = critical_section::with(|cs| LAST.borrow(cs).get());
+    let result = match last {
+        Some(last) => {
+            status::write_remote(&mut out, &last);
+            0
+        }
+        None => {
+            rpmsg_app::text::line(&mut out, rpmsg_app::text::NOT_READY);
+            EIO
+        }
+    };
+    rpmsg_app::Console::end(&mut out);
+    result
 }
