@@ -253,6 +253,7 @@ shell_entry! {
 /// that published its id, timed like `bench`'s.
 #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 fn doorbell_command(out: &mut Console<'_>, (count, _): Args<'_>) -> c_int {
+    // `bench`'s check of the count (its payload given as 0), with this command's prefix.
     let n = match command::bench_args(Some(&b"0"[..]), count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
         Ok((_, n)) => n,
         Err(e) => {
