@@ -18,7 +18,12 @@ Then, per run and per pair (pairs take turns, so a noisy machine slows all of th
   2. (images that have it) `rpmsg_ivshmem bench <payload> <count>` for each payload
      (default 19 bytes, "RPMsg over IVSHMEM" and its NUL, and 496): the wall time of the
      round-trip phase (Enter to its result line) per round trip, and the guest's own
-     figures (round trips/s, RTT p50/p99/max, streaming messages/s and KB/s).
+     figures (round trips/s, RTT p50/p99/max, streaming messages/s and KB/s);
+  3. (images that have it) `rpmsg_ivshmem doorbell <count>`: a bare doorbell ping-pong
+     with no RPMsg (the host rings the remote's vector 1 and sleeps on its own, the remote
+     rings back), timed like `bench`: the floor of any design that sleeps on the doorbell,
+     whatever its firmware does. Its ratios to our print-free `bench` and to a print-free
+     reference pair's `send` (same run) show how much of a round trip is that floor.
 
 Wall time is what the OpenAMP C sample's reference figures are (issue 7: its driver times
 `send` from Enter to the prompt on the same QEMU and machine). Under icount the guest clock
@@ -67,6 +72,11 @@ RT_LINE = re.compile(
 STREAM_LINE = re.compile(
     r"bench: (\d+) messages of (\d+) bytes streamed, (\d+) in flight: "
     r"(\d+) messages/s, (\d+) KB/s echoed\r*\n")
+DOORBELL_LINE = re.compile(
+    r"doorbell: (\d+) bare round trips on vector 1, no RPMsg: (\d+) round trips/s, "
+    r"RTT p50 (\d+) us, p99 (\d+) us, max (\d+) us\r*\n")
+DOORBELL_END = re.compile(r"doorbell: [^\n]*\n")
+FLOOR = "doorbell ping-pong, no RPMsg (the floor of any design that sleeps on the doorbell)"
 BENCH_END = re.compile(r"bench: no echo[^\n]*\n|bench: invalid[^\n]*\n|bench: the remote[^\n]*\n|"
                        + re.escape(firmware.NOT_READY))
 class FileGuest:
@@ -118,6 +128,7 @@ class Pair:
         with open(self.host_elf, "rb") as f:
             elf = f.read()
         self.has_bench = b"rpmsg_ivshmem bench" in elf
+        self.has_doorbell = b"rpmsg_ivshmem doorbell" in elf
         # A print-free build (e.g. the C sample without its per-message printf): `send`
         # prints no echo blocks; it is timed to the prompt instead.
         self.quiet = b"at message number" not in elf
@@ -253,6 +264,22 @@ def run_bench(host, payload, count):
     }
 
 
+def run_doorbell(host, count):
+    """`rpmsg_ivshmem doorbell <count>`: wall time (Enter to the result line) per round trip,
+    and the guest's own figures."""
+    time.sleep(0.3)
+    t0 = type_then_enter(host, "rpmsg_ivshmem doorbell %d" % count)
+    m = expect_new(host, DOORBELL_END.pattern, 30 + count * 0.02, "doorbell result")
+    t1 = time.monotonic()
+    d = DOORBELL_LINE.match(m.group(0).decode("utf-8", "replace"))
+    if not d:
+        raise Failure("doorbell failed: %r" % m.group(0))
+    wait_prompt(host)
+    return {"wall_ms_per_rt": (t1 - t0) / count * 1e3, "guest_rt_s": int(d.group(2)),
+            "guest_p50_us": int(d.group(3)), "guest_p99_us": int(d.group(4)),
+            "guest_max_us": int(d.group(5))}
+
+
 def cpu_seconds(pid):
     """CPU time of process `pid` so far, in seconds: the run time of all its threads from
     /proc/<pid>/task/*/schedstat (nanoseconds), else utime + stime from /proc/<pid>/stat
@@ -342,6 +369,24 @@ def same_run_ratios(pairs, results):
     return lines
 
 
+def floor_ratios(pairs, results):
+    """Rows of the doorbell ping-pong's share of a round trip, run by run: each of our pairs'
+    floor against its own print-free `bench` of 19 bytes and against each print-free
+    reference pair's `send` of the same runs."""
+    lines = []
+    for our in [p for p in pairs if p.has_doorbell]:
+        floor = [d["wall_ms_per_rt"] for d in results[our.name]["doorbell"]]
+        mine = [b["wall_ms_per_rt"] for b in results[our.name]["bench"].get(19, [])]
+        versus = [("%s bench 19 B" % our.name, mine)]
+        versus += [("%s send" % ref.name, results[ref.name]["send"])
+                   for ref in pairs if ref.quiet and not ref.has_bench]
+        for what, theirs in versus:
+            if floor and theirs:
+                lines.append(row("run by run: %s floor / %s" % (our.name, what),
+                                 [f / t for f, t in zip(floor, theirs)], "x"))
+    return lines
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--build-root", default=os.environ.get("RPMSG_E2E_BUILD"))
@@ -404,7 +449,7 @@ def main():
             log("all pairs idle for %.0f s after link-up" % a.idle)
             idle.append(("after link-up", idle_cpu(pairs, a.idle)))
         for pair in pairs:
-            results[pair.name] = {"send": [], "bench": {n: [] for n in payloads}}
+            results[pair.name] = {"send": [], "bench": {n: [] for n in payloads}, "doorbell": []}
             if a.runs == 0:
                 continue
             # Warm-up.
@@ -412,6 +457,8 @@ def main():
                 run_send(pair.host, 10, pair.quiet)
             if pair.has_bench:
                 run_bench(pair.host, payloads[0], 20)
+            if pair.has_doorbell:
+                run_doorbell(pair.host, 20)
         log("machine: %s" % machine())
         for r in range(a.runs):
             load = os.getloadavg()[0]
@@ -429,6 +476,11 @@ def main():
                         line += " bench %d: %.3f ms/rt, %.0f msgs/s (guest: %d rt/s, p50 %d us, %d msgs/s);" % (
                             n, b["wall_ms_per_rt"], b["wall_stream_msgs_s"], b["guest_rt_s"],
                             b["guest_p50_us"], b["guest_stream_msgs_s"])
+                if pair.has_doorbell:
+                    d = run_doorbell(pair.host, a.count)
+                    results[pair.name]["doorbell"].append(d)
+                    line += " doorbell: %.3f ms/rt (guest p50 %d us);" % (
+                        d["wall_ms_per_rt"], d["guest_p50_us"])
                 log(line)
         if a.idle > 0 and a.runs > 0:
             # The consoles' last lines and deferred logs come out first.
@@ -487,6 +539,16 @@ def main():
                 print(row("%s: bench %d B %s, guest" % (pair.name, n, label), [b[key] for b in rs], unit))
     for line in same_run_ratios(pairs, results):
         print(line)
+    floors = [p for p in pairs if results[p.name]["doorbell"]]
+    if floors:
+        print(FLOOR + ":")
+        for pair in floors:
+            ds = results[pair.name]["doorbell"]
+            print(row("%s: doorbell ping-pong, wall" % pair.name, [d["wall_ms_per_rt"] for d in ds], "ms/rt"))
+            for key, label, unit in (("guest_p50_us", "RTT p50", "us"), ("guest_p99_us", "RTT p99", "us")):
+                print(row("%s: doorbell ping-pong %s, guest" % (pair.name, label), [d[key] for d in ds], unit))
+        for line in floor_ratios(pairs, results):
+            print(line)
     if idle:
         print()
         print("idle CPU per QEMU process over %.0f s, every pair idle at the same time:" % a.idle)

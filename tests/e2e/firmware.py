@@ -39,6 +39,9 @@ BENCH_RT = (r"bench: \d+ round trips of \d+ bytes: \d+ round trips/s, "
             r"RTT p50 \d+ us, p99 \d+ us, max \d+ us")
 BENCH_STREAM = (r"bench: \d+ messages of \d+ bytes streamed, \d+ in flight: "
                 r"\d+ messages/s, \d+ KB/s echoed")
+# `rpmsg_ivshmem doorbell`'s result line: the bare doorbell ping-pong, no RPMsg.
+DOORBELL_RT = (r"doorbell: \d+ bare round trips on vector 1, no RPMsg: \d+ round trips/s, "
+               r"RTT p50 \d+ us, p99 \d+ us, max \d+ us")
 TIMED_OUT = "Remote side response timed out!"
 # The end of both banners: the C sample's images print only this part (its README
 # shows "Hello <board> - " before it, as our images print it).
@@ -757,6 +760,25 @@ def bench_smoke(host, remote):
         check(want in host.lines(m), "bench %s refused: %s" % (args, want))
     m = run_command(host, "rpmsg_ivshmem bench 1 2 3", re.escape("bench - Usage:"), 10, "usage text")
     check("bench: wrong parameter count" in host.lines(m), "bench with 3 arguments prints the usage")
+    check_doorbell(host, remote)
+
+
+def check_doorbell(host, remote):
+    """`rpmsg_ivshmem doorbell`: a short bare doorbell ping-pong (no RPMsg: the remote
+    prints nothing), and its argument check."""
+    rm = remote.mark()
+    m = run_command(host, "rpmsg_ivshmem doorbell 50", DOORBELL_RT + "|doorbell: no", 30,
+                    "doorbell result")
+    dl = [l for l in host.lines(m) if l.startswith("doorbell:")]
+    check(len(dl) == 1 and re.fullmatch(DOORBELL_RT, dl[0]) is not None
+          and dl[0].startswith("doorbell: 50 bare round trips on vector 1, no RPMsg: "),
+          "doorbell 50: %s" % dl)
+    remote.pump(0.3)
+    check("Host side sent a string:" not in remote.lines(rm), "doorbell: the remote printed nothing")
+    want = 'doorbell: invalid number of round trips "0": expected a whole number from 1 to 2000'
+    m = run_command(host, "rpmsg_ivshmem doorbell 0", re.escape("doorbell: invalid"), 10,
+                    "doorbell argument error")
+    check(want in host.lines(m), "doorbell 0 refused: %s" % want)
 
 
 def remote_status(remote):

@@ -123,6 +123,11 @@ pub fn bench_round_trips(out: &mut impl Text, n: u64, size: usize, per_s: u64, r
     out.put(b" round trips of ");
     out.put_u64(size as u64);
     out.put(b" bytes: ");
+    rate_and_rtt(out, per_s, rtt_us);
+}
+
+/// `X round trips/s, RTT p50 X us, p99 X us, max X us` and the newline.
+fn rate_and_rtt(out: &mut impl Text, per_s: u64, rtt_us: [u64; 3]) {
     out.put_u64(per_s);
     out.put(b" round trips/s, RTT p50 ");
     out.put_u64(rtt_us[0]);
@@ -132,6 +137,28 @@ pub fn bench_round_trips(out: &mut impl Text, n: u64, size: usize, per_s: u64, r
     out.put_u64(rtt_us[2]);
     out.put(b" us\n");
 }
+
+/// The firmware host's `doorbell` (a bare doorbell ping-pong, no RPMsg): its result line,
+/// in `bench`'s words; `rtt_us`: p50, p99, max.
+pub fn doorbell_round_trips(out: &mut impl Text, n: u64, per_s: u64, rtt_us: [u64; 3]) {
+    out.put(b"doorbell: ");
+    out.put_u64(n);
+    out.put(b" bare round trips on vector 1, no RPMsg: ");
+    rate_and_rtt(out, per_s, rtt_us);
+}
+
+/// `doorbell`: round trip `i` (from 1) got no answer within `ms`.
+pub fn doorbell_timed_out(out: &mut impl Text, i: u64, ms: u64) {
+    out.put(b"doorbell: no answer to round trip ");
+    out.put_u64(i);
+    out.put(b" within ");
+    out.put_u64(ms);
+    out.put(b" ms (is the remote ours, built with CONFIG_RPMSG_IVSHMEM_BENCH?); stopped\n");
+}
+
+/// `doorbell` while the remote has published no ivshmem id (not linked, or not ours).
+pub const DOORBELL_NO_PEER: &str =
+    "doorbell: no remote of ours linked (none published its ivshmem id); nothing rung";
 
 /// `bench`'s streaming line.
 pub fn bench_stream(out: &mut impl Text, n: u64, window: u32, size: usize, msgs_s: u64, kb_s: u64) {

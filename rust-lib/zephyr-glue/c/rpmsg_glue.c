@@ -10,10 +10,10 @@
  * - Console text without log prefixes (shell when active, printk otherwise).
  * - The host's `rpmsg_ivshmem send <string> <number of messages>` shell command,
  *   with mandatory arguments so Zephyr's shell itself prints the usage on a wrong
- *   count, `rpmsg_ivshmem bench [payload] [count]` and `rpmsg_ivshmem status`; the
- *   remote's `rpmsg_ivshmem status` (CONFIG_RPMSG_IVSHMEM_REMOTE). Their handlers
- *   are Rust (rpmsg_glue_shell_send / _bench / _status / _remote_status in the
- *   glue crate).
+ *   count, `rpmsg_ivshmem bench [payload] [count]`, `rpmsg_ivshmem doorbell [count]`
+ *   and `rpmsg_ivshmem status`; the remote's `rpmsg_ivshmem status`
+ *   (CONFIG_RPMSG_IVSHMEM_REMOTE). Their handlers are Rust (rpmsg_glue_shell_send /
+ *   _bench / _doorbell / _status / _remote_status in the glue crate).
  * - A receive thread defined here (K_THREAD_DEFINE, not started) whose entry is
  *   Rust; Rust starts it with rpmsg_glue_rx_thread_start().
  *
@@ -162,6 +162,56 @@ void rpmsg_glue_doorbell_raise(uint32_t mask)
 		}
 	}
 }
+
+#ifdef CONFIG_RPMSG_IVSHMEM_BENCH
+/* The host's `rpmsg_ivshmem doorbell` (a bare doorbell ping-pong, no RPMsg): doorbells on
+ * its vector go to a signal of their own, which rpmsg_glue_doorbell_wait (the receive
+ * thread's wait) leaves alone, so neither takes the other's doorbells. One vector.
+ */
+static struct k_poll_signal own_signal;
+static bool own_registered;
+
+/* Route doorbells on `vector` (not one given to rpmsg_glue_ivshmem_register_handler) to
+ * rpmsg_glue_doorbell_own_wait. Idempotent.
+ */
+int rpmsg_glue_doorbell_own(uint16_t vector)
+{
+	int ret;
+
+	if (vector >= RPMSG_GLUE_VECTORS || doorbell_registered[vector]) {
+		return -EINVAL;
+	}
+	if (own_registered) {
+		return 0;
+	}
+	k_poll_signal_init(&own_signal);
+	ret = ivshmem_register_handler(ivshmem_dev, &own_signal, vector);
+	own_registered = ret == 0;
+	return ret;
+}
+
+/* Wait for a doorbell on that vector. timeout_ms < 0: forever; 0: just check (and
+ * forget). Returns 0 when it rang, -EAGAIN on timeout, -ENODEV if not routed.
+ */
+int rpmsg_glue_doorbell_own_wait(int32_t timeout_ms)
+{
+	struct k_poll_event event;
+	unsigned int signaled;
+	int result;
+
+	if (!own_registered) {
+		return -ENODEV;
+	}
+	k_poll_event_init(&event, K_POLL_TYPE_SIGNAL, K_POLL_MODE_NOTIFY_ONLY, &own_signal);
+	(void)k_poll(&event, 1, timeout_ms < 0 ? K_FOREVER : K_MSEC(timeout_ms));
+	k_poll_signal_check(&own_signal, &signaled, &result);
+	if (!signaled) {
+		return -EAGAIN;
+	}
+	k_poll_signal_reset(&own_signal);
+	return 0;
+}
+#endif
 
 /* ---- time --------------------------------------------------------------------- */
 
@@ -314,6 +364,7 @@ extern int rpmsg_glue_shell_send(const struct shell *sh, size_t argc, char **arg
 extern int rpmsg_glue_shell_status(const struct shell *sh, size_t argc, char **argv);
 #ifdef CONFIG_RPMSG_IVSHMEM_BENCH
 extern int rpmsg_glue_shell_bench(const struct shell *sh, size_t argc, char **argv);
+extern int rpmsg_glue_shell_doorbell(const struct shell *sh, size_t argc, char **argv);
 #endif
 
 /* mandatory = 3 ("send", <string>, <count>), optional = 0: on any other count
@@ -330,6 +381,11 @@ SHELL_STATIC_SUBCMD_SET_CREATE(rpmsg_ivshmem_cmds,
 		      "Usage: rpmsg_ivshmem bench [payload bytes 0-496, default 496] "
 		      "[round trips 1-2000, default 1000]",
 		      rpmsg_glue_shell_bench, 1, 2),
+	/* mandatory = 1 ("doorbell"), optional = 1 (count). */
+	SHELL_CMD_ARG(doorbell, NULL,
+		      "Usage: rpmsg_ivshmem doorbell [round trips 1-2000, default 1000] "
+		      "(bare doorbell ping-pong on vector 1, no RPMsg)",
+		      rpmsg_glue_shell_doorbell, 1, 1),
 #endif
 	SHELL_CMD_ARG(status, NULL, RPMSG_GLUE_STATUS_HELP, rpmsg_glue_shell_status, 1, 0),
 	SHELL_SUBCMD_SET_END);

@@ -11,6 +11,10 @@ extern "C" {
     pub fn rpmsg_glue_ivshmem_register_handler(vector: u16) -> c_int;
     pub fn rpmsg_glue_doorbell_wait(timeout_ms: i32) -> c_int;
     pub fn rpmsg_glue_doorbell_raise(mask: u32);
+    #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+    pub fn rpmsg_glue_doorbell_own(vector: u16) -> c_int;
+    #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+    pub fn rpmsg_glue_doorbell_own_wait(timeout_ms: i32) -> c_int;
 
     pub fn rpmsg_glue_cycles() -> u64;
     pub fn rpmsg_glue_cycles_per_sec() -> u32;

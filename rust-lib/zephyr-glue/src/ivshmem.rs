@@ -97,6 +97,29 @@ impl Ivshmem {
         unsafe { ffi::rpmsg_glue_doorbell_raise(mask) }
     }
 
+    /// Routes doorbells on `vector` (one not given to [`Ivshmem::enable_doorbell`]) to
+    /// [`Ivshmem::wait_own_doorbell`] alone: [`Ivshmem::wait_doorbell`] never takes them.
+    /// For one vector (the host's bare doorbell ping-pong); idempotent.
+    #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+    pub fn own_doorbell(&self, vector: u16) -> Result<(), Errno> {
+        // SAFETY: plain call into the C shim.
+        check(unsafe { ffi::rpmsg_glue_doorbell_own(vector) })
+    }
+
+    /// Waits up to `timeout_ms` (0: only checks) for a doorbell on the vector of
+    /// [`Ivshmem::own_doorbell`]: `Ok(true)` if it rang (several rings before one wait give
+    /// one), `Ok(false)` on timeout.
+    #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+    pub fn wait_own_doorbell(&self, timeout_ms: u32) -> Result<bool, Errno> {
+        let t = timeout_ms.min(i32::MAX as u32) as i32;
+        // SAFETY: plain call into the C shim.
+        match unsafe { ffi::rpmsg_glue_doorbell_own_wait(t) } {
+            0 => Ok(true),
+            -11 /* EAGAIN */ => Ok(false),
+            r => Err(Errno(r)),
+        }
+    }
+
     /// Wait for a doorbell on any enabled vector. `timeout_ms`: `None` waits
     /// forever, `Some(0)` only checks. Returns the bit mask of the vectors that
     /// rang, or `None` on timeout. Several rings before one wait give one wake-up.

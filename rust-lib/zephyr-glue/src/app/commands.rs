@@ -1,9 +1,12 @@
-//! The host's `rpmsg_ivshmem send`, `bench` and `status` shell commands (compiled with
-//! CONFIG_RPMSG_IVSHMEM_SHELL, `bench` with CONFIG_RPMSG_IVSHMEM_BENCH, as their
-//! registration in c/rpmsg_glue.c): `rpmsg-app`'s
-//! commands on the node the receive thread shares ([`STATE`]).
+//! The host's `rpmsg_ivshmem send`, `bench`, `doorbell` and `status` shell commands
+//! (compiled with CONFIG_RPMSG_IVSHMEM_SHELL, `bench` and `doorbell` with
+//! CONFIG_RPMSG_IVSHMEM_BENCH, as their registration in c/rpmsg_glue.c): `rpmsg-app`'s
+//! commands on the node the receive thread shares ([`STATE`]), and `doorbell`, a bare
+//! doorbell ping-pong with no RPMsg (the floor of any design that sleeps on the doorbell).
 
 use super::host::{App, STATE};
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+use super::BARE_DOORBELL_VECTOR;
 use super::{ms_left, spin_cycles, Console, Line, MAX_PAYLOAD, SILENT_PEER_POLL_MS};
 use crate::ivshmem::Ivshmem;
 use crate::shell::{self, Shell};
@@ -21,6 +24,11 @@ use rpmsg_app::{command, status, text, Port};
 #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
 /// Most round trips one `bench` measures (the samples live in a static array).
 pub const BENCH_MAX_COUNT: u64 = 2_000;
+
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+/// How long `doorbell` waits for each answer (a remote of ours answers within
+/// milliseconds; one without the answer, never).
+pub const DOORBELL_TIMEOUT_MS: u32 = 1_000;
 
 const EINVAL: c_int = -22;
 const EAGAIN: c_int = -11;
@@ -195,13 +203,14 @@ shell_entry! {
     rpmsg_glue_shell_bench => bench_command
 }
 
-/// `bench` proper, on the shell's console.
+/// Runs `f` with the first `n` of [`SAMPLES`] (`bench`'s and `doorbell`'s), or says that
+/// one of them already runs.
 #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
-fn bench_command(out: &mut Console<'_>, (payload, count): Args<'_>) -> c_int {
-    let (size, n) = match command::bench_args(payload, count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
-        Ok(args) => args,
-        Err(e) => return refuse(out, e),
-    };
+fn with_samples(
+    out: &mut Console<'_>,
+    n: u64,
+    f: impl FnOnce(&mut Console<'_>, &mut [u32]) -> c_int,
+) -> c_int {
     if BENCH_BUSY.swap(true, Ordering::Acquire) {
         text::line(out, text::BENCH_BUSY);
         rpmsg_app::Console::end(out);
@@ -209,16 +218,107 @@ fn bench_command(out: &mut Console<'_>, (payload, count): Args<'_>) -> c_int {
     }
     // SAFETY: BENCH_BUSY is ours until the store below; nobody else touches SAMPLES.
     let samples = unsafe { &mut (&mut *SAMPLES.0.get())[..n as usize] };
-    let port = &mut command_port();
-    let outcome = bench::run(port, out, size, samples);
-    hand_back(port);
+    let result = f(out, samples);
     BENCH_BUSY.store(false, Ordering::Release);
-    match outcome {
-        BenchOutcome::Done => 0,
-        BenchOutcome::NotReady => EAGAIN,
-        BenchOutcome::NoEndpoint | BenchOutcome::BadEchoes => EIO,
-        BenchOutcome::TimedOut => ETIMEDOUT,
+    result
+}
+
+/// `bench` proper, on the shell's console.
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+fn bench_command(out: &mut Console<'_>, (payload, count): Args<'_>) -> c_int {
+    let (size, n) = match command::bench_args(payload, count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
+        Ok(args) => args,
+        Err(e) => return refuse(out, e),
+    };
+    with_samples(out, n, |out, samples| {
+        let port = &mut command_port();
+        let outcome = bench::run(port, out, size, samples);
+        hand_back(port);
+        match outcome {
+            BenchOutcome::Done => 0,
+            BenchOutcome::NotReady => EAGAIN,
+            BenchOutcome::NoEndpoint | BenchOutcome::BadEchoes => EIO,
+            BenchOutcome::TimedOut => ETIMEDOUT,
+        }
+    })
+}
+
+shell_entry! {
+    /// `rpmsg_ivshmem doorbell [count]`: bare doorbell round trips, no RPMsg.
+    #[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+    rpmsg_glue_shell_doorbell => doorbell_command
+}
+
+/// `doorbell` proper: `count` (default 1000) round trips of [`ping_pong`] with the remote
+/// that published its id, timed like `bench`'s.
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+fn doorbell_command(out: &mut Console<'_>, (count, _): Args<'_>) -> c_int {
+    // `bench`'s check of the count (its payload given as 0), with this command's prefix.
+    let n = match command::bench_args(Some(&b"0"[..]), count, MAX_PAYLOAD, BENCH_MAX_COUNT) {
+        Ok((_, n)) => n,
+        Err(e) => {
+            rpmsg_app::Text::put(out, b"doorbell: ");
+            e.write(out);
+            text::line(out, "");
+            rpmsg_app::Console::end_error(out);
+            return EINVAL;
+        }
+    };
+    let linked = STATE.with(|s| (s.node.doorbell().device(), s.node.published_peer_id()));
+    let Some((shm, Some(peer))) = linked else {
+        text::line(out, text::DOORBELL_NO_PEER);
+        rpmsg_app::Console::end(out);
+        return EAGAIN;
+    };
+    if let Err(e) = shm.own_doorbell(BARE_DOORBELL_VECTOR) {
+        crate::logger::error!("host: doorbell: cannot route vector 1: ", e);
+        return EIO;
     }
+    with_samples(out, n, |out, samples| {
+        let result = ping_pong(shm, peer, samples);
+        match result {
+            Ok(total) => doorbell_figures(out, samples, total),
+            Err(i) => text::doorbell_timed_out(out, i + 1, u64::from(DOORBELL_TIMEOUT_MS)),
+        }
+        rpmsg_app::Console::end(out);
+        if result.is_ok() {
+            0
+        } else {
+            ETIMEDOUT
+        }
+    })
+}
+
+/// Rings vector [`BARE_DOORBELL_VECTOR`] of `peer` and sleeps on ours until it rings back
+/// (the remote's receive thread does), `samples.len()` times; each round trip's time
+/// (cycles) goes to `samples`. The total time, or `Err(i)`: round trip `i` got no answer
+/// within [`DOORBELL_TIMEOUT_MS`].
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+fn ping_pong(shm: Ivshmem, peer: u16, samples: &mut [u32]) -> Result<u64, u64> {
+    // A late answer to an earlier run that timed out would end the first round trip early.
+    let _ = shm.wait_own_doorbell(0);
+    let start = cycles();
+    for (i, sample) in samples.iter_mut().enumerate() {
+        let t0 = cycles();
+        let answered = shm
+            .notify(u32::from(peer), BARE_DOORBELL_VECTOR)
+            .and_then(|()| shm.wait_own_doorbell(DOORBELL_TIMEOUT_MS));
+        if answered != Ok(true) {
+            return Err(i as u64);
+        }
+        *sample = (cycles() - t0).min(u64::from(u32::MAX)) as u32;
+    }
+    Ok(cycles() - start)
+}
+
+/// `doorbell`'s result line from its samples and total time (cycles).
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+fn doorbell_figures(out: &mut Console<'_>, samples: &mut [u32], total: u64) {
+    let n = samples.len() as u64;
+    let per_s = n * u64::from(time::cycles_per_sec()) / total.max(1);
+    bench::sort(samples);
+    let rtt = [50, 99, 100].map(|p| time::cycles_to_us(u64::from(bench::percentile(samples, p))));
+    text::doorbell_round_trips(out, n, per_s, rtt);
 }
 
 shell_entry! {

@@ -40,6 +40,12 @@ pub const SILENT_PEER_POLL_MS: u32 = 1;
 /// of a burst comes within this, and an idle link costs no more than with our host.
 pub const SILENT_PEER_WINDOW_US: u64 = 250_000;
 
+/// The vector of the host's `rpmsg_ivshmem doorbell`, a bare doorbell ping-pong with no
+/// RPMsg (CONFIG_RPMSG_IVSHMEM_BENCH): the remote rings it back at once. RPMsg rings
+/// vector 0.
+#[cfg(CONFIG_RPMSG_IVSHMEM_BENCH)]
+pub(crate) const BARE_DOORBELL_VECTOR: u16 = 1;
+
 /// The board in the banners.
 pub(crate) const BOARD: &str = zephyr::kconfig::CONFIG_BOARD;
 
